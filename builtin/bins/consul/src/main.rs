@@ -1,0 +1,2 @@
+//! confd-database-consul
+fn main() {}

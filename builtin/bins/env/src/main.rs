@@ -1,0 +1,2 @@
+//! confd-database-env
+fn main() {}

@@ -1,0 +1,2 @@
+//! confd-database-etcd
+fn main() {}

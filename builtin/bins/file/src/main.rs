@@ -1,0 +1,2 @@
+//! confd-database-file
+fn main() {}

@@ -1,0 +1,2 @@
+//! confd-database-redis
+fn main() {}

@@ -1,0 +1,1 @@
+//! confd-builtin-consul (placeholder until its issue lands).

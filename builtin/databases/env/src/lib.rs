@@ -1,0 +1,1 @@
+//! confd-builtin-env (placeholder until its issue lands).

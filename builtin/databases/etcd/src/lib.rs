@@ -1,0 +1,1 @@
+//! confd-builtin-etcd (placeholder until its issue lands).

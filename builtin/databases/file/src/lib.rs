@@ -1,0 +1,1 @@
+//! confd-builtin-file (placeholder until its issue lands).

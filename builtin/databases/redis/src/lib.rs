@@ -1,0 +1,1 @@
+//! confd-builtin-redis (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! confd-core (placeholder until its issue lands).

@@ -1,0 +1,2 @@
+//! confd-database-memory
+fn main() {}

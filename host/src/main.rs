@@ -1,0 +1,2 @@
+//! confd
+fn main() {}

@@ -1,0 +1,1 @@
+//! confd-integration (placeholder until its issue lands).

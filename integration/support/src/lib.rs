@@ -1,0 +1,1 @@
+//! confd-test-support (placeholder until its issue lands).

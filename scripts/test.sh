@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with only Rust: installs what the tests need, builds, tests,
+# then runs the conformance cases recorded from the original confd when ../shared/conformance exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-debian.sh test
+export CARGO_TERM_COLOR=never INSTA_UPDATE=no
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
+
+conformance=../shared/conformance/run.sh
+if [ -f "$conformance" ]; then
+    echo "== conformance (cases recorded from the original Go confd)"
+    bash "$conformance" target/debug/confd
+fi

@@ -1,0 +1,17 @@
+//! Generates the gRPC stubs from `proto/` with protox, so a build needs no `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let files = [
+        root.join("confd/plugin/v1/database.proto"),
+        root.join("plugin/grpc_controller.proto"),
+        root.join("plugin/grpc_stdio.proto"),
+        root.join("plugin/grpc_broker.proto"),
+    ];
+    let fds = protox::compile(&files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

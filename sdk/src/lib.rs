@@ -1,0 +1,30 @@
+//! The confd plugin SDK: everything a database plugin author needs, and the
+//! host-side client that runs plugins.
+//!
+//! A plugin implements [`Database`] and calls [`serve`] from `main`:
+//!
+//! ```no_run
+//! # use confd_sdk::{Database, Error, Config};
+//! # use std::collections::BTreeMap;
+//! # #[derive(Default)] struct Memory;
+//! # #[confd_sdk::async_trait]
+//! # impl Database for Memory {
+//! #   async fn configure(&self, _c: Config) -> Result<(), Error> { Ok(()) }
+//! #   async fn get_values(&self, _k: &[String]) -> Result<BTreeMap<String, String>, Error> { Ok(BTreeMap::new()) }
+//! #   async fn watch_prefix(&self, _p: &str, _k: &[String], i: u64) -> Result<u64, Error> { Ok(i) }
+//! # }
+//! fn main() {
+//!     confd_sdk::serve(confd_sdk::ServeOpts::new("memory", Memory::default));
+//! }
+//! ```
+//!
+//! The wire protocol is HashiCorp go-plugin's gRPC flavour, so a plugin built
+//! with this crate loads in a Go go-plugin host and a Go plugin loads in the
+//! confd host. The protobuf types never leave this crate.
+
+mod database;
+mod error;
+
+pub use async_trait::async_trait;
+pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
+pub use error::{Error, ErrorKind};

@@ -1,0 +1,1 @@
+//! confd-template (placeholder until its issue lands).
