@@ -22,9 +22,23 @@
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
 //! confd host. The protobuf types never leave this crate.
 
+mod client;
+pub mod config;
 mod database;
 mod error;
+mod handshake;
+mod hclog;
+mod proto;
+mod serve;
 
 pub use async_trait::async_trait;
 pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
+pub use client::{ClientOptions, PluginClient, PluginCommand, PluginError};
 pub use error::{Error, ErrorKind};
+pub use handshake::{
+    APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,
+    MAGIC_COOKIE_VALUE,
+};
+#[doc(hidden)]
+pub use serve::{HandshakeOut, ServeError, serve_until_shutdown};
+pub use serve::{ServeOpts, serve};

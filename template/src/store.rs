@@ -4,6 +4,7 @@
 //! built, so one render can share it between threads without locking.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -27,30 +28,29 @@ pub enum StoreError {
     BadPattern(String),
 }
 
-/// The key store of one render.
+/// The key store of one render. Cloning is cheap (the map is shared), so an engine can hold on
+/// to the store for the length of a render.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    map: BTreeMap<String, String>,
+    map: Arc<BTreeMap<String, String>>,
 }
 
 impl From<BTreeMap<String, String>> for Store {
     fn from(map: BTreeMap<String, String>) -> Self {
-        Store { map }
+        Store::new(map)
     }
 }
 
 impl FromIterator<(String, String)> for Store {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        Store {
-            map: iter.into_iter().collect(),
-        }
+        Store::new(iter.into_iter().collect())
     }
 }
 
 impl Store {
     /// Builds a store from keys relative to the resource prefix.
     pub fn new(map: BTreeMap<String, String>) -> Self {
-        Store { map }
+        Store { map: Arc::new(map) }
     }
 
     /// All keys and values, sorted by key.
@@ -100,7 +100,7 @@ impl Store {
     pub fn gets(&self, pattern: &str) -> Result<Vec<KvPair>, StoreError> {
         validate_pattern(pattern).map_err(|()| StoreError::BadPattern(pattern.to_string()))?;
         let mut out = Vec::new();
-        for (k, v) in &self.map {
+        for (k, v) in self.map.iter() {
             if path_match(pattern, k).map_err(|()| StoreError::BadPattern(pattern.to_string()))? {
                 out.push(KvPair {
                     key: k.clone(),

@@ -85,6 +85,7 @@ func main() {
 	flag.Var(&keys, "key", "key for GetValues and WatchPrefix (repeatable)")
 	prefix := flag.String("prefix", "/", "WatchPrefix prefix")
 	waitIndex := flag.Uint64("wait-index", 1, "WatchPrefix wait_index")
+	watchOptional := flag.Bool("watch-optional", false, "report an Unimplemented WatchPrefix as not offered instead of failing (for stores that cannot watch)")
 	startTimeout := flag.Duration("start-timeout", 20*time.Second, "time allowed for the plugin's handshake")
 	callTimeout := flag.Duration("call-timeout", 10*time.Second, "deadline for each call")
 	logLevel := flag.String("log-level", "debug", "host log level (trace, debug, info, warn, error)")
@@ -181,10 +182,14 @@ func main() {
 	event, err := stream.Recv()
 	// One event is all a watch call promises; cancelling ends the stream.
 	cancel()
-	if err != nil {
+	switch {
+	case *watchOptional && status.Code(err) == codes.Unimplemented:
+		emit(map[string]interface{}{"step": "watch_prefix", "offered": false, "message": status.Convert(err).Message()})
+	case err != nil:
 		fail("watch_prefix", err)
+	default:
+		emit(map[string]interface{}{"step": "watch_prefix", "offered": true, "index": event.Index})
 	}
-	emit(map[string]interface{}{"step": "watch_prefix", "index": event.Index})
 
 	ctx, cancel = context.WithTimeout(context.Background(), *callTimeout)
 	info, err := db.Info(ctx, &pluginv1.InfoRequest{})

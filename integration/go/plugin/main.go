@@ -5,10 +5,16 @@
 // Configure stores every setting whose key starts with "/" as a store key;
 // any other setting is refused with InvalidArgument. Info is deliberately
 // left unimplemented: the host must treat that as "not offered".
+//
+// Usage: confd-interop-plugin [-expect-cookie VALUE]
+// -expect-cookie makes the plugin expect another magic cookie value, as a
+// plugin of another application would; tests use it to prove that a host
+// reports the plugin's refusal clearly.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -106,13 +112,15 @@ func main() {
 		Output:     os.Stderr,
 		JSONFormat: true,
 	})
-	if len(os.Args) > 1 {
-		// A plugin takes no arguments; saying so beats silently ignoring them.
-		fmt.Fprintf(os.Stderr, "confd-interop-plugin takes no arguments, got %q\n", os.Args[1:])
+	cookie := flag.String("expect-cookie", shared.CookieValue, "magic cookie value this plugin expects")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		// Saying so beats silently ignoring arguments a host passed by mistake.
+		fmt.Fprintf(os.Stderr, "confd-interop-plugin takes no positional arguments, got %q\n", flag.Args())
 		os.Exit(2)
 	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: shared.Handshake(shared.CookieValue),
+		HandshakeConfig: shared.Handshake(*cookie),
 		Plugins: map[string]plugin.Plugin{
 			shared.PluginName: &shared.DatabasePlugin{Impl: &memory{log: logger}},
 		},

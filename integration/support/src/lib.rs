@@ -1,1 +1,22 @@
-//! confd-test-support (placeholder until its issue lands).
+//! Test infrastructure shared by confd's test suites: real etcd and redis
+//! servers on free loopback ports, and an in-process Consul KV emulator.
+//!
+//! Server binaries come from Debian packages (`etcd-server`, `redis-server`).
+//! When one is missing, [`EtcdServer::start`] and [`RedisServer::start`]
+//! return `None` after printing a loud skip notice, except under `CI=true`,
+//! where they panic: CI must never silently skip a backend.
+//!
+//! [`workspace_bin`] builds a workspace package once per test process and
+//! returns the path of one of its executables.
+
+mod bins;
+mod consul;
+mod etcd;
+mod process;
+mod redis;
+
+pub use bins::{profile_dir, workspace_bin, workspace_root};
+pub use consul::ConsulEmulator;
+pub use etcd::EtcdServer;
+pub use process::{free_port, require_binary};
+pub use redis::{RedisOptions, RedisServer};

@@ -1,1 +1,358 @@
-//! confd-builtin-env (placeholder until its issue lands).
+//! The `env` database: confd keys read from the process environment, so a
+//! container can be configured with nothing but environment variables.
+//!
+//! # Key mapping (as confd does it)
+//!
+//! A requested key becomes a variable-name prefix: drop the leading `/`,
+//! replace every `/` with `_`, upper-case it (`/database/host` →
+//! `DATABASE_HOST`). Every variable whose name is that prefix, or starts with
+//! it followed by `_`, is returned under `/` + its lower-cased name with each
+//! `_` turned into `/`, path-cleaned (`DATABASE_HOST_PORT` →
+//! `/database/host/port`, `DB__X` → `/db/x`).
+//!
+//! The `_` boundary is this project's choice: confd matched a plain string
+//! prefix, so `/database/host` also picked up `DATABASE_HOSTNAME`. The match is
+//! made on variable names, not on the returned keys, because the mapping is
+//! lossy: `/my_app` reads `MY_APP_COLOR` and returns it as `/my/app/color`,
+//! which confd users rely on (conformance case 06). The key `/` returns every
+//! variable. When several variables map to one key (`APP_DB_HOST`,
+//! `APP_db_host`), the smallest name in byte order wins, which is the
+//! canonical upper-case spelling when there is one.
+//!
+//! # Settings
+//!
+//! None. `configure` accepts an empty map and rejects any key.
+//!
+//! # Watching
+//!
+//! Not offered: the environment of a running process does not change, so
+//! `watch_prefix` returns `Unimplemented` with a message telling the user to
+//! use `--onetime` or `--interval`.
+
+use std::collections::BTreeMap;
+
+use confd_sdk::{Config, Database, DatabaseInfo, Error};
+
+/// The name this database is registered under (`--backend env`).
+pub const NAME: &str = "env";
+
+/// The settings this database understands, for `--help`-style listings.
+pub const SETTINGS_DOC: &str = "env takes no settings";
+
+/// The message `watch_prefix` fails with.
+pub const WATCH_UNSUPPORTED: &str = "the env backend cannot watch: environment variables do not \
+                                     change while confd runs; use --onetime or --interval";
+
+/// The settings map as the SDK decoder sees it: no keys at all.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
+/// Where the variables come from: the live process environment, or a fixed
+/// list (tests, and embedders that want to feed their own).
+#[derive(Debug, Clone, Default)]
+enum Source {
+    #[default]
+    Process,
+    Fixed(Vec<(String, String)>),
+}
+
+/// The `env` database. Cheap to create; holds no state besides its source.
+#[derive(Debug, Clone, Default)]
+pub struct EnvDatabase {
+    source: Source,
+}
+
+/// Creates the database reading the process environment (what `serve` runs).
+pub fn database() -> EnvDatabase {
+    EnvDatabase::default()
+}
+
+impl EnvDatabase {
+    /// A database that reads the given variables instead of the process
+    /// environment.
+    pub fn with_vars<I, K, V>(vars: I) -> EnvDatabase
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        EnvDatabase {
+            source: Source::Fixed(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        match &self.source {
+            Source::Fixed(vars) => vars.clone(),
+            Source::Process => std::env::vars_os()
+                .filter_map(|(name, value)| match name.into_string() {
+                    // A name that is not UTF-8 cannot be asked for by any key.
+                    Ok(name) => Some((name, value.to_string_lossy().into_owned())),
+                    Err(name) => {
+                        tracing::debug!(?name, "skipping a variable whose name is not UTF-8");
+                        None
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[confd_sdk::async_trait]
+impl Database for EnvDatabase {
+    async fn configure(&self, config: Config) -> Result<(), Error> {
+        let Settings {} = confd_sdk::config::decode(&config)?;
+        Ok(())
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        Ok(lookup(self.vars(), keys))
+    }
+
+    async fn watch_prefix(
+        &self,
+        _prefix: &str,
+        _keys: &[String],
+        _wait_index: u64,
+    ) -> Result<u64, Error> {
+        Err(Error::unimplemented(WATCH_UNSUPPORTED))
+    }
+
+    async fn info(&self) -> Result<DatabaseInfo, Error> {
+        Ok(DatabaseInfo {
+            name: NAME.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: Vec::new(),
+        })
+    }
+}
+
+/// Selects the variables the keys ask for and maps them to store keys.
+fn lookup(mut vars: Vec<(String, String)>, keys: &[String]) -> BTreeMap<String, String> {
+    let prefixes: Vec<String> = keys.iter().map(|k| key_to_name(k)).collect();
+    // Descending name order with overwrite: the smallest name mapping to a
+    // key is inserted last and wins (see the crate docs).
+    vars.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut out = BTreeMap::new();
+    for (name, value) in vars {
+        if prefixes.iter().any(|p| name_matches(&name, p)) {
+            out.insert(name_to_key(&name), value);
+        }
+    }
+    out
+}
+
+/// `/database/host` → `DATABASE_HOST`. The key is normalised first: a
+/// trailing `/*` or `/` is dropped and repeated slashes collapse, so `/db/`
+/// and `/db/*` ask for `DB` like `/db` does.
+pub fn key_to_name(key: &str) -> String {
+    let key = key.strip_suffix("/*").unwrap_or(key);
+    let cleaned = clean_path(&format!("/{key}"));
+    cleaned
+        .strip_prefix('/')
+        .unwrap_or(&cleaned)
+        .replace('/', "_")
+        .to_uppercase()
+}
+
+/// `DATABASE_HOST_PORT` → `/database/host/port` (confd's `clean`).
+pub fn name_to_key(name: &str) -> String {
+    clean_path(&format!("/{}", name.to_lowercase().replace('_', "/")))
+}
+
+/// Whether a variable is the prefix itself or lies below it (`_` boundary).
+fn name_matches(name: &str, prefix: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    match name.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('_'),
+        None => false,
+    }
+}
+
+/// Go's `path.Clean` for rooted paths: collapse `//`, drop `.`, resolve `..`,
+/// no trailing slash.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            seg => parts.push(seg),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn get(vars: &[(&str, &str)], wanted: &[&str]) -> BTreeMap<String, String> {
+        let db = EnvDatabase::with_vars(vars.iter().copied());
+        db.configure(Config::new())
+            .await
+            .expect("empty settings are fine");
+        db.get_values(&keys(wanted)).await.expect("env never fails")
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_map_to_variable_names_as_confd_does() {
+        assert_eq!(key_to_name("/database/host"), "DATABASE_HOST");
+        assert_eq!(key_to_name("/myapp/database/url"), "MYAPP_DATABASE_URL");
+        assert_eq!(key_to_name("/my_app"), "MY_APP");
+        assert_eq!(key_to_name("/db/"), "DB");
+        assert_eq!(key_to_name("/db/*"), "DB");
+        assert_eq!(key_to_name("//disc//name/"), "DISC_NAME");
+        assert_eq!(key_to_name("/"), "");
+        assert_eq!(key_to_name(""), "");
+    }
+
+    #[test]
+    fn names_map_back_to_lower_case_paths() {
+        assert_eq!(name_to_key("UPSTREAM_APP1"), "/upstream/app1");
+        assert_eq!(name_to_key("DB__DOUBLE"), "/db/double");
+        assert_eq!(name_to_key("DB_TRAILING_"), "/db/trailing");
+        assert_eq!(name_to_key("DB_Mixed_Case"), "/db/mixed/case");
+        assert_eq!(name_to_key("PATH"), "/path");
+    }
+
+    /// The data and expectations of conformance case 06-env-key-mapping.
+    #[tokio::test]
+    async fn conformance_case_06_key_mapping() {
+        let vars = [
+            ("DB_HOST", "db.internal"),
+            ("DB_PORT", "5432"),
+            ("DB_PASSWORD", "p@ss=word with spaces"),
+            ("DB_EMPTY", ""),
+            ("DB_REPLICA_HOST", "replica.internal"),
+            ("DB_REPLICA_PORT", "5433"),
+            ("DB_Mixed_Case", "mixed"),
+            ("DB__DOUBLE", "double underscore"),
+            ("DB_TRAILING_", "trailing underscore"),
+            ("db_lower", "lowercase names never match an upper-cased key"),
+            ("Db_Host", "not matched either"),
+            ("MY_APP_COLOR", "blue"),
+            ("UNREQUESTED_KEY", "invisible"),
+        ];
+        let got = get(&vars, &["/db", "/my_app"]).await;
+        assert_eq!(
+            got,
+            map(&[
+                ("/db/double", "double underscore"),
+                ("/db/empty", ""),
+                ("/db/host", "db.internal"),
+                ("/db/password", "p@ss=word with spaces"),
+                ("/db/port", "5432"),
+                ("/db/trailing", "trailing underscore"),
+                ("/db/mixed/case", "mixed"),
+                ("/db/replica/host", "replica.internal"),
+                ("/db/replica/port", "5433"),
+                ("/my/app/color", "blue"),
+            ])
+        );
+    }
+
+    /// Conformance case 07-env-root-key: `/` returns everything.
+    #[tokio::test]
+    async fn root_key_returns_every_variable() {
+        let vars = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOSTNAME_OVERRIDE", "web-1"),
+            ("APP_PORT", "80"),
+            ("lower_case", "seen through key /"),
+        ];
+        assert_eq!(
+            get(&vars, &["/"]).await,
+            map(&[
+                ("/path", "/usr/bin:/bin"),
+                ("/app/port", "80"),
+                ("/hostname/override", "web-1"),
+                ("/lower/case", "seen through key /"),
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_never_matches_a_longer_name() {
+        let vars = [
+            ("DATABASE_HOST", "h"),
+            ("DATABASE_HOSTNAME", "n"),
+            ("APPLICATION_X", "a"),
+            ("APP", "top"),
+        ];
+        assert_eq!(
+            get(&vars, &["/database/host"]).await,
+            map(&[("/database/host", "h")])
+        );
+        assert_eq!(get(&vars, &["/app"]).await, map(&[("/app", "top")]));
+        assert_eq!(get(&vars, &["/nothing"]).await, BTreeMap::new());
+    }
+
+    #[tokio::test]
+    async fn the_canonical_name_wins_a_collision() {
+        let vars = [
+            ("APP_db_host", "lower"),
+            ("APP_DB_HOST", "canonical"),
+            ("APP__DB_HOST", "double"),
+        ];
+        assert_eq!(
+            get(&vars, &["/app"]).await,
+            map(&[("/app/db/host", "canonical")])
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_settings_are_rejected_by_name() {
+        let db = database();
+        let err = db
+            .configure(Config::from([("nodes".to_string(), "x".to_string())]))
+            .await
+            .expect_err("env takes no settings");
+        assert_eq!(err.kind(), confd_sdk::ErrorKind::InvalidConfig);
+        assert!(err.message().contains("\"nodes\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn watch_is_refused_with_advice() {
+        let err = database()
+            .watch_prefix("/", &keys(&["/app"]), 0)
+            .await
+            .expect_err("env cannot watch");
+        assert_eq!(err.kind(), confd_sdk::ErrorKind::Unimplemented);
+        assert!(err.message().contains("--interval"), "{err}");
+        let info = database().info().await.expect("info is offered");
+        assert_eq!(info.name, "env");
+        assert!(info.capabilities.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reads_the_process_environment() {
+        // PATH is set in every test environment this suite runs in.
+        let path = std::env::var("PATH").expect("PATH is set");
+        let got = database()
+            .get_values(&keys(&["/path"]))
+            .await
+            .expect("env never fails");
+        assert_eq!(got.get("/path"), Some(&path));
+    }
+}

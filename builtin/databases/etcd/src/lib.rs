@@ -1,1 +1,405 @@
-//! confd-builtin-etcd (placeholder until its issue lands).
+//! confd's etcd v3 backend: reads pinned to one revision, batched within
+//! etcd's transaction limit, and watches on etcd's native watch API with
+//! revisions as the index, so nothing between a read and a watch is missed.
+
+mod settings;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use tokio::sync::Mutex;
+
+pub use settings::{DEFAULT_DIAL_TIMEOUT, Settings};
+
+/// etcd's default `--max-txn-ops`: more operations in one Txn are refused.
+pub const MAX_OPS_PER_TXN: usize = 128;
+
+/// The etcd backend. Configure it, then read and watch.
+#[derive(Default)]
+pub struct Etcd {
+    state: std::sync::RwLock<Option<Arc<Connection>>>,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd").finish_non_exhaustive()
+    }
+}
+
+/// One configured client; created lazily so a store that is down at
+/// start-up gives errors per call instead of a failed configure.
+struct Connection {
+    settings: Settings,
+    options: ConnectOptions,
+    client: Mutex<Option<Client>>,
+}
+
+impl Etcd {
+    pub fn new() -> Etcd {
+        Etcd::default()
+    }
+
+    fn connection(&self) -> Result<Arc<Connection>, Error> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::not_configured("the etcd backend was not configured"))
+    }
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::invalid_config(format!("reading {what} {}: {e}", path.display())))
+}
+
+fn connect_options(settings: &Settings) -> Result<ConnectOptions, Error> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(settings.dial_timeout)
+        // Keep-alive pings notice a silently dead node during a long watch.
+        .with_keep_alive(Duration::from_secs(10), settings.dial_timeout)
+        .with_keep_alive_while_idle(true);
+    if let Some((user, password)) = &settings.user {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if settings.tls() {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &settings.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(read_file("caCert", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&settings.cert, &settings.key) {
+            tls = tls.identity(Identity::from_pem(
+                read_file("cert", cert)?,
+                read_file("key", key)?,
+            ));
+        }
+        options = options.with_tls(tls);
+    }
+    Ok(options)
+}
+
+impl Connection {
+    fn nodes(&self) -> String {
+        self.settings.nodes.join(", ")
+    }
+
+    /// Runs one etcd call under the dial timeout; a call that cannot reach
+    /// any node otherwise waits forever in the channel's load balancer.
+    async fn deadline<T>(
+        &self,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.settings.dial_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.error(e).await),
+            Err(_) => Err(self.timeout_error().await),
+        }
+    }
+
+    async fn timeout_error(&self) -> Error {
+        // The client cannot say why it got no answer: ask the network.
+        self.forget_client().await;
+        let mut causes = Vec::new();
+        for node in &self.settings.nodes {
+            causes.push(format!("{node}: {}", probe(node).await));
+        }
+        Error::unavailable(format!(
+            "etcd: no answer within {:?} ({})",
+            self.settings.dial_timeout,
+            causes.join("; ")
+        ))
+    }
+
+    async fn error(&self, err: etcd_client::Error) -> Error {
+        let kind = match &err {
+            etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
+                ErrorKind::InvalidConfig
+            }
+            etcd_client::Error::GRpcStatus(status) => match status.code() {
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+                    ErrorKind::PermissionDenied
+                }
+                // etcd reports a bad password or a missing user as
+                // InvalidArgument ("authentication failed", "user name is empty").
+                tonic::Code::InvalidArgument
+                    if status.message().contains("authentication")
+                        || status.message().contains("user name") =>
+                {
+                    ErrorKind::PermissionDenied
+                }
+                tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ErrorKind::Internal,
+                _ => ErrorKind::Unavailable,
+            },
+            _ => ErrorKind::Unavailable,
+        };
+        // A broken connection or an expired token: start afresh next call.
+        self.forget_client().await;
+        Error::new(kind, format!("etcd {}: {}", self.nodes(), describe(&err)))
+    }
+
+    async fn forget_client(&self) {
+        *self.client.lock().await = None;
+    }
+
+    async fn client(&self) -> Result<Client, Error> {
+        let mut cached = self.client.lock().await;
+        if let Some(client) = cached.as_ref() {
+            return Ok(client.clone());
+        }
+        let nodes = self.settings.nodes.clone();
+        let options = self.options.clone();
+        let client = match tokio::time::timeout(
+            self.settings.dial_timeout,
+            Client::connect(nodes, Some(options)),
+        )
+        .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                drop(cached);
+                return Err(self.error(e).await);
+            }
+            Err(_) => {
+                drop(cached);
+                return Err(self.timeout_error().await);
+            }
+        };
+        *cached = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        let client = self.client().await?;
+        let mut values = BTreeMap::new();
+        // Later batches read at the first batch's revision: one snapshot.
+        let mut revision = 0;
+        for batch in keys.chunks(MAX_OPS_PER_TXN) {
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .map(|key| {
+                    TxnOp::get(
+                        key.as_str(),
+                        Some(GetOptions::new().with_prefix().with_revision(revision)),
+                    )
+                })
+                .collect();
+            let mut kv = client.kv_client();
+            let response = self.deadline(kv.txn(Txn::new().and_then(ops))).await?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            for (requested, op) in batch.iter().zip(response.op_responses()) {
+                let TxnOpResponse::Get(get) = op else {
+                    continue;
+                };
+                for kv in get.kvs() {
+                    let key = String::from_utf8_lossy(kv.key());
+                    if is_under(&key, requested) {
+                        values.insert(
+                            key.into_owned(),
+                            String::from_utf8_lossy(kv.value()).into_owned(),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    async fn current_revision(&self, key: &str) -> Result<u64, Error> {
+        let mut client = self.client().await?;
+        let response = self
+            .deadline(client.get(key, Some(GetOptions::new().with_prefix().with_count_only())))
+            .await?;
+        let revision = response.header().map_or(1, |h| h.revision());
+        Ok(u64::try_from(revision).unwrap_or(1).max(1))
+    }
+
+    async fn watch(&self, keys: &[String], wait_index: u64) -> Result<u64, Error> {
+        let mut client = self.client().await?;
+        let start = i64::try_from(wait_index.saturating_add(1)).unwrap_or(i64::MAX);
+        let options = WatchOptions::new().with_prefix().with_start_revision(start);
+        let mut stream = self
+            .deadline(client.watch(common_prefix(keys), Some(options)))
+            .await?;
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    self.forget_client().await;
+                    return Err(Error::unavailable(format!(
+                        "etcd {}: the watch stream was closed",
+                        self.nodes()
+                    )));
+                }
+                Err(e) => return Err(self.error(e).await),
+            };
+            if message.compact_revision() > 0 {
+                // The revisions after wait_index are gone: everything must
+                // be read again, from at least the compaction point.
+                let compacted = u64::try_from(message.compact_revision()).unwrap_or(0);
+                return Ok(compacted.max(wait_index + 1));
+            }
+            if message.canceled() {
+                return Err(Error::unavailable(format!(
+                    "etcd {}: the watch was cancelled: {}",
+                    self.nodes(),
+                    message.cancel_reason()
+                )));
+            }
+            for event in message.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key());
+                if keys.iter().any(|k| is_under(&key, k)) {
+                    return Ok(u64::try_from(kv.mod_revision()).unwrap_or(wait_index + 1));
+                }
+            }
+        }
+    }
+}
+
+/// Plain error text: the client's `Display` for a gRPC status is verbose.
+fn describe(err: &etcd_client::Error) -> String {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut text = status.message().to_string();
+            if let Some(source) = std::error::Error::source(status) {
+                text = format!("{text} ({source})");
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What a plain TCP connect to a node says, for "why is it unreachable".
+async fn probe(node: &str) -> String {
+    let address = node
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(address.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(_)) => "the port accepts connections but etcd did not answer".to_string(),
+        Ok(Err(e)) => format!("connect: {e}"),
+        Err(_) => "connect: no answer within 1s".to_string(),
+    }
+}
+
+/// Whether store key `key` is `requested` or lies below it as a path
+/// (`/app` covers `/app/x`, never `/application`).
+pub fn is_under(key: &str, requested: &str) -> bool {
+    let base = requested.trim_end_matches('/');
+    if base.is_empty() {
+        return true;
+    }
+    key == requested
+        || key == base
+        || key
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The longest common string prefix of `keys`: one prefix watch covers
+/// them all, and events are filtered per key afterwards.
+fn common_prefix(keys: &[String]) -> String {
+    let Some(first) = keys.first() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for key in &keys[1..] {
+        len = len.min(
+            first
+                .bytes()
+                .zip(key.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    first[..len].to_string()
+}
+
+#[confd_sdk::async_trait]
+impl Database for Etcd {
+    async fn configure(&self, config: Config) -> Result<(), Error> {
+        let settings = settings::decode(&config)?;
+        let options = connect_options(&settings)?;
+        let connection = Connection {
+            settings,
+            options,
+            client: Mutex::new(None),
+        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(connection));
+        Ok(())
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        self.connection()?.get_values(keys).await
+    }
+
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<u64, Error> {
+        let connection = self.connection()?;
+        let keys = if keys.is_empty() {
+            vec![prefix.to_string()]
+        } else {
+            keys.to_vec()
+        };
+        if wait_index == 0 {
+            return connection.current_revision(&common_prefix(&keys)).await;
+        }
+        connection.watch(&keys, wait_index).await
+    }
+
+    async fn info(&self) -> Result<DatabaseInfo, Error> {
+        Ok(DatabaseInfo {
+            name: "etcd".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: vec!["watch".to_string()],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_aware_matching() {
+        assert!(is_under("/app", "/app"));
+        assert!(is_under("/app/x", "/app"));
+        assert!(is_under("/app/x", "/app/"));
+        assert!(!is_under("/application", "/app"));
+        assert!(!is_under("/ap", "/app"));
+        assert!(is_under("/anything", "/"));
+    }
+
+    #[test]
+    fn common_prefix_of_keys() {
+        let keys = ["/app/db/a", "/app/db/b", "/app/dc"].map(String::from);
+        assert_eq!(common_prefix(&keys), "/app/d");
+        assert_eq!(common_prefix(&["/x".to_string()]), "/x");
+        assert_eq!(common_prefix(&[]), "");
+    }
+}

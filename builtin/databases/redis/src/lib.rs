@@ -1,1 +1,218 @@
-//! confd-builtin-redis (placeholder until its issue lands).
+//! confd's redis backend: reads string keys and hashes the way confd does,
+//! and watches through keyspace notifications, falling back to polling when
+//! the server does not allow them.
+
+mod keys;
+mod settings;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use tokio::sync::Mutex;
+
+pub use keys::{clean, is_under, transform};
+pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Settings};
+
+/// The redis backend. Configure it, then read and watch.
+#[derive(Default)]
+pub struct Redis {
+    state: std::sync::RwLock<Option<Arc<Connection>>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    pub fn new() -> Redis {
+        Redis::default()
+    }
+
+    fn connection(&self) -> Result<Arc<Connection>, Error> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::not_configured("the redis backend was not configured"))
+    }
+}
+
+/// A connected (or connectable) node; the manager reconnects by itself.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub node: Node,
+    pub client: redis::Client,
+    pub manager: ConnectionManager,
+}
+
+pub(crate) struct Connection {
+    pub settings: Settings,
+    link: Mutex<Option<Link>>,
+    pub watches: watch::Watches,
+}
+
+fn client_for(node: &Node, password: Option<&str>) -> Result<redis::Client, Error> {
+    let addr = match node {
+        Node::Tcp { host, port, .. } => ConnectionAddr::Tcp(host.clone(), *port),
+        Node::Unix { path, .. } => ConnectionAddr::Unix(path.into()),
+    };
+    let mut redis_settings = RedisConnectionInfo::default().set_db(node.db());
+    if let Some(password) = password {
+        redis_settings = redis_settings.set_password(password);
+    }
+    let info = addr
+        .into_connection_info()
+        .map_err(|e| Error::invalid_config(format!("redis node {node}: {e}")))?
+        .set_redis_settings(redis_settings);
+    redis::Client::open(info).map_err(|e| Error::invalid_config(format!("redis node {node}: {e}")))
+}
+
+impl Connection {
+    fn nodes(&self) -> String {
+        let nodes: Vec<String> = self.settings.nodes.iter().map(ToString::to_string).collect();
+        nodes.join(", ")
+    }
+
+    /// The first node that connects, cached; redis-rs's manager then
+    /// reconnects on its own after errors.
+    pub async fn link(&self) -> Result<Link, Error> {
+        let mut cached = self.link.lock().await;
+        if let Some(link) = cached.as_ref() {
+            return Ok(link.clone());
+        }
+        let timeout = self.settings.dial_timeout;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let mut causes = Vec::new();
+        for node in &self.settings.nodes {
+            let client = client_for(node, self.settings.password.as_deref())?;
+            let attempt = tokio::time::timeout(
+                timeout,
+                client.get_connection_manager_with_config(config.clone()),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(manager)) => {
+                    let link = Link {
+                        node: node.clone(),
+                        client,
+                        manager,
+                    };
+                    *cached = Some(link.clone());
+                    return Ok(link);
+                }
+                Ok(Err(e)) => {
+                    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+                        return Err(redis_error(node, &e));
+                    }
+                    causes.push(format!("{node}: {e}"));
+                }
+                Err(_) => causes.push(format!("{node}: no connection within {timeout:?}")),
+            }
+        }
+        Err(Error::unavailable(format!("redis: {}", causes.join("; "))))
+    }
+
+    /// Runs one redis call under the dial timeout.
+    pub async fn deadline<T>(
+        &self,
+        node: &Node,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.settings.dial_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(redis_error(node, &e)),
+            Err(_) => Err(Error::unavailable(format!(
+                "redis {node}: no answer within {:?}",
+                self.settings.dial_timeout
+            ))),
+        }
+    }
+
+    pub async fn get_values(&self, requested: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        let link = self.link().await?;
+        let mut values = BTreeMap::new();
+        for key in requested {
+            keys::read_key(self, &link, key, &mut values).await?;
+        }
+        Ok(values)
+    }
+}
+
+pub(crate) fn redis_error(node: &Node, err: &redis::RedisError) -> Error {
+    let kind = if err.kind() == redis::ErrorKind::AuthenticationFailed
+        || err.to_string().contains("NOAUTH")
+        || err.to_string().contains("WRONGPASS")
+    {
+        ErrorKind::PermissionDenied
+    } else if err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+    {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    };
+    Error::new(kind, format!("redis {node}: {err}"))
+}
+
+#[confd_sdk::async_trait]
+impl Database for Redis {
+    async fn configure(&self, config: Config) -> Result<(), Error> {
+        let settings = settings::decode(&config)?;
+        for node in &settings.nodes {
+            client_for(node, settings.password.as_deref())?;
+        }
+        let connection = Connection {
+            settings,
+            link: Mutex::new(None),
+            watches: watch::Watches::default(),
+        };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(connection));
+        Ok(())
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        let connection = self.connection()?;
+        let result = connection.get_values(keys).await;
+        if let Err(e) = &result {
+            tracing::debug!(nodes = %connection.nodes(), error = %e, "redis read failed");
+        }
+        result
+    }
+
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<u64, Error> {
+        let connection = self.connection()?;
+        let keys = if keys.is_empty() {
+            vec![prefix.to_string()]
+        } else {
+            keys.to_vec()
+        };
+        watch::watch_prefix(&connection, &keys, wait_index).await
+    }
+
+    async fn info(&self) -> Result<DatabaseInfo, Error> {
+        Ok(DatabaseInfo {
+            name: "redis".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: vec!["watch".to_string()],
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! The etcd backend against a real etcd server (Debian `etcd-server`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use confd_builtin_etcd::Etcd;
+use confd_sdk::{Database, ErrorKind};
+use confd_test_support::EtcdServer;
+use etcd_client::Client;
+
+fn settings(server: &EtcdServer, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut config: HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config
+        .entry("nodes".to_string())
+        .or_insert_with(|| server.address());
+    config
+}
+
+async fn backend(server: &EtcdServer, extra: &[(&str, &str)]) -> Etcd {
+    let etcd = Etcd::new();
+    etcd.configure(settings(server, extra))
+        .await
+        .expect("valid settings");
+    etcd
+}
+
+async fn put_all(server: &EtcdServer, pairs: &[(&str, &str)]) {
+    let mut client = Client::connect([server.endpoint()], None)
+        .await
+        .expect("test client connects");
+    for (k, v) in pairs {
+        client.put(*k, *v, None).await.expect("put");
+    }
+}
+
+fn keys(list: &[&str]) -> Vec<String> {
+    list.iter().map(|k| k.to_string()).collect()
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_keys_prefixes_and_nested_paths_path_aware() {
+    let Some(server) = EtcdServer::start() else { return };
+    put_all(
+        &server,
+        &[
+            ("/app/db/host", "10.0.0.1"),
+            ("/app/db/port", "5432"),
+            ("/app/name", "shop"),
+            ("/application/name", "other"),
+            ("/top", "1"),
+        ],
+    )
+    .await;
+    let etcd = backend(&server, &[]).await;
+
+    let single = etcd.get_values(&keys(&["/top"])).await.expect("read");
+    assert_eq!(single, map(&[("/top", "1")]));
+
+    let app = etcd.get_values(&keys(&["/app"])).await.expect("read");
+    assert_eq!(
+        app,
+        map(&[
+            ("/app/db/host", "10.0.0.1"),
+            ("/app/db/port", "5432"),
+            ("/app/name", "shop"),
+        ]),
+        "/app must not return /application"
+    );
+
+    let nested = etcd
+        .get_values(&keys(&["/app/db", "/app/db/host", "/missing"]))
+        .await
+        .expect("read");
+    assert_eq!(
+        nested,
+        map(&[("/app/db/host", "10.0.0.1"), ("/app/db/port", "5432")])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_192_keys_across_transactions() {
+    let Some(server) = EtcdServer::start() else { return };
+    let pairs: Vec<(String, String)> = (0..192)
+        .map(|i| (format!("/many/k{i:03}"), format!("v{i}")))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    put_all(&server, &borrowed).await;
+    let etcd = backend(&server, &[]).await;
+    let requested: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    let values = etcd.get_values(&requested).await.expect("read of 192 keys");
+    assert_eq!(values.len(), 192);
+    assert_eq!(values.get("/many/k191").map(String::as_str), Some("v191"));
+    assert_eq!(values.get("/many/k000").map(String::as_str), Some("v0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_revisions_and_ignores_unrelated_keys() {
+    let Some(server) = EtcdServer::start() else { return };
+    put_all(&server, &[("/w/app/a", "1")]).await;
+    let etcd = backend(&server, &[]).await;
+    let watched = keys(&["/w/app"]);
+
+    let started = Instant::now();
+    let index = etcd.watch_prefix("/w", &watched, 0).await.expect("index");
+    assert!(started.elapsed() < Duration::from_secs(1), "wait_index 0 returns at once");
+    assert!(index >= 2, "one put happened: revision {index}");
+
+    // An unrelated key (and a path-prefix lookalike) must not wake the watch.
+    let pending = tokio::time::timeout(Duration::from_millis(700), async {
+        put_all(&server, &[("/w/other", "x"), ("/w/application", "y")]).await;
+        etcd.watch_prefix("/w", &watched, index).await
+    })
+    .await;
+    assert!(pending.is_err(), "woke on an unrelated key: {pending:?}");
+
+    // A change after the read but before the watch starts is not missed.
+    put_all(&server, &[("/w/app/a", "2")]).await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        etcd.watch_prefix("/w", &watched, index),
+    )
+    .await
+    .expect("the put wakes the watch")
+    .expect("watch ok");
+    assert!(next > index + 2, "index {next} is the put's revision");
+    let values = etcd.get_values(&watched).await.expect("read");
+    assert_eq!(values, map(&[("/w/app/a", "2")]));
+
+    // And a put while the watch is parked wakes it.
+    let waiter = etcd.watch_prefix("/w", &watched, next);
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), waiter),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            put_all(&server, &[("/w/app/b", "new")]).await;
+        }
+    );
+    let woke = woke.expect("woken within 5s").expect("watch ok");
+    assert!(woke > next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
+    let Some(mut server) = EtcdServer::start() else { return };
+    put_all(&server, &[("/s/a", "1")]).await;
+    let etcd = backend(&server, &[("dialTimeout", "1s")]).await;
+    let watched = keys(&["/s"]);
+    let index = etcd.watch_prefix("/s", &watched, 0).await.expect("index");
+
+    // A watch in progress when the node dies ends with an error.
+    let watch = etcd.watch_prefix("/s", &watched, index);
+    let (watch_result, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), watch),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::task::block_in_place(|| server.stop());
+        }
+    );
+    let err = watch_result
+        .expect("the broken watch returns promptly")
+        .expect_err("the node died");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains(&server.address()), "{err}");
+
+    let started = Instant::now();
+    let err = etcd
+        .get_values(&watched)
+        .await
+        .expect_err("etcd is down");
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains(&server.address()), "{err}");
+    assert!(took < Duration::from_millis(2500), "took {took:?} with a 1s dial timeout");
+
+    let err = etcd
+        .watch_prefix("/s", &watched, index)
+        .await
+        .expect_err("etcd is down");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+
+    tokio::task::block_in_place(|| server.restart());
+    let values = etcd.get_values(&watched).await.expect("works again");
+    assert_eq!(values, map(&[("/s/a", "1")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth() {
+    let Some(server) = EtcdServer::start() else { return };
+    put_all(&server, &[("/secret/a", "1")]).await;
+    let mut admin = Client::connect([server.endpoint()], None)
+        .await
+        .expect("connect");
+    admin.user_add("root", "rootpw", None).await.expect("add root");
+    admin
+        .user_grant_role("root", "root")
+        .await
+        .expect("grant root");
+    admin.auth_enable().await.expect("enable auth");
+
+    let etcd = backend(
+        &server,
+        &[("basicAuth", "true"), ("username", "root"), ("password", "rootpw")],
+    )
+    .await;
+    let values = etcd.get_values(&keys(&["/secret"])).await.expect("authorised");
+    assert_eq!(values, map(&[("/secret/a", "1")]));
+
+    let wrong = backend(
+        &server,
+        &[("basicAuth", "true"), ("username", "root"), ("password", "nope")],
+    )
+    .await;
+    let err = wrong
+        .get_values(&keys(&["/secret"]))
+        .await
+        .expect_err("bad password");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(!err.to_string().contains("nope"), "never echo the password: {err}");
+
+    let anonymous = backend(&server, &[]).await;
+    let err = anonymous
+        .get_values(&keys(&["/secret"]))
+        .await
+        .expect_err("no credentials");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+}
+
+#[tokio::test]
+async fn unknown_setting_is_named() {
+    let etcd = Etcd::new();
+    let err = etcd
+        .configure(HashMap::from([("nodez".to_string(), "x".to_string())]))
+        .await
+        .expect_err("unknown setting");
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("`nodez`"), "{err}");
+}
+
+#[tokio::test]
+async fn calls_before_configure_fail_clearly() {
+    let etcd = Etcd::new();
+    let err = etcd
+        .get_values(&keys(&["/a"]))
+        .await
+        .expect_err("not configured");
+    assert_eq!(err.kind(), ErrorKind::NotConfigured);
+}

@@ -1,0 +1,153 @@
+//! Reads the configured files and directories into one flat key map, in
+//! confd's order, and caches the result so the host's many `GetValues` calls
+//! (one per resource) parse the data once.
+//!
+//! The cache is keyed by the exact bytes of every file read, not by
+//! timestamps: re-reading a few files costs microseconds and cannot be fooled
+//! by a write within one mtime tick, which the watch relies on.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use confd_sdk::Error;
+use glob::{MatchOptions, Pattern};
+
+use crate::parse::{self, Format};
+
+/// What was read last time and what it flattened to.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    last: Mutex<Option<(Vec<(PathBuf, Vec<u8>)>, Arc<BTreeMap<String, String>>)>>,
+}
+
+/// The files to read, in order: each configured path in turn; a directory
+/// contributes its files whose base name matches `filter`, walked
+/// recursively in byte order of names with subdirectories visited in place
+/// (Go's `filepath.Walk`). A file named directly is read whatever its name.
+pub(crate) fn plan(paths: &[PathBuf], filter: &Pattern) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = fs::metadata(path).map_err(|e| io_error(path, &e))?;
+        if meta.is_dir() {
+            walk(path, filter, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, filter: &Pattern, files: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(|e| io_error(dir, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io_error(dir, &e))?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    let options = MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    for entry in entries {
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| io_error(&path, &e))?;
+        if file_type.is_dir() {
+            walk(&path, filter, files)?;
+            continue;
+        }
+        if !filter.matches_with(&entry.file_name().to_string_lossy(), options) {
+            continue;
+        }
+        if file_type.is_symlink() {
+            // Like filepath.Walk, a symlinked directory is not descended
+            // into (Kubernetes ConfigMap volumes hold `..data` links that
+            // would list every file twice); a symlinked file is read.
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    tracing::debug!(path = %path.display(), "not following a directory symlink");
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io_error(&path, &e)),
+            }
+        }
+        files.push(path);
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// Reads every file of the plan and returns the merged keys, reusing the
+    /// last result when every file has the same bytes as then.
+    pub(crate) fn load(
+        &self,
+        paths: &[PathBuf],
+        filter: &Pattern,
+    ) -> Result<Arc<BTreeMap<String, String>>, Error> {
+        let files = plan(paths, filter)?;
+        let mut contents = Vec::with_capacity(files.len());
+        for file in files {
+            // Check the extension before reading, so a stray file is named
+            // even when it cannot be read.
+            Format::for_path(&file).map_err(|ext| bad_extension(&file, &ext))?;
+            let bytes = fs::read(&file).map_err(|e| io_error(&file, &e))?;
+            contents.push((file, bytes));
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, values)) = last.as_ref()
+            && *seen == contents
+        {
+            return Ok(Arc::clone(values));
+        }
+        let mut values = BTreeMap::new();
+        for (file, bytes) in &contents {
+            read_into(file, bytes, &mut values)?;
+        }
+        let values = Arc::new(values);
+        *last = Some((contents, Arc::clone(&values)));
+        Ok(values)
+    }
+}
+
+/// Parses one file's bytes and merges its keys over `values`.
+fn read_into(
+    file: &Path,
+    bytes: &[u8],
+    values: &mut BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let format = Format::for_path(file).map_err(|ext| bad_extension(file, &ext))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::unavailable(format!(
+            "{}: not UTF-8 text (invalid byte at offset {})",
+            file.display(),
+            e.valid_up_to()
+        ))
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    parse::flatten_into(format, text, values).map_err(|e| {
+        let at = match (e.line, e.column) {
+            (Some(line), Some(column)) => format!(" line {line} column {column}"),
+            (Some(line), None) => format!(" line {line}"),
+            _ => String::new(),
+        };
+        Error::unavailable(format!("{}{at}: {}", file.display(), e.message))
+    })
+}
+
+fn io_error(path: &Path, err: &io::Error) -> Error {
+    Error::unavailable(format!("cannot read {}: {err}", path.display()))
+}
+
+fn bad_extension(path: &Path, ext: &str) -> Error {
+    Error::unavailable(format!(
+        "{}: unsupported file extension \".{ext}\": the file backend reads YAML (.yaml, .yml or \
+         no extension) and JSON (.json); narrow the directory with --filter",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! Unit tests: walk order, filters, override order and error messages of the file backend.
+
+use super::*;
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
+    fs::write(path, text).expect("write");
+}
+
+fn case_dir(case: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/../../../../shared/conformance/cases/{case}/data",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+fn pattern(p: &str) -> Pattern {
+    Pattern::new(p).expect("valid test pattern")
+}
+
+/// Conformance case 04: file, directory, file; later values overwrite
+/// earlier ones per leaf; the filter applies to walked names only.
+#[test]
+fn conformance_case_04_sources_in_order() {
+    let data = case_dir("04-file-multi-sources-filter");
+    let paths = [
+        data.join("base.yaml"),
+        data.join("layers"),
+        data.join("override.json"),
+    ];
+    let names: Vec<String> = plan(&paths, &pattern("*.yml"))
+        .expect("case data exists")
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&data)
+                .expect("under data")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "base.yaml",
+            "layers/00-early/x.yml",
+            "layers/10-a.yml",
+            "layers/20-b.yml",
+            "layers/sub/30-c.yml",
+            "override.json",
+        ]
+    );
+    let values = Cache::default()
+        .load(&paths, &pattern("*.yml"))
+        .expect("case data parses");
+    let got: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(
+        got,
+        [
+            "/app/by_walk=c",
+            "/app/dir_first=a",
+            "/app/enabled=true",
+            "/app/from_base=kept",
+            "/app/from_sub=c",
+            "/app/level=json",
+            "/app/list/0=j1",
+            "/app/list/1=j2",
+            "/app/list/2=b3",
+            "/app/port=8080",
+            "/app/ratio=1",
+        ]
+    );
+}
+
+/// Conformance case 05: the default filter reads dot files, JSON and
+/// extension-less files; the last file in walk order wins.
+#[test]
+fn conformance_case_05_default_filter() {
+    let paths = [case_dir("05-file-dir-default-filter").join("conf")];
+    let values = Cache::default()
+        .load(&paths, &pattern("*"))
+        .expect("case data parses");
+    let got: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(
+        got,
+        [
+            "/cfg/from_hidden=.hidden.yaml",
+            "/cfg/from_json=b.json",
+            "/cfg/from_nested=nested/d.yml",
+            "/cfg/from_no_ext=c",
+            "/cfg/from_yaml=a.yaml",
+            "/cfg/winner=nested/d.yml",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let data = case_dir("errors/12-file-backend-missing-file");
+    let paths = [data.join("present.yaml"), data.join("absent.yaml")];
+    let err = Cache::default()
+        .load(&paths, &pattern("*"))
+        .expect_err("absent.yaml is missing");
+    assert!(err.message().contains("absent.yaml"), "{err}");
+    assert!(err.message().contains("No such file"), "{err}");
+}
+
+#[test]
+fn bad_yaml_names_the_file_and_line() {
+    let data = case_dir("errors/13-file-backend-invalid-yaml");
+    let err = Cache::default()
+        .load(&[data.join("broken.yaml")], &pattern("*"))
+        .expect_err("broken.yaml is invalid");
+    let msg = err.message();
+    assert!(msg.contains("broken.yaml line "), "{msg}");
+}
+
+#[test]
+fn a_stray_extension_in_a_directory_is_an_error_unless_filtered() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "a.yaml", "a: 1\n");
+    write(tmp.path(), "notes.txt", "not: [yaml\n");
+    let paths = [tmp.path().to_path_buf()];
+    let err = Cache::default()
+        .load(&paths, &pattern("*"))
+        .expect_err("notes.txt has an unknown extension");
+    assert!(err.message().contains("notes.txt"), "{err}");
+    assert!(err.message().contains("\".txt\""), "{err}");
+    let values = Cache::default()
+        .load(&paths, &pattern("*.yaml"))
+        .expect("the filter skips notes.txt");
+    assert_eq!(values.get("/a").map(String::as_str), Some("1"));
+}
+
+#[test]
+fn filters_are_globs_on_base_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "app-1.yml", "a: 1\n");
+    write(tmp.path(), "app-2.yaml", "b: 2\n");
+    write(tmp.path(), "db.yml", "c: 3\n");
+    write(tmp.path(), "app.d/x.json", "{\"d\": 4}\n");
+    let paths = [tmp.path().to_path_buf()];
+    let names = |p: &str| -> Vec<String> {
+        plan(&paths, &pattern(p))
+            .expect("readable")
+            .iter()
+            .map(|f| {
+                f.strip_prefix(tmp.path())
+                    .expect("under tmp")
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(names("app-*"), ["app-1.yml", "app-2.yaml"]);
+    assert_eq!(names("*.y?l"), ["app-1.yml", "db.yml"]);
+    assert_eq!(names("[ad]*.yml"), ["app-1.yml", "db.yml"]);
+    // Directory names are never filtered; their files are.
+    assert_eq!(names("x.*"), ["app.d/x.json"]);
+}
+
+#[test]
+fn the_cache_notices_a_same_size_rewrite() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "a.yaml", "k: 1\n");
+    let cache = Cache::default();
+    let paths = [tmp.path().join("a.yaml")];
+    let first = cache.load(&paths, &pattern("*")).expect("parses");
+    let again = cache.load(&paths, &pattern("*")).expect("parses");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "unchanged bytes reuse the parse"
+    );
+    write(tmp.path(), "a.yaml", "k: 2\n");
+    let changed = cache.load(&paths, &pattern("*")).expect("parses");
+    assert_eq!(changed.get("/k").map(String::as_str), Some("2"));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_files_are_read_and_symlinked_directories_skipped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "real/a.yaml", "a: 1\n");
+    std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("linkdir"))
+        .expect("symlink");
+    std::os::unix::fs::symlink(tmp.path().join("real/a.yaml"), tmp.path().join("b.yaml"))
+        .expect("symlink");
+    let files = plan(&[tmp.path().to_path_buf()], &pattern("*")).expect("readable");
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(tmp.path())
+                .expect("under tmp")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["b.yaml", "real/a.yaml"]);
+}

@@ -1,0 +1,267 @@
+//! The redis backend against a real redis server (Debian `redis-server`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use confd_builtin_redis::Redis;
+use confd_sdk::{Database, ErrorKind};
+use confd_test_support::{RedisOptions, RedisServer};
+
+fn keys(list: &[&str]) -> Vec<String> {
+    list.iter().map(|k| k.to_string()).collect()
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn backend(server: &RedisServer, extra: &[(&str, &str)]) -> Redis {
+    let mut config: HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config
+        .entry("nodes".to_string())
+        .or_insert_with(|| server.address());
+    let redis = Redis::new();
+    redis.configure(config).await.expect("valid settings");
+    redis
+}
+
+/// A plain client for the test's own writes.
+async fn client(server: &RedisServer, password: Option<&str>) -> redis::aio::MultiplexedConnection {
+    let url = match password {
+        Some(p) => format!("redis://:{p}@{}/", server.address()),
+        None => format!("redis://{}/", server.address()),
+    };
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test client connects")
+}
+
+async fn run(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(conn).await.expect("command");
+}
+
+#[tokio::test]
+async fn reads_strings_hashes_prefixes_path_aware() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut c = client(&server, None).await;
+    run(&mut c, &["SET", "/app/name", "shop"]).await;
+    run(&mut c, &["SET", "/app/db/port", "5432"]).await;
+    run(&mut c, &["HSET", "/app/db/conn", "host", "10.0.0.1", "user", "u"]).await;
+    run(&mut c, &["SET", "/application/name", "other"]).await;
+    run(&mut c, &["RPUSH", "/app/list", "not-config"]).await;
+    let redis = backend(&server, &[]).await;
+
+    let single = redis.get_values(&keys(&["/app/name"])).await.expect("read");
+    assert_eq!(single, map(&[("/app/name", "shop")]));
+
+    let hash = redis.get_values(&keys(&["/app/db/conn"])).await.expect("read");
+    assert_eq!(
+        hash,
+        map(&[("/app/db/conn/host", "10.0.0.1"), ("/app/db/conn/user", "u")])
+    );
+
+    let prefix = redis.get_values(&keys(&["/app"])).await.expect("read");
+    assert_eq!(
+        prefix,
+        map(&[
+            ("/app/db/conn/host", "10.0.0.1"),
+            ("/app/db/conn/user", "u"),
+            ("/app/db/port", "5432"),
+            ("/app/name", "shop"),
+        ]),
+        "/app must not return /application; lists are skipped"
+    );
+
+    let glob = redis.get_values(&keys(&["/app/db/*", "/nothing"])).await.expect("read");
+    assert_eq!(
+        glob,
+        map(&[
+            ("/app/db/conn/host", "10.0.0.1"),
+            ("/app/db/conn/user", "u"),
+            ("/app/db/port", "5432"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn custom_separator_maps_paths_to_keys() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut c = client(&server, None).await;
+    run(&mut c, &["SET", "app:db:host", "10.0.0.2"]).await;
+    run(&mut c, &["HSET", "app:web", "port", "80"]).await;
+    run(&mut c, &["SET", "application:x", "no"]).await;
+    let redis = backend(&server, &[("separator", ":")]).await;
+    let values = redis.get_values(&keys(&["/app"])).await.expect("read");
+    assert_eq!(
+        values,
+        map(&[("/app/db/host", "10.0.0.2"), ("/app/web/port", "80")])
+    );
+    let single = redis.get_values(&keys(&["/app/db/host"])).await.expect("read");
+    assert_eq!(single, map(&[("/app/db/host", "10.0.0.2")]));
+}
+
+#[tokio::test]
+async fn watch_enables_notifications_and_wakes_only_for_its_keys() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut c = client(&server, None).await;
+    run(&mut c, &["SET", "/w/app/a", "1"]).await;
+    let redis = backend(&server, &[]).await;
+    let watched = keys(&["/w/app"]);
+
+    let started = Instant::now();
+    let index = redis.watch_prefix("/w", &watched, 0).await.expect("index");
+    assert!(started.elapsed() < Duration::from_secs(1), "wait_index 0 returns at once");
+    let flags: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query_async(&mut c)
+        .await
+        .expect("config get");
+    assert!(flags[1].contains('K') && flags[1].contains('A'), "enabled: {flags:?}");
+
+    let pending = tokio::time::timeout(Duration::from_millis(700), async {
+        run(&mut c, &["SET", "/w/other", "x"]).await;
+        run(&mut c, &["SET", "/w/application", "y"]).await;
+        redis.watch_prefix("/w", &watched, index).await
+    })
+    .await;
+    assert!(pending.is_err(), "woke on an unrelated key: {pending:?}");
+
+    // A change between the read and the next watch call is not missed.
+    run(&mut c, &["SET", "/w/app/a", "2"]).await;
+    let next = tokio::time::timeout(Duration::from_secs(5), redis.watch_prefix("/w", &watched, index))
+        .await
+        .expect("woken")
+        .expect("watch ok");
+    assert!(next > index);
+
+    // A hash field change wakes too.
+    let waiter = redis.watch_prefix("/w", &watched, next);
+    let mut c2 = client(&server, None).await;
+    let (woke, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), waiter), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        run(&mut c2, &["HSET", "/w/app/h", "f", "v"]).await;
+    });
+    assert!(woke.expect("woken").expect("watch ok") > next);
+}
+
+#[tokio::test]
+async fn falls_back_to_polling_when_config_is_refused() {
+    let Some(server) = RedisServer::start_with(RedisOptions {
+        deny_config: true,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let mut c = client(&server, None).await;
+    run(&mut c, &["SET", "/p/a", "1"]).await;
+    let redis = backend(&server, &[]).await;
+    let watched = keys(&["/p"]);
+    let index = redis.watch_prefix("/p", &watched, 0).await.expect("index");
+    let pending = tokio::time::timeout(
+        Duration::from_millis(1500),
+        redis.watch_prefix("/p", &watched, index),
+    )
+    .await;
+    assert!(pending.is_err(), "nothing changed: {pending:?}");
+    run(&mut c, &["SET", "/p/a", "2"]).await;
+    let next = tokio::time::timeout(Duration::from_secs(4), redis.watch_prefix("/p", &watched, index))
+        .await
+        .expect("polling notices within a few seconds")
+        .expect("watch ok");
+    assert!(next > index);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let mut c = client(&server, None).await;
+    run(&mut c, &["SET", "/s/a", "1"]).await;
+    let redis = backend(&server, &[("dialTimeout", "1s")]).await;
+    let watched = keys(&["/s"]);
+    let index = redis.watch_prefix("/s", &watched, 0).await.expect("index");
+
+    let watch = redis.watch_prefix("/s", &watched, index);
+    let (watch_result, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), watch), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| server.stop());
+    });
+    let err = watch_result
+        .expect("the broken watch returns promptly")
+        .expect_err("the node died");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains(&server.address()), "{err}");
+
+    let started = Instant::now();
+    let err = redis.get_values(&watched).await.expect_err("redis is down");
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains(&server.address()), "{err}");
+    assert!(took < Duration::from_millis(2500), "took {took:?} with a 1s dial timeout");
+
+    tokio::task::block_in_place(|| server.restart());
+    let mut recovered = None;
+    for _ in 0..20 {
+        match redis.get_values(&watched).await {
+            Ok(values) => {
+                recovered = Some(values);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(recovered, Some(map(&[("/s/a", "1")])), "works again after restart");
+    // The watch works again too, with notifications re-enabled.
+    let index = redis.watch_prefix("/s", &watched, index).await.expect("re-subscribes");
+    let mut c = client(&server, None).await;
+    let waiter = redis.watch_prefix("/s", &watched, index);
+    let (woke, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), waiter), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        run(&mut c, &["SET", "/s/b", "2"]).await;
+    });
+    assert!(woke.expect("woken").expect("watch ok") > index);
+}
+
+#[tokio::test]
+async fn password_is_used_and_a_wrong_one_is_denied() {
+    let Some(server) = RedisServer::start_with(RedisOptions {
+        password: Some("s3cret".to_string()),
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let mut c = client(&server, Some("s3cret")).await;
+    run(&mut c, &["SET", "/pw/a", "1"]).await;
+    let redis = backend(&server, &[("password", "s3cret")]).await;
+    assert_eq!(
+        redis.get_values(&keys(&["/pw"])).await.expect("read"),
+        map(&[("/pw/a", "1")])
+    );
+    let wrong = backend(&server, &[("password", "nope")]).await;
+    let err = wrong.get_values(&keys(&["/pw"])).await.expect_err("denied");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(!err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_setting_is_named() {
+    let redis = Redis::new();
+    let err = redis
+        .configure(HashMap::from([("seperator".to_string(), ":".to_string())]))
+        .await
+        .expect_err("unknown setting");
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("`seperator`"), "{err}");
+}

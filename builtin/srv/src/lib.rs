@@ -1,0 +1,179 @@
+//! DNS SRV discovery of backend nodes, as confd's `--srv-domain` and
+//! `--srv-record` do it. A library of its own so the host can call it
+//! before any backend exists, without pulling in a backend's client.
+//!
+//! confd's rules: `--srv-record` names the record directly; otherwise
+//! `--srv-domain example.com` with backend `etcd` looks up
+//! `_etcd._tcp.example.com.`. Each answer becomes `host:port` with the
+//! target's trailing dot trimmed; etcd nodes get a `<scheme>://` prefix.
+//! A failed lookup is an error (confd treats it as fatal).
+
+use hickory_resolver::Resolver;
+use hickory_resolver::proto::rr::RData;
+
+/// Why discovery failed; the message names the record.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("SRV lookup of {record}: the system resolver configuration is unusable: {cause}")]
+    Resolver { record: String, cause: String },
+    #[error("SRV lookup of {record} failed: {cause}")]
+    Lookup { record: String, cause: String },
+    #[error("SRV lookup of {record} returned no targets")]
+    Empty { record: String },
+}
+
+/// One SRV answer, before formatting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub priority: u16,
+    pub weight: u16,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The record confd builds from `--srv-domain`: `_<backend>._tcp.<domain>.`
+pub fn record_name(backend: &str, domain: &str) -> String {
+    let domain = domain.trim_end_matches('.');
+    format!("_{backend}._tcp.{domain}.")
+}
+
+/// The record to look up: `--srv-record` wins over `--srv-domain`; `None`
+/// when neither is set (no discovery).
+pub fn record_for(backend: &str, srv_record: Option<&str>, srv_domain: Option<&str>) -> Option<String> {
+    match (srv_record.filter(|r| !r.is_empty()), srv_domain.filter(|d| !d.is_empty())) {
+        (Some(record), _) => Some(record.to_string()),
+        (None, Some(domain)) => Some(record_name(backend, domain)),
+        (None, None) => None,
+    }
+}
+
+/// Orders answers by priority (lowest first), then weight (highest first),
+/// then host and port, and renders them as `host:port`. Deterministic, so
+/// the same DNS answer always gives the same node list.
+pub fn format_targets(mut targets: Vec<Target>) -> Vec<String> {
+    targets.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then(a.host.cmp(&b.host))
+            .then(a.port.cmp(&b.port))
+    });
+    targets
+        .into_iter()
+        .map(|t| format!("{}:{}", t.host.trim_end_matches('.'), t.port))
+        .collect()
+}
+
+/// The node list a backend gets from discovered `host:port` nodes: etcd
+/// (and its alias etcdv3) takes URLs, so `<scheme>://` is prepended
+/// (`http` when the scheme is empty); other backends take them as they are.
+pub fn nodes_for_backend(backend: &str, scheme: &str, nodes: Vec<String>) -> Vec<String> {
+    if matches!(backend, "etcd" | "etcdv3") {
+        let scheme = if scheme.is_empty() { "http" } else { scheme };
+        nodes.into_iter().map(|n| format!("{scheme}://{n}")).collect()
+    } else {
+        nodes
+    }
+}
+
+/// Looks `record` up with the system resolver and returns `host:port`
+/// nodes, ordered as [`format_targets`] does.
+pub async fn discover_srv(record: &str) -> Result<Vec<String>, Error> {
+    let resolver = Resolver::builder_tokio()
+        .map_err(|e| Error::Resolver {
+            record: record.to_string(),
+            cause: e.to_string(),
+        })?
+        .build()
+        .map_err(|e| Error::Resolver {
+            record: record.to_string(),
+            cause: e.to_string(),
+        })?;
+    let answer = resolver.srv_lookup(record).await.map_err(|e| Error::Lookup {
+        record: record.to_string(),
+        cause: e.to_string(),
+    })?;
+    let targets: Vec<Target> = answer
+        .answers()
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::SRV(srv) => Some(Target {
+                priority: srv.priority,
+                weight: srv.weight,
+                host: srv.target.to_utf8(),
+                port: srv.port,
+            }),
+            _ => None,
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(Error::Empty {
+            record: record.to_string(),
+        });
+    }
+    Ok(format_targets(targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(priority: u16, weight: u16, host: &str, port: u16) -> Target {
+        Target {
+            priority,
+            weight,
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn record_name_is_confds() {
+        assert_eq!(record_name("etcd", "example.com"), "_etcd._tcp.example.com.");
+        assert_eq!(record_name("consul", "example.com."), "_consul._tcp.example.com.");
+    }
+
+    #[test]
+    fn explicit_record_wins_over_domain() {
+        assert_eq!(
+            record_for("etcd", Some("_x._tcp.a.b."), Some("example.com")).as_deref(),
+            Some("_x._tcp.a.b.")
+        );
+        assert_eq!(
+            record_for("redis", None, Some("example.com")).as_deref(),
+            Some("_redis._tcp.example.com.")
+        );
+        assert_eq!(record_for("redis", Some(""), Some("")), None);
+    }
+
+    #[test]
+    fn targets_are_trimmed_and_ordered() {
+        let nodes = format_targets(vec![
+            t(20, 0, "c.example.com.", 2379),
+            t(10, 5, "b.example.com.", 2379),
+            t(10, 50, "a.example.com.", 22379),
+        ]);
+        assert_eq!(
+            nodes,
+            ["a.example.com:22379", "b.example.com:2379", "c.example.com:2379"]
+        );
+    }
+
+    #[test]
+    fn etcd_nodes_get_the_scheme() {
+        let nodes = vec!["a:2379".to_string()];
+        assert_eq!(nodes_for_backend("etcd", "https", nodes.clone()), ["https://a:2379"]);
+        assert_eq!(nodes_for_backend("etcdv3", "", nodes.clone()), ["http://a:2379"]);
+        assert_eq!(nodes_for_backend("consul", "https", nodes), ["a:2379"]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_is_an_error_naming_it() {
+        // Offline this fails in the resolver or the lookup; online the name
+        // does not exist. Either way it must be an error naming the record.
+        let err = discover_srv("_confd-test._tcp.invalid.")
+            .await
+            .expect_err("the .invalid TLD never resolves");
+        assert!(err.to_string().contains("_confd-test._tcp.invalid."), "{err}");
+    }
+}

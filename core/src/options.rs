@@ -1,0 +1,63 @@
+//! The run settings the host hands to confd-core, resolved from flags,
+//! environment and confd.toml before anything here runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::EngineKind;
+
+/// Everything confd-core needs from the command line and confd.toml.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The configuration directory; resources are `<confdir>/conf.d/**/*.toml`,
+    /// templates live in `<confdir>/templates`.
+    pub confdir: PathBuf,
+    /// The global prefix, joined in front of every resource prefix.
+    pub prefix: String,
+    /// Render and compare only; write nothing and run no command.
+    pub noop: bool,
+    /// With `noop`: print a unified diff of each out-of-sync destination to stdout.
+    pub diff: bool,
+    /// Write destinations but run neither `check_cmd` nor `reload_cmd`.
+    pub sync_only: bool,
+    /// Keep the stage file next to the destination after a sync.
+    pub keep_stage_file: bool,
+    /// The backend of every resource that does not name its own.
+    pub default_backend: String,
+    /// Engine for templates whose resource has no `engine` key; `None` picks
+    /// by file extension (`.j2`, `.jinja`, `.jinja2` are Jinja, the rest Go).
+    pub template_engine: Option<EngineKind>,
+    /// Default time limit for `check_cmd` (a resource may override it).
+    pub check_cmd_timeout: Duration,
+    /// Default time limit for `reload_cmd` (a resource may override it).
+    pub reload_cmd_timeout: Duration,
+    /// Interval mode: time between two passes over all resources.
+    pub interval: Duration,
+    /// Watch mode: a burst of changes is rendered once it has been quiet this
+    /// long (zero renders on every wake-up).
+    pub debounce: Duration,
+    /// Treat an unknown key in a resource's `[template]` table as a load error
+    /// instead of a warning. Off by default because confd ignores them (and
+    /// the conformance set pins that).
+    pub strict_resource_keys: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            confdir: PathBuf::from("/etc/confd"),
+            prefix: String::new(),
+            noop: false,
+            diff: false,
+            sync_only: false,
+            keep_stage_file: false,
+            default_backend: String::new(),
+            template_engine: None,
+            check_cmd_timeout: Duration::from_secs(30),
+            reload_cmd_timeout: Duration::from_secs(60),
+            interval: Duration::from_secs(600),
+            debounce: Duration::from_millis(50),
+            strict_resource_keys: false,
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The processing modes: one pass (onetime), passes on a timer (interval) and
+//! change-driven renders (watch). Resources asking one backend for the same
+//! keys under the same prefix form a group: one fetch, and in watch mode one
+//! watch, serve them all.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use confd_sdk::{ErrorKind, SharedDatabase};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Store;
+use crate::keys;
+use crate::options::RunOptions;
+use crate::resource::Resource;
+use crate::sync::{Outcome, SyncError, sync_resource};
+
+/// The databases of a run, by backend name.
+pub type Backends = BTreeMap<String, SharedDatabase>;
+
+/// How many groups one pass works on at once.
+const CONCURRENCY: usize = 16;
+
+/// What a run did, summed over all its passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Destinations written.
+    pub updated: usize,
+    /// Destinations already in sync (left untouched).
+    pub unchanged: usize,
+    /// Resources that failed (render, fetch, check, write or reload).
+    pub failed: usize,
+    /// `--noop`: destinations that differ but were not written.
+    pub pending: usize,
+}
+
+impl Summary {
+    fn add(&mut self, other: Summary) {
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.failed += other.failed;
+        self.pending += other.pending;
+    }
+    fn count(&mut self, outcome: &Result<Outcome, SyncError>) {
+        match outcome {
+            Ok(Outcome::Updated) => self.updated += 1,
+            Ok(Outcome::Unchanged) => self.unchanged += 1,
+            Ok(Outcome::Pending) => self.pending += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Why watch mode could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(
+        "backend {backend:?} cannot watch for changes ({message}); use --interval or --onetime with it"
+    )]
+    Unsupported { backend: String, message: String },
+    #[error("backend {backend:?} is not configured (known: {known})")]
+    UnknownBackend { backend: String, known: String },
+}
+
+/// Resources that share one fetch and one watch.
+struct Group<'a> {
+    backend: &'a str,
+    prefix: &'a str,
+    query_keys: &'a [String],
+    members: Vec<&'a Resource>,
+}
+
+impl Group<'_> {
+    fn dests(&self) -> String {
+        let names: Vec<String> = self
+            .members
+            .iter()
+            .map(|r| r.dest().display().to_string())
+            .collect();
+        names.join(", ")
+    }
+}
+
+fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
+    let mut index: BTreeMap<(&str, &str, &[String]), usize> = BTreeMap::new();
+    let mut out: Vec<Group<'_>> = Vec::new();
+    for r in resources {
+        let key = (r.backend(), r.prefix(), r.query_keys());
+        match index.get(&key) {
+            Some(&i) => out[i].members.push(r),
+            None => {
+                index.insert(key, out.len());
+                out.push(Group {
+                    backend: r.backend(),
+                    prefix: r.prefix(),
+                    query_keys: r.query_keys(),
+                    members: vec![r],
+                });
+            }
+        }
+    }
+    out
+}
+
+fn known(backends: &Backends) -> String {
+    if backends.is_empty() {
+        "none".to_string()
+    } else {
+        backends.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Fetches once for the group and syncs each member. A fetch error fails
+/// every member and renders nothing, so an outage never touches a file.
+/// Returns whether the fetch succeeded.
+async fn process_group(
+    group: &Group<'_>,
+    backends: &Backends,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    summary: &Mutex<Summary>,
+) -> bool {
+    let mut local = Summary::default();
+    let fetched = fetch(group, backends).await;
+    let ok = fetched.is_ok();
+    match fetched {
+        Err(err) => {
+            tracing::error!("{}: {err}", group.dests());
+            local.failed += group.members.len();
+        }
+        Ok(store) => {
+            for resource in &group.members {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let outcome = sync_resource(resource, &store, opts).await;
+                if let Err(err) = &outcome {
+                    tracing::error!(
+                        "{} ({}): {err}",
+                        resource.dest().display(),
+                        resource.source_file().display()
+                    );
+                }
+                local.count(&outcome);
+            }
+        }
+    }
+    lock(summary).add(local);
+    ok
+}
+
+fn lock(summary: &Mutex<Summary>) -> std::sync::MutexGuard<'_, Summary> {
+    // A panic while holding this lock cannot leave a Summary half-updated.
+    summary.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn fetch(group: &Group<'_>, backends: &Backends) -> Result<Store, SyncError> {
+    if group.query_keys.is_empty() {
+        return Ok(Store::new(BTreeMap::new()));
+    }
+    let db = backends
+        .get(group.backend)
+        .ok_or_else(|| SyncError::UnknownBackend {
+            backend: group.backend.to_string(),
+            known: known(backends),
+        })?;
+    let values = db
+        .get_values(group.query_keys)
+        .await
+        .map_err(|source| SyncError::Fetch {
+            backend: group.backend.to_string(),
+            source,
+        })?;
+    Ok(Store::new(keys::store_values(
+        &values,
+        group.prefix,
+        group.query_keys,
+    )))
+}
+
+async fn pass(
+    groups: &[Group<'_>],
+    backends: &Backends,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    summary: &Mutex<Summary>,
+) {
+    futures_util::stream::iter(groups)
+        .map(|g| async move {
+            if !stop.load(Ordering::SeqCst) {
+                process_group(g, backends, opts, stop, summary).await;
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Processes every resource once. One failing resource never stops the others.
+pub async fn run_once(resources: &[Resource], backends: &Backends, opts: &RunOptions) -> Summary {
+    let groups = groups(resources);
+    let summary = Mutex::new(Summary::default());
+    pass(&groups, backends, opts, &AtomicBool::new(false), &summary).await;
+    let total = *lock(&summary);
+    total
+}
+
+/// Processes every resource, then again every `opts.interval`, until
+/// `shutdown` completes. A pass in progress at shutdown finishes the
+/// resources it started and starts no more. The summary sums all passes.
+pub async fn run_interval(
+    resources: &[Resource],
+    backends: &Backends,
+    opts: &RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Summary {
+    let groups = groups(resources);
+    let summary = Mutex::new(Summary::default());
+    let stop = AtomicBool::new(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        {
+            let mut current = std::pin::pin!(pass(&groups, backends, opts, &stop, &summary));
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut current => break,
+                    () = &mut shutdown, if !stop.load(Ordering::SeqCst) => {
+                        tracing::info!("shutting down after the resources in progress");
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(opts.interval) => {}
+            () = &mut shutdown => break,
+        }
+    }
+    let total = *lock(&summary);
+    total
+}
+
+/// Renders everything once, then re-renders a group of resources whenever
+/// its keys change, until `shutdown` completes. Fails at once when a backend
+/// cannot watch (e.g. env).
+pub async fn run_watch(
+    resources: &[Resource],
+    backends: &Backends,
+    opts: &RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, WatchError> {
+    let groups = groups(resources);
+    for g in &groups {
+        if !backends.contains_key(g.backend) {
+            return Err(WatchError::UnknownBackend {
+                backend: g.backend.to_string(),
+                known: known(backends),
+            });
+        }
+    }
+    let summary = Mutex::new(Summary::default());
+    let cancel = CancellationToken::new();
+    let stop = AtomicBool::new(false);
+    let all = futures_util::future::try_join_all(
+        groups
+            .iter()
+            .map(|g| watch_group(g, backends, opts, &cancel, &stop, &summary)),
+    );
+    let mut all = std::pin::pin!(all);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = tokio::select! {
+        biased;
+        r = &mut all => r,
+        () = &mut shutdown => {
+            tracing::info!("shutting down: stopping watches");
+            cancel.cancel();
+            all.await
+        }
+    };
+    // Errors end every other watch too (try_join_all drops them).
+    result?;
+    let total = *lock(&summary);
+    Ok(total)
+}
+
+/// Capped exponential backoff with jitter: 100 ms doubling up to 2 s, each
+/// wait drawn from [half, full] so many watchers do not retry in lockstep
+/// and a store that comes back is seen within 2 s.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const START: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Backoff { next: Self::START }
+    }
+    fn reset(&mut self) {
+        self.next = Self::START;
+    }
+    fn delay(&mut self) -> Duration {
+        let full = self.next;
+        self.next = (self.next * 2).min(Self::CAP);
+        let factor: f64 = rand::random_range(0.5..=1.0);
+        full.mul_f64(factor)
+    }
+}
+
+/// Longest a burst can postpone a render: with a change every few
+/// milliseconds a pure quiet-period debounce would never fire.
+fn max_coalesce(debounce: Duration) -> Duration {
+    (debounce * 20).max(Duration::from_secs(1))
+}
+
+enum Step<T> {
+    Done(T),
+    Cancelled,
+}
+
+async fn cancellable<T>(cancel: &CancellationToken, fut: impl Future<Output = T>) -> Step<T> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Step::Cancelled,
+        v = fut => Step::Done(v),
+    }
+}
+
+async fn watch_group(
+    group: &Group<'_>,
+    backends: &Backends,
+    opts: &RunOptions,
+    cancel: &CancellationToken,
+    stop: &AtomicBool,
+    summary: &Mutex<Summary>,
+) -> Result<(), WatchError> {
+    let Some(db) = backends.get(group.backend) else {
+        return Err(WatchError::UnknownBackend {
+            backend: group.backend.to_string(),
+            known: known(backends),
+        });
+    };
+    if group.query_keys.is_empty() {
+        // Nothing to watch: the store is empty forever. Render once and wait.
+        process_group(group, backends, opts, stop, summary).await;
+        cancel.cancelled().await;
+        return Ok(());
+    }
+    let unsupported = |e: &confd_sdk::Error| WatchError::Unsupported {
+        backend: group.backend.to_string(),
+        message: e.message().to_string(),
+    };
+    let mut backoff = Backoff::new();
+    let mut after_failure = false;
+    'restart: loop {
+        if after_failure {
+            let delay = backoff.delay();
+            if let Step::Cancelled = cancellable(cancel, tokio::time::sleep(delay)).await {
+                return Ok(());
+            }
+        }
+        // Every `continue 'restart` below follows a failure.
+        after_failure = true;
+        // Index first, read second: a change between the two is caught by
+        // the next watch call instead of being lost.
+        let Step::Done(first) =
+            cancellable(cancel, db.watch_prefix(group.prefix, group.query_keys, 0)).await
+        else {
+            return Ok(());
+        };
+        let mut index = match first {
+            Ok(i) => i,
+            Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
+            Err(e) => {
+                tracing::error!(
+                    "watching {} on backend {:?} for {}: {e}; retrying",
+                    group.prefix,
+                    group.backend,
+                    group.dests()
+                );
+                continue 'restart;
+            }
+        };
+        if !process_group(group, backends, opts, stop, summary).await {
+            continue 'restart;
+        }
+        backoff.reset();
+        loop {
+            let Step::Done(woke) = cancellable(
+                cancel,
+                db.watch_prefix(group.prefix, group.query_keys, index),
+            )
+            .await
+            else {
+                return Ok(());
+            };
+            match woke {
+                Ok(i) => index = i,
+                Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
+                Err(e) => {
+                    tracing::error!(
+                        "watching {} on backend {:?} for {}: {e}; retrying",
+                        group.prefix,
+                        group.backend,
+                        group.dests()
+                    );
+                    continue 'restart;
+                }
+            }
+            if !opts.debounce.is_zero() {
+                let deadline = Instant::now() + max_coalesce(opts.debounce);
+                loop {
+                    let quiet =
+                        tokio::time::sleep_until((Instant::now() + opts.debounce).min(deadline));
+                    let more = db.watch_prefix(group.prefix, group.query_keys, index);
+                    let step = cancellable(cancel, async {
+                        tokio::select! {
+                            () = quiet => None,
+                            r = more => Some(r),
+                        }
+                    })
+                    .await;
+                    match step {
+                        Step::Cancelled => return Ok(()),
+                        Step::Done(None) => break,
+                        Step::Done(Some(Ok(i))) => index = i,
+                        // Render what we have; the next watch call reports the error.
+                        Step::Done(Some(Err(_))) => break,
+                    }
+                }
+            }
+            tracing::debug!(
+                "change under {} on backend {:?}: rendering {}",
+                group.prefix,
+                group.backend,
+                group.dests()
+            );
+            if !process_group(group, backends, opts, stop, summary).await {
+                continue 'restart;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..8).map(|_| b.delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        for d in &delays {
+            assert!(*d <= Backoff::CAP);
+        }
+        assert!(delays[7] >= Duration::from_secs(1));
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn coalescing_is_bounded() {
+        assert_eq!(
+            max_coalesce(Duration::from_millis(50)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            max_coalesce(Duration::from_millis(100)),
+            Duration::from_secs(2)
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Safe file sync of one rendered resource: compare, stage, check, atomic
+//! rename, reload. A destination is either left alone or replaced whole;
+//! never truncated, never half-written, and an unchanged one is not touched.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::command::{self, CommandError};
+use crate::engine::Store;
+use crate::options::RunOptions;
+use crate::resource::Resource;
+
+/// What a sync did to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Content, mode and owner already matched: nothing was touched.
+    Unchanged,
+    /// The destination was replaced (and reloaded, unless sync-only).
+    Updated,
+    /// `--noop`: the destination differs but was left alone.
+    Pending,
+}
+
+/// Why one resource failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("backend {backend:?} is not configured (known: {known})")]
+    UnknownBackend { backend: String, known: String },
+    #[error("reading keys from backend {backend:?}: {source}")]
+    Fetch {
+        backend: String,
+        #[source]
+        source: confd_sdk::Error,
+    },
+    #[error("rendering template {src}: {message}")]
+    Render { src: String, message: String },
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("config check failed, {} left untouched: {source}", dest.display())]
+    Check {
+        dest: PathBuf,
+        #[source]
+        source: CommandError,
+    },
+    #[error("reload failed ({} was updated): {source}", dest.display())]
+    Reload {
+        dest: PathBuf,
+        #[source]
+        source: CommandError,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SyncError + use<> {
+    let path = path.to_path_buf();
+    move |source| SyncError::Io { op, path, source }
+}
+
+/// Renders `resource` with `store` and brings its destination in line.
+pub async fn sync_resource(
+    resource: &Resource,
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<Outcome, SyncError> {
+    let content = resource
+        .template()
+        .render(store)
+        .map_err(|e| SyncError::Render {
+            src: resource.src().to_string(),
+            message: e.to_string(),
+        })?;
+    sync_content(resource, content.into_bytes(), opts).await
+}
+
+/// The metadata a destination must end up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wanted {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// Brings the destination of `resource` to `content`, following the steps in
+/// docs/resources.md.
+pub async fn sync_content(
+    resource: &Resource,
+    content: Vec<u8>,
+    opts: &RunOptions,
+) -> Result<Outcome, SyncError> {
+    let dest = resource.dest().to_path_buf();
+    let explicit_mode = resource.mode();
+    let uid = resource
+        .uid()
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let gid = resource
+        .gid()
+        .unwrap_or_else(|| nix::unistd::getegid().as_raw());
+    let want_old = opts.noop && opts.diff;
+
+    let (content, plan) = blocking(move || {
+        let plan = compare(&dest, &content, explicit_mode, uid, gid, want_old);
+        (content, plan)
+    })
+    .await?;
+    let plan = plan?;
+    let dest = resource.dest();
+    if plan.differences.is_empty() {
+        tracing::debug!("Target config {} in sync", dest.display());
+        return Ok(Outcome::Unchanged);
+    }
+    tracing::info!(
+        "Target config {} out of sync ({})",
+        dest.display(),
+        plan.differences.join(", ")
+    );
+    if opts.noop {
+        tracing::warn!("Noop mode enabled. {} will not be modified", dest.display());
+        if opts.diff {
+            let text = unified_diff(dest, plan.old.as_deref().unwrap_or_default(), &content);
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        return Ok(Outcome::Pending);
+    }
+
+    let wanted = plan.wanted;
+    let keep = opts.keep_stage_file;
+    let stage_dest = dest.to_path_buf();
+    let (content, staged) = blocking(move || {
+        let staged = create_stage(&stage_dest, &content, wanted);
+        (content, staged)
+    })
+    .await?;
+    let stage = staged?;
+    let stage_path = stage.path().to_path_buf();
+
+    if !opts.sync_only {
+        if let Some(check) = resource.check_cmd() {
+            let cmd = substitute(check, Some(&stage_path), dest);
+            tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
+            match command::run(&cmd, resource.check_cmd_timeout()).await {
+                Ok(output) => tracing::debug!(
+                    "check_cmd for {} passed: {}",
+                    dest.display(),
+                    output.trim_end()
+                ),
+                Err(source) => {
+                    discard(stage, keep);
+                    return Err(SyncError::Check {
+                        dest: dest.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    let install_dest = dest.to_path_buf();
+    blocking(move || install(stage, &install_dest, &content, wanted, keep)).await??;
+
+    if !opts.sync_only {
+        if let Some(reload) = resource.reload_cmd() {
+            let cmd = substitute(reload, None, dest);
+            tracing::debug!("Running reload_cmd for {}: {cmd}", dest.display());
+            match command::run(&cmd, resource.reload_cmd_timeout()).await {
+                Ok(output) => tracing::debug!(
+                    "reload_cmd for {} done: {}",
+                    dest.display(),
+                    output.trim_end()
+                ),
+                Err(source) => {
+                    return Err(SyncError::Reload {
+                        dest: dest.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    tracing::info!("Target config {} has been updated", dest.display());
+    Ok(Outcome::Updated)
+}
+
+/// Runs blocking file work off the async threads (fsync can take
+/// milliseconds on real disks and resources sync concurrently).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncError::Io {
+            op: "file task",
+            path: PathBuf::new(),
+            source: io::Error::other(e.to_string()),
+        })
+}
+
+/// `{{.src}}` (the stage file) and `{{.dest}}` in a command. `{{.src}}` means
+/// nothing in `reload_cmd` (the stage file is gone by then) and stays as written.
+fn substitute(cmd: &str, stage: Option<&Path>, dest: &Path) -> String {
+    let mut out = cmd.to_string();
+    if let Some(stage) = stage {
+        let s = stage.to_string_lossy();
+        out = out.replace("{{.src}}", &s).replace("{{ .src }}", &s);
+    }
+    let d = dest.to_string_lossy();
+    out.replace("{{.dest}}", &d).replace("{{ .dest }}", &d)
+}
+
+struct Plan {
+    wanted: Wanted,
+    differences: Vec<String>,
+    old: Option<Vec<u8>>,
+}
+
+fn compare(
+    dest: &Path,
+    content: &[u8],
+    explicit_mode: Option<u32>,
+    uid: u32,
+    gid: u32,
+    want_old: bool,
+) -> Result<Plan, SyncError> {
+    let meta = match std::fs::metadata(dest) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Plan {
+                wanted: Wanted {
+                    mode: explicit_mode.unwrap_or(0o644),
+                    uid,
+                    gid,
+                },
+                differences: vec!["does not exist".to_string()],
+                old: want_old.then(Vec::new),
+            });
+        }
+        Err(e) => return Err(io_err("stat", dest)(e)),
+    };
+    let current_mode = meta.mode() & 0o7777;
+    let wanted = Wanted {
+        mode: explicit_mode.unwrap_or(current_mode),
+        uid,
+        gid,
+    };
+    let mut differences = Vec::new();
+    if current_mode != wanted.mode {
+        differences.push(format!(
+            "mode {current_mode:04o} should be {:04o}",
+            wanted.mode
+        ));
+    }
+    if meta.uid() != uid {
+        differences.push(format!("uid {} should be {uid}", meta.uid()));
+    }
+    if meta.gid() != gid {
+        differences.push(format!("gid {} should be {gid}", meta.gid()));
+    }
+    let mut old = None;
+    if meta.len() != content.len() as u64 {
+        differences.push("content differs".to_string());
+        if want_old {
+            old = Some(std::fs::read(dest).map_err(io_err("read", dest))?);
+        }
+    } else {
+        let current = read_all(dest, meta.len())?;
+        if current != content {
+            differences.push("content differs".to_string());
+        }
+        old = Some(current);
+    }
+    Ok(Plan {
+        wanted,
+        differences,
+        old,
+    })
+}
+
+fn read_all(path: &Path, len: u64) -> Result<Vec<u8>, SyncError> {
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut buf).map_err(io_err("read", path))?;
+    Ok(buf)
+}
+
+fn dest_dir(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `content` to a new `.<name>.<random>` file (0600, O_EXCL) next to
+/// `dest`, gives it its final owner and mode and fsyncs it. Dropping the
+/// returned handle deletes the file, so every error path cleans up.
+fn create_stage(dest: &Path, content: &[u8], wanted: Wanted) -> Result<NamedTempFile, SyncError> {
+    let dir = dest_dir(dest);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut stage = tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(8)
+        .permissions(Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(io_err("create stage file in", dir))?;
+    let path = stage.path().to_path_buf();
+    stage.write_all(content).map_err(io_err("write", &path))?;
+    apply_metadata(stage.as_file(), &path, wanted)?;
+    stage.as_file().sync_all().map_err(io_err("fsync", &path))?;
+    Ok(stage)
+}
+
+/// Owner first, then mode: chown clears setuid/setgid bits on Linux.
+fn apply_metadata(file: &File, path: &Path, wanted: Wanted) -> Result<(), SyncError> {
+    let meta = file.metadata().map_err(io_err("stat", path))?;
+    if meta.uid() != wanted.uid || meta.gid() != wanted.gid {
+        std::os::unix::fs::fchown(file, Some(wanted.uid), Some(wanted.gid))
+            .map_err(io_err("chown", path))?;
+    }
+    // Explicit chmod: the final mode must not depend on the umask.
+    file.set_permissions(Permissions::from_mode(wanted.mode))
+        .map_err(io_err("chmod", path))
+}
+
+fn discard(stage: NamedTempFile, keep: bool) {
+    if keep {
+        match stage.keep() {
+            Ok((_, path)) => tracing::info!("Keeping stage file {}", path.display()),
+            Err(e) => tracing::warn!("could not keep stage file: {e}"),
+        }
+    }
+    // Otherwise dropping the handle removes the file.
+}
+
+fn install(
+    stage: NamedTempFile,
+    dest: &Path,
+    content: &[u8],
+    wanted: Wanted,
+    keep: bool,
+) -> Result<(), SyncError> {
+    // With keep-stage-file the stage must survive, yet the destination must
+    // still be replaced atomically: rename a second copy instead.
+    let (to_rename, kept) = if keep {
+        (create_stage(dest, content, wanted)?, Some(stage))
+    } else {
+        (stage, None)
+    };
+    match to_rename.persist(dest) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.error.raw_os_error(),
+                Some(libc_errno::EBUSY) | Some(libc_errno::EXDEV)
+            ) =>
+        {
+            // A bind-mounted file (typical in containers) cannot be renamed
+            // over; writing in place is the only way left.
+            tracing::warn!(
+                "rename over {} failed ({}); writing it in place (not atomic)",
+                dest.display(),
+                e.error
+            );
+            write_in_place(dest, content, wanted)?;
+        }
+        Err(e) => return Err(io_err("rename stage file to", dest)(e.error)),
+    }
+    if let Some(stage) = kept {
+        discard(stage, true);
+    }
+    let dir = dest_dir(dest);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// errno values without a libc dependency.
+mod libc_errno {
+    pub const EBUSY: i32 = nix::errno::Errno::EBUSY as i32;
+    pub const EXDEV: i32 = nix::errno::Errno::EXDEV as i32;
+}
+
+fn write_in_place(dest: &Path, content: &[u8], wanted: Wanted) -> Result<(), SyncError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dest)
+        .map_err(io_err("open", dest))?;
+    file.write_all(content).map_err(io_err("write", dest))?;
+    apply_metadata(&file, dest, wanted)?;
+    file.sync_all().map_err(io_err("fsync", dest))
+}
+
+/// A unified diff of the destination's current content and the rendered one,
+/// as `--noop --diff` prints it.
+pub fn unified_diff(dest: &Path, old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{} (current)", dest.display()),
+            &format!("{} (proposed)", dest.display()),
+        )
+        .to_string();
+    if out.is_empty() {
+        // Only mode or owner differ; say so instead of printing nothing.
+        out = format!(
+            "--- {0} (current)\n+++ {0} (proposed)\n(content unchanged; mode or owner differs)\n",
+            dest.display()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_has_current_and_proposed_headers() {
+        let text = unified_diff(Path::new("/etc/app.conf"), b"a\nb\nc\n", b"a\nB\nc\n");
+        assert_eq!(
+            text,
+            "--- /etc/app.conf (current)\n+++ /etc/app.conf (proposed)\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+        );
+    }
+
+    #[test]
+    fn diff_of_metadata_only_change_says_so() {
+        let text = unified_diff(Path::new("/x"), b"same\n", b"same\n");
+        assert!(text.contains("mode or owner differs"), "{text}");
+    }
+
+    #[test]
+    fn commands_get_stage_and_dest() {
+        let cmd = substitute(
+            "check {{.src}} {{ .src }} for {{.dest}}",
+            Some(Path::new("/d/.a.x")),
+            Path::new("/d/a"),
+        );
+        assert_eq!(cmd, "check /d/.a.x /d/.a.x for /d/a");
+        assert_eq!(
+            substitute("reload {{.src}}", None, Path::new("/d/a")),
+            "reload {{.src}}"
+        );
+    }
+
+    #[test]
+    fn stage_file_is_hidden_next_to_dest_with_final_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("app.conf");
+        let wanted = Wanted {
+            mode: 0o640,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let stage = create_stage(&dest, b"x", wanted).expect("stage");
+        let name = stage
+            .path()
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.starts_with(".app.conf."), "{name}");
+        assert_eq!(stage.path().parent(), Some(dir.path()));
+        let mode = std::fs::metadata(stage.path()).expect("stat").mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let path = stage.path().to_path_buf();
+        drop(stage);
+        assert!(!path.exists(), "dropping the stage removes it");
+    }
+}

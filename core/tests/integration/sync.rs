@@ -1,0 +1,300 @@
+//! One-shot sync: what gets written, what is left alone, commands, modes.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use confd_core::{Summary, load_resources, run_once};
+
+use crate::support::{Confdir, MemDb};
+
+const APP: &str = "name={{getv \"/app/name\"}}\n";
+
+async fn once(_c: &Confdir, db: &std::sync::Arc<MemDb>, opts: &confd_core::RunOptions) -> Summary {
+    let resources = load_resources(opts).expect("resources load");
+    run_once(&resources, &db.backends(), opts).await
+}
+
+fn summary(updated: usize, unchanged: usize, failed: usize) -> Summary {
+    Summary {
+        updated,
+        unchanged,
+        failed,
+        pending: 0,
+    }
+}
+
+#[tokio::test]
+async fn new_dest_is_written_with_default_mode() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+    let mode = fs::metadata(c.dest("app.conf")).expect("stat").mode() & 0o7777;
+    assert_eq!(mode, 0o644);
+    assert_eq!(c.listing(), ["app.conf"], "no stage file left");
+}
+
+#[tokio::test]
+async fn unchanged_dest_is_not_touched() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    let log = c.dir.path().join("commands.log");
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        &format!(
+            "check_cmd = \"echo check >> {0}\"\nreload_cmd = \"echo reload >> {0}\"",
+            log.display()
+        ),
+    );
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+    let before = fs::metadata(c.dest("app.conf")).expect("stat");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(0, 1, 0));
+    let after = fs::metadata(c.dest("app.conf")).expect("stat");
+    assert_eq!(before.ino(), after.ino());
+    assert_eq!(
+        (before.mtime(), before.mtime_nsec()),
+        (after.mtime(), after.mtime_nsec())
+    );
+    assert_eq!(c.listing(), ["app.conf"]);
+    assert_eq!(fs::read_to_string(&log).expect("log"), "check\nreload\n");
+}
+
+#[tokio::test]
+async fn changed_content_replaces_the_file() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "mode = \"0600\"");
+    fs::write(c.dest("app.conf"), "name=old\n").expect("pre");
+    let ino = fs::metadata(c.dest("app.conf")).expect("stat").ino();
+    let db = MemDb::new(&[("/app/name", "new")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+    let meta = fs::metadata(c.dest("app.conf")).expect("stat");
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=new\n"));
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_ne!(meta.ino(), ino, "replaced by rename, not rewritten");
+}
+
+#[tokio::test]
+async fn existing_mode_is_kept_and_mode_only_change_rewrites() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("keep", "app.tmpl", &["/app"], "");
+    c.resource("change", "app.tmpl", &["/app"], "mode = \"0640\"");
+    c.resource("special", "app.tmpl", &["/app"], "mode = \"02750\"");
+    for name in ["keep", "change"] {
+        fs::write(c.dest(name), "name=demo\n").expect("pre");
+    }
+    fs::set_permissions(c.dest("keep"), fs::Permissions::from_mode(0o604)).expect("chmod");
+    fs::set_permissions(c.dest("change"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(2, 1, 0));
+    let mode = |n: &str| fs::metadata(c.dest(n)).expect("stat").mode() & 0o7777;
+    assert_eq!(mode("keep"), 0o604);
+    assert_eq!(mode("change"), 0o640);
+    assert_eq!(mode("special"), 0o2750);
+}
+
+#[tokio::test]
+async fn failing_check_leaves_dest_and_no_stage_file() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    let reloaded = c.dir.path().join("reloaded");
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        &format!(
+            "check_cmd = \"grep -q '^name=production$' {{{{.src}}}}\"\nreload_cmd = \"touch {}\"",
+            reloaded.display()
+        ),
+    );
+    fs::write(c.dest("app.conf"), "name=previous\n").expect("pre");
+    fs::set_permissions(c.dest("app.conf"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(0, 0, 1));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=previous\n"));
+    assert_eq!(
+        fs::metadata(c.dest("app.conf")).expect("stat").mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(c.listing(), ["app.conf"]);
+    assert!(
+        !reloaded.exists(),
+        "reload must not run after a failed check"
+    );
+}
+
+#[tokio::test]
+async fn check_sees_the_staged_content() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        "check_cmd = \"grep -q '^name=demo$' {{.src}}\"",
+    );
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+}
+
+#[tokio::test]
+async fn hanging_check_times_out() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        "check_cmd = \"sleep 30\"\ncheck_cmd_timeout = \"300ms\"",
+    );
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let start = Instant::now();
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(0, 0, 1));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(c.listing().is_empty(), "{:?}", c.listing());
+}
+
+#[tokio::test]
+async fn noop_writes_nothing() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("new.conf", "app.tmpl", &["/app"], "reload_cmd = \"false\"");
+    c.resource("old.conf", "app.tmpl", &["/app"], "");
+    fs::write(c.dest("old.conf"), "name=old\n").expect("pre");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let mut opts = c.opts();
+    opts.noop = true;
+    opts.diff = true;
+    let s = once(&c, &db, &opts).await;
+    assert_eq!(
+        s,
+        Summary {
+            updated: 0,
+            unchanged: 0,
+            failed: 0,
+            pending: 2
+        }
+    );
+    assert_eq!(c.listing(), ["old.conf"]);
+    assert_eq!(c.read("old.conf").as_deref(), Some("name=old\n"));
+}
+
+#[tokio::test]
+async fn sync_only_skips_both_commands() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    let marker = c.dir.path().join("ran");
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        &format!(
+            "check_cmd = \"false\"\nreload_cmd = \"touch {}\"",
+            marker.display()
+        ),
+    );
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let mut opts = c.opts();
+    opts.sync_only = true;
+    assert_eq!(once(&c, &db, &opts).await, summary(1, 0, 0));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn keep_stage_file_keeps_it() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let mut opts = c.opts();
+    opts.keep_stage_file = true;
+    assert_eq!(once(&c, &db, &opts).await, summary(1, 0, 0));
+    let listing = c.listing();
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    assert!(listing[0].starts_with(".app.conf."), "{listing:?}");
+    let stage = c.out().join(&listing[0]);
+    assert_eq!(fs::read_to_string(stage).expect("stage"), "name=demo\n");
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+}
+
+#[tokio::test]
+async fn one_failure_does_not_stop_the_others() {
+    let c = Confdir::new();
+    c.template("good.tmpl", APP);
+    c.template("bad.tmpl", "port={{getv \"/app/port\"}}\n");
+    c.resource("a-good.conf", "good.tmpl", &["/app"], "");
+    c.resource("b-bad.conf", "bad.tmpl", &["/app"], "");
+    c.resource("c-good.conf", "good.tmpl", &["/app"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(2, 0, 1));
+    assert_eq!(c.listing(), ["a-good.conf", "c-good.conf"]);
+}
+
+#[tokio::test]
+async fn backend_error_leaves_files_alone() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    fs::write(c.dest("app.conf"), "name=old\n").expect("pre");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    db.set_down(true);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(0, 0, 1));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=old\n"));
+    assert_eq!(c.listing(), ["app.conf"]);
+}
+
+#[tokio::test]
+async fn unknown_backend_fails_the_resource() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "backend = \"nope\"");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(0, 0, 1));
+}
+
+#[tokio::test]
+async fn prefixes_join_and_keys_are_relative() {
+    let c = Confdir::new();
+    c.template("p.tmpl", "{{getv \"/db/host\"}}\n");
+    c.resource("p.conf", "p.tmpl", &["/db"], "prefix = \"svc\"");
+    let db = MemDb::new(&[
+        ("/prod/svc/db/host", "right"),
+        ("/prod/svcx/db/host", "wrong"),
+    ]);
+    let mut opts = c.opts();
+    opts.prefix = "/prod".into();
+    assert_eq!(once(&c, &db, &opts).await, summary(1, 0, 0));
+    assert_eq!(c.read("p.conf").as_deref(), Some("right\n"));
+}
+
+#[tokio::test]
+async fn resources_with_the_same_keys_share_one_fetch() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    for n in ["a", "b", "c", "d"] {
+        c.resource(n, "app.tmpl", &["/app"], "");
+    }
+    c.resource("e", "app.tmpl", &["/app", "/other"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(5, 0, 0));
+    assert_eq!(db.gets(), 2);
+}
+
+#[tokio::test]
+async fn resources_without_keys_fetch_nothing() {
+    let c = Confdir::new();
+    c.template("plain.tmpl", "static\n");
+    c.resource("plain", "plain.tmpl", &[], "");
+    let db = MemDb::new(&[]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+    assert_eq!(db.gets(), 0);
+}

@@ -1,0 +1,126 @@
+//! An in-memory key-value database served as a plugin: the smallest complete confd plugin, and
+//! the SDK's end-to-end test fixture.
+//!
+//! Settings: every key `data.<path>` sets `<path>` to the value (`data./app/port = 8080`).
+//! Each `configure` replaces the whole map and wakes pending watches.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use confd_sdk::{Config, Database, Error, async_trait};
+use tokio::sync::watch;
+
+/// The store: a sorted map plus a version counter that watches wait on.
+pub struct Memory {
+    data: RwLock<BTreeMap<String, String>>,
+    version: watch::Sender<u64>,
+}
+
+impl Memory {
+    /// An empty store at index 1 (0 means "no index yet" to `watch_prefix`).
+    pub fn new() -> Memory {
+        Memory {
+            data: RwLock::default(),
+            version: watch::Sender::new(1),
+        }
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory::new()
+    }
+}
+
+#[async_trait]
+impl Database for Memory {
+    async fn configure(&self, config: Config) -> Result<(), Error> {
+        let mut data = BTreeMap::new();
+        for (key, value) in config {
+            let Some(path) = key.strip_prefix("data.") else {
+                return Err(Error::invalid_config(format!(
+                    "unknown key {key:?} (expected data.<path>)"
+                )));
+            };
+            data.insert(path.to_string(), value);
+        }
+        *self.data.write().map_err(|_| Error::internal("store lock poisoned"))? = data;
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        let data = self.data.read().map_err(|_| Error::internal("store lock poisoned"))?;
+        let under = |k: &str, key: &str| {
+            let key = key.trim_end_matches('/');
+            k == key || k.strip_prefix(key).is_some_and(|rest| rest.starts_with('/'))
+        };
+        Ok(data
+            .iter()
+            .filter(|(k, _)| keys.iter().any(|key| under(k, key)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn watch_prefix(&self, _prefix: &str, _keys: &[String], index: u64) -> Result<u64, Error> {
+        let mut version = self.version.subscribe();
+        let now = version
+            .wait_for(|v| index == 0 || *v > index)
+            .await
+            .map_err(|_| Error::internal("store dropped"))?;
+        Ok(*now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn matches_keys_as_path_prefixes() {
+        let db = Memory::new();
+        db.configure(config(&[
+            ("data./app/x", "1"),
+            ("data./app/y/z", "2"),
+            ("data./application", "3"),
+        ]))
+        .await
+        .expect("configure");
+        let got = db.get_values(&["/app".into()]).await.expect("get");
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["/app/x", "/app/y/z"]);
+        let all = db.get_values(&["/".into()]).await.expect("get");
+        assert_eq!(all.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn refuses_unknown_settings() {
+        let err = Memory::new()
+            .configure(config(&[("nodes", "x")]))
+            .await
+            .expect_err("unknown key");
+        assert_eq!(err.kind(), confd_sdk::ErrorKind::InvalidConfig);
+        assert!(err.message().contains("\"nodes\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn watch_wakes_on_configure() {
+        let db = std::sync::Arc::new(Memory::new());
+        let index = db.watch_prefix("/", &[], 0).await.expect("index");
+        let waiter = tokio::spawn({
+            let db = db.clone();
+            async move { db.watch_prefix("/", &[], index).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        db.configure(config(&[("data./a", "1")])).await.expect("configure");
+        let next = waiter.await.expect("join").expect("watch");
+        assert!(next > index);
+    }
+}

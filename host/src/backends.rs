@@ -1,0 +1,325 @@
+//! Backend resolution: the only place in the host that knows backend names. It maps a name to
+//! the process that serves it (a builtin run as `confd internal-plugin database <name>`, or a
+//! discovered `confd-database-<name>` file) and to the settings map its `Configure` receives.
+//! Everything past this module handles backends as `Arc<dyn Database>`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::settings::Settings;
+
+/// File name prefix of an external database plugin.
+pub const PLUGIN_PREFIX: &str = "confd-database-";
+
+/// A backend compiled into the confd binary.
+#[derive(Debug)]
+pub struct Builtin {
+    /// The name `internal-plugin database <name>` serves.
+    pub name: &'static str,
+    /// Other names users write for it (confd's `etcdv3`).
+    pub aliases: &'static [&'static str],
+    /// confd's default nodes, used when no node is configured.
+    pub default_nodes: &'static [&'static str],
+    /// The settings keys its `Configure` accepts; nothing else is sent.
+    pub keys: &'static [&'static str],
+}
+
+/// Every builtin, sorted by name.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "consul",
+        aliases: &[],
+        default_nodes: &["127.0.0.1:8500"],
+        keys: &[
+            "nodes",
+            "scheme",
+            "cert",
+            "key",
+            "caCert",
+            "basicAuth",
+            "username",
+            "password",
+        ],
+    },
+    Builtin {
+        name: "env",
+        aliases: &[],
+        default_nodes: &[],
+        keys: &[],
+    },
+    Builtin {
+        name: "etcd",
+        aliases: &["etcdv3"],
+        default_nodes: &["127.0.0.1:2379"],
+        keys: &[
+            "nodes",
+            "cert",
+            "key",
+            "caCert",
+            "basicAuth",
+            "username",
+            "password",
+        ],
+    },
+    Builtin {
+        name: "file",
+        aliases: &[],
+        default_nodes: &[],
+        keys: &["file", "filter"],
+    },
+    Builtin {
+        name: "redis",
+        aliases: &[],
+        default_nodes: &["127.0.0.1:6379"],
+        keys: &["nodes", "password", "separator"],
+    },
+];
+
+/// The builtin a name (or alias) refers to.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS
+        .iter()
+        .find(|b| b.name == name || b.aliases.contains(&name))
+}
+
+/// What provides a backend name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled in; served by this binary's `internal-plugin` subcommand.
+    Builtin(&'static str),
+    /// An executable found on disk.
+    File(PathBuf),
+}
+
+/// The names discovery found, plus the builtins.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    files: BTreeMap<String, PathBuf>,
+}
+
+/// A name nobody provides; the message lists what exists.
+#[derive(Debug)]
+pub struct UnknownBackend {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+impl fmt::Display for UnknownBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown backend {:?}; known backends: {}",
+            self.name,
+            self.known.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownBackend {}
+
+/// A backend ready to start: the command line and its Configure settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The name as resources and `--backend` spell it; tags the plugin's log lines.
+    pub name: String,
+    pub source: Source,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// Looks for `confd-database-*` files in the confd executable's directory, then in the
+    /// current directory; a later directory wins for the same name.
+    pub fn discover() -> Registry {
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        let cwd = std::env::current_dir().ok();
+        Registry::discover_in(exe_dir.iter().chain(cwd.iter()).map(PathBuf::as_path))
+    }
+
+    /// Discovery over explicit directories, in increasing priority.
+    pub fn discover_in<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Registry {
+        let mut files = BTreeMap::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut found: Vec<(String, PathBuf)> = entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let file_name = entry.file_name();
+                    let name = plugin_name(file_name.to_str()?)?;
+                    let path = entry.path();
+                    // Follows symlinks: a link to a plugin is a plugin.
+                    path.is_file().then(|| (name.to_string(), absolute(&path)))
+                })
+                .collect();
+            // Within one directory, `x` and `x.exe` both map to `x`; sorting makes the pick
+            // stable (the shorter, extension-less file sorts first and loses to the later one).
+            found.sort();
+            files.extend(found);
+        }
+        Registry { files }
+    }
+
+    /// Every name and its provider, sorted by name.
+    pub fn entries(&self) -> BTreeMap<String, Source> {
+        let mut all = BTreeMap::new();
+        for b in BUILTINS {
+            all.insert(b.name.to_string(), Source::Builtin(b.name));
+            for alias in b.aliases {
+                all.insert((*alias).to_string(), Source::Builtin(b.name));
+            }
+        }
+        for (name, path) in &self.files {
+            all.insert(name.clone(), Source::File(path.clone()));
+        }
+        all
+    }
+
+    /// The `--list-backends` text: one `name  provider` line each.
+    pub fn listing(&self) -> String {
+        let entries = self.entries();
+        let width = entries.keys().map(String::len).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, source) in entries {
+            let what = match source {
+                Source::Builtin(b) if b == name => "builtin".to_string(),
+                Source::Builtin(b) => format!("builtin (alias of {b})"),
+                Source::File(path) => path.display().to_string(),
+            };
+            out.push_str(&format!("{name:<width$}  {what}\n"));
+        }
+        out
+    }
+
+    /// What provides `name`, or an error listing the known names.
+    pub fn source(&self, name: &str) -> Result<Source, UnknownBackend> {
+        self.entries()
+            .remove(name)
+            .ok_or_else(|| UnknownBackend {
+                name: name.to_string(),
+                known: self.entries().into_keys().collect(),
+            })
+    }
+
+    /// Resolves `name` into a command line and its settings map. `self_exe` is the confd
+    /// binary that serves builtins.
+    pub fn launch(
+        &self,
+        name: &str,
+        settings: &Settings,
+        self_exe: &Path,
+        plugin_dev: bool,
+    ) -> Result<Launch, UnknownBackend> {
+        let source = self.source(name)?;
+        let (program, args) = match &source {
+            Source::Builtin(b) => (
+                self_exe.to_path_buf(),
+                vec![
+                    OsString::from("internal-plugin"),
+                    OsString::from("database"),
+                    OsString::from(*b),
+                ],
+            ),
+            Source::File(path) => {
+                if builtin(name).is_some() && !plugin_dev {
+                    tracing::warn!(
+                        "{} overrides the builtin {name} backend; remove the file to use the \
+                         builtin (set CONFD_PLUGIN_DEV=1 to silence this warning)",
+                        path.display()
+                    );
+                }
+                (path.clone(), Vec::new())
+            }
+        };
+        Ok(Launch {
+            name: name.to_string(),
+            source,
+            program,
+            args,
+            config: config_for(name, settings),
+        })
+    }
+}
+
+/// `confd internal-plugin database <name>`: serves a builtin through the SDK, exactly as its
+/// `confd-database-<name>` executable would. Returns only on a bad request.
+pub fn serve_builtin(kind: &str, name: &str) -> anyhow::Result<std::convert::Infallible> {
+    use confd_sdk::{ServeOpts, serve};
+    if kind != "database" {
+        anyhow::bail!("unknown plugin type {kind:?}: only \"database\" exists");
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    match builtin(name).map(|b| b.name) {
+        Some("env") => serve(ServeOpts::new("env", confd_builtin_env::database).version(version)),
+        Some("file") => serve(ServeOpts::new("file", confd_builtin_file::database).version(version)),
+        Some("etcd") => serve(ServeOpts::new("etcd", confd_builtin_etcd::Etcd::new).version(version)),
+        _ => anyhow::bail!(
+            "{name:?} is not a builtin backend; builtins: {}",
+            BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The plugin name in a file name: after `confd-database-`, up to the first `.`.
+pub fn plugin_name(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix(PLUGIN_PREFIX)?;
+    let name = rest.split('.').next().unwrap_or(rest);
+    (!name.is_empty()).then_some(name)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The map `Configure` receives. A builtin name (also when a file overrides it) gets the
+/// confd settings it accepts; any other plugin gets only `[plugins.<name>]` and
+/// `--plugin-config`. Those user settings are merged last, over the builtin keys.
+pub fn config_for(name: &str, settings: &Settings) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    if let Some(b) = builtin(name) {
+        for key in b.keys {
+            if let Some(value) = builtin_value(b, key, settings) {
+                map.insert((*key).to_string(), value);
+            }
+        }
+    }
+    if let Some(user) = settings.plugins.get(name) {
+        map.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    map
+}
+
+fn builtin_value(b: &Builtin, key: &str, s: &Settings) -> Option<String> {
+    match key {
+        "nodes" => {
+            let nodes: Vec<&str> = if s.nodes.is_empty() {
+                b.default_nodes.to_vec()
+            } else {
+                s.nodes.iter().map(String::as_str).collect()
+            };
+            (!nodes.is_empty()).then(|| nodes.join(","))
+        }
+        "scheme" => Some(s.scheme.clone()),
+        "cert" => s.client_cert.clone(),
+        "key" => s.client_key.clone(),
+        "caCert" => s.client_cakeys.clone(),
+        "basicAuth" => Some(s.basic_auth.to_string()),
+        "username" => s.username.clone(),
+        // confd passed client_key as the redis password; --password now wins over it.
+        "password" if b.name == "redis" => s.password.clone().or_else(|| s.client_key.clone()),
+        "password" => s.password.clone(),
+        "separator" => s.separator.clone(),
+        "file" => (!s.files.is_empty()).then(|| s.files.join(",")),
+        "filter" => s.filter.clone(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Discovery order, name parsing, and the settings map each backend receives.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::*;
+use crate::settings::{self, FileConfig};
+
+fn settings_from(args: &[&str], toml: &str) -> Settings {
+    let mut argv = vec![OsString::from("confd")];
+    argv.extend(args.iter().map(OsString::from));
+    let cli = crate::cli::parse(argv).expect("args parse");
+    let file = FileConfig::parse(toml, Path::new("confd.toml")).expect("toml parses");
+    settings::resolve(&cli, &BTreeMap::<String, String>::new(), file).expect("resolve")
+}
+
+fn touch(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, "#!/bin/sh\n").expect("write plugin file");
+    path
+}
+
+#[test]
+fn plugin_names_cut_at_the_first_dot() {
+    assert_eq!(plugin_name("confd-database-env-test"), Some("env-test"));
+    assert_eq!(plugin_name("confd-database-vault.exe"), Some("vault"));
+    assert_eq!(plugin_name("confd-database-a.b.c"), Some("a"));
+    assert_eq!(plugin_name("confd-database-"), None);
+    assert_eq!(plugin_name("confd-database-.x"), None);
+    assert_eq!(plugin_name("confd-backend-env"), None);
+}
+
+#[test]
+fn later_directory_wins_and_directories_are_ignored() {
+    let exe = tempfile::tempdir().expect("tempdir");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    touch(exe.path(), "confd-database-one");
+    touch(exe.path(), "confd-database-two");
+    let two_cwd = touch(cwd.path(), "confd-database-two");
+    std::fs::create_dir(cwd.path().join("confd-database-dir")).expect("mkdir");
+    touch(cwd.path(), "unrelated");
+    let reg = Registry::discover_in([exe.path(), cwd.path()]);
+    let entries = reg.entries();
+    assert_eq!(entries["one"], Source::File(exe.path().join("confd-database-one")));
+    assert_eq!(entries["two"], Source::File(two_cwd));
+    assert!(!entries.contains_key("dir"));
+    assert!(!entries.contains_key("unrelated"));
+    assert_eq!(entries["env"], Source::Builtin("env"));
+    assert_eq!(entries["etcdv3"], Source::Builtin("etcd"));
+}
+
+#[test]
+fn builtins_run_as_internal_plugin_and_files_run_directly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = touch(dir.path(), "confd-database-env-test");
+    let reg = Registry::discover_in([dir.path()]);
+    let s = settings_from(&[], "");
+    let exe = Path::new("/opt/confd/bin/confd");
+
+    let env = reg.launch("env", &s, exe, false).expect("env");
+    assert_eq!(env.program, exe);
+    assert_eq!(env.args, ["internal-plugin", "database", "env"]);
+    let alias = reg.launch("etcdv3", &s, exe, false).expect("etcdv3");
+    assert_eq!(alias.args, ["internal-plugin", "database", "etcd"]);
+    assert_eq!(alias.name, "etcdv3");
+
+    let ext = reg.launch("env-test", &s, exe, false).expect("env-test");
+    assert_eq!(ext.program, plugin);
+    assert!(ext.args.is_empty());
+    assert!(ext.config.is_empty(), "third-party plugins get an empty map");
+}
+
+#[test]
+fn a_file_can_override_a_builtin_and_keeps_its_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = touch(dir.path(), "confd-database-redis");
+    let reg = Registry::discover_in([dir.path()]);
+    let s = settings_from(&["--node", "r:1"], "");
+    let launch = reg.launch("redis", &s, Path::new("/confd"), true).expect("redis");
+    assert_eq!(launch.program, plugin);
+    assert_eq!(launch.config["nodes"], "r:1");
+}
+
+#[test]
+fn unknown_backend_lists_known_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    touch(dir.path(), "confd-database-mine");
+    let reg = Registry::discover_in([dir.path()]);
+    let err = reg.source("etdc").expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "unknown backend \"etdc\"; known backends: consul, env, etcd, etcdv3, file, mine, redis"
+    );
+}
+
+#[test]
+fn each_builtin_gets_only_its_keys() {
+    let s = settings_from(
+        &[
+            "--node", "n1", "--node", "n2", "--scheme", "https", "--client-cert", "c.pem",
+            "--client-key", "k.pem", "--client-ca-keys", "ca.pem", "--basic-auth", "--username",
+            "u", "--password", "p", "--separator", ":", "--file", "a.yaml", "--file", "b.yaml",
+            "--filter", "*.yml",
+        ],
+        "",
+    );
+    let keys = |name: &str| -> Vec<String> { config_for(name, &s).into_keys().collect() };
+    assert!(keys("env").is_empty());
+    assert_eq!(keys("file"), ["file", "filter"]);
+    assert_eq!(
+        keys("etcd"),
+        ["basicAuth", "caCert", "cert", "key", "nodes", "password", "username"]
+    );
+    assert_eq!(keys("etcdv3"), keys("etcd"));
+    assert_eq!(keys("redis"), ["nodes", "password", "separator"]);
+    assert_eq!(
+        keys("consul"),
+        ["basicAuth", "caCert", "cert", "key", "nodes", "password", "scheme", "username"]
+    );
+    let file = config_for("file", &s);
+    assert_eq!(file["file"], "a.yaml,b.yaml");
+    assert_eq!(file["filter"], "*.yml");
+    let consul = config_for("consul", &s);
+    assert_eq!(consul["nodes"], "n1,n2");
+    assert_eq!(consul["scheme"], "https");
+    assert_eq!(consul["basicAuth"], "true");
+    assert_eq!(consul["caCert"], "ca.pem");
+}
+
+#[test]
+fn default_nodes_follow_confd() {
+    let s = settings_from(&[], "");
+    assert_eq!(config_for("etcd", &s)["nodes"], "127.0.0.1:2379");
+    assert_eq!(config_for("redis", &s)["nodes"], "127.0.0.1:6379");
+    assert_eq!(config_for("consul", &s)["nodes"], "127.0.0.1:8500");
+    assert!(!config_for("file", &s).contains_key("nodes"));
+}
+
+#[test]
+fn redis_password_prefers_password_over_client_key() {
+    let s = settings_from(&["--client-key", "legacy"], "");
+    assert_eq!(config_for("redis", &s)["password"], "legacy");
+    let s = settings_from(&["--client-key", "legacy", "--password", "new"], "");
+    assert_eq!(config_for("redis", &s)["password"], "new");
+}
+
+#[test]
+fn user_plugin_settings_reach_third_party_and_builtin_plugins() {
+    let s = settings_from(
+        &["--backend", "vault", "--plugin-config", "token=t"],
+        "[plugins.consul]\ntoken = \"acl\"\n",
+    );
+    assert_eq!(config_for("vault", &s), BTreeMap::from([("token".into(), "t".into())]));
+    assert_eq!(config_for("consul", &s)["token"], "acl");
+    assert!(config_for("other", &s).is_empty());
+}
+
+#[test]
+fn listing_shows_builtins_aliases_and_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = touch(dir.path(), "confd-database-env");
+    let listing = Registry::discover_in([dir.path()]).listing();
+    assert!(listing.contains(&format!("env     {}\n", p.display())), "{listing}");
+    assert!(listing.contains("etcdv3  builtin (alias of etcd)\n"), "{listing}");
+    assert!(listing.contains("consul  builtin\n"), "{listing}");
+}

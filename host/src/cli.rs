@@ -1,0 +1,335 @@
+//! The command line as typed: every value optional, so settings.rs can tell "not given" from
+//! "given as the default" and apply flags > environment > confd.toml > defaults per key.
+
+use std::ffi::OsString;
+
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+
+/// Manage local application configuration files using templates and data from a key-value store.
+///
+/// Every setting can also come from a CONFD_* environment variable or from confd.toml; a flag
+/// wins over the environment, which wins over the file. See docs/configuration.md.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "confd",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Backend to read keys from: a builtin (env, file, etcd, etcdv3, redis, consul) or a
+    /// discovered confd-database-<name> plugin [default: etcd]
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Directory holding conf.d/ (template resources) and templates/ [default: /etc/confd]
+    #[arg(long, value_name = "DIR")]
+    pub confdir: Option<String>,
+
+    /// The confd configuration file; the default one is skipped when it does not exist
+    /// [default: /etc/confd/confd.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<String>,
+
+    /// Render every resource once, then exit (0: all fine, 1: a resource failed)
+    #[arg(long, visible_alias = "one-time", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    pub onetime: Option<bool>,
+
+    /// Seconds between two renders of every resource in interval mode [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub interval: Option<u64>,
+
+    /// Render once, then re-render a resource whenever a key under its prefix changes
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub watch: Option<bool>,
+
+    /// Render and compare only; never write a destination or run a command
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub noop: Option<bool>,
+
+    /// With --noop: print a unified diff of every destination that would change
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub diff: Option<bool>,
+
+    /// Write destinations but run neither check_cmd nor reload_cmd
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub sync_only: Option<bool>,
+
+    /// Keep the stage file next to the destination after a sync
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub keep_stage_file: Option<bool>,
+
+    /// Key prefix joined in front of every resource's prefix
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// Log level: debug, info, warn or error (panic and fatal mean error) [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Backend node address (repeatable)
+    #[arg(long = "node", value_name = "ADDR", action = ArgAction::Append)]
+    pub node: Option<Vec<String>>,
+
+    /// URI scheme for consul and for SRV-discovered etcd nodes [default: http]
+    #[arg(long, value_name = "SCHEME")]
+    pub scheme: Option<String>,
+
+    /// TLS client certificate file
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Option<String>,
+
+    /// TLS client key file (redis: used as the password when --password is absent)
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<String>,
+
+    /// TLS CA certificate file
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_keys: Option<String>,
+
+    /// Use basic authentication (etcd, consul)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub basic_auth: Option<bool>,
+
+    /// User name for basic authentication
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Password for basic authentication, or the redis password
+    #[arg(long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+
+    /// Key separator for redis [default: /]
+    #[arg(long, value_name = "SEP")]
+    pub separator: Option<String>,
+
+    /// YAML or JSON file or directory for the file backend (repeatable)
+    #[arg(long = "file", value_name = "PATH", action = ArgAction::Append)]
+    pub file: Option<Vec<String>>,
+
+    /// Glob matched against file names while walking --file directories [default: *]
+    #[arg(long, value_name = "GLOB")]
+    pub filter: Option<String>,
+
+    /// DNS domain whose SRV records list the backend nodes
+    #[arg(long, value_name = "DOMAIN")]
+    pub srv_domain: Option<String>,
+
+    /// Explicit SRV record listing the backend nodes
+    #[arg(long, value_name = "RECORD")]
+    pub srv_record: Option<String>,
+
+    /// Template engine for every resource without an `engine` key: go or jinja
+    /// [default: by extension: .j2/.jinja/.jinja2 are jinja, others go]
+    #[arg(long, value_name = "ENGINE")]
+    pub template_engine: Option<String>,
+
+    /// Time limit for check_cmd (e.g. 30s, 500ms; 0 = none) [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub check_cmd_timeout: Option<String>,
+
+    /// Time limit for reload_cmd (0 = none) [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub reload_cmd_timeout: Option<String>,
+
+    /// Watch mode: wait this long after a change so a burst gives one render [default: 100ms]
+    #[arg(long, value_name = "DURATION")]
+    pub debounce: Option<String>,
+
+    /// Setting passed to the backend plugin's Configure (repeatable; overrides
+    /// [plugins.<backend>] in confd.toml)
+    #[arg(long, value_name = "KEY=VALUE", action = ArgAction::Append)]
+    pub plugin_config: Option<Vec<String>>,
+
+    /// How long a plugin may take to start and print its handshake [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub plugin_start_timeout: Option<String>,
+
+    /// Print every known backend and what provides it (builtin or a plugin path), then exit
+    #[arg(long)]
+    pub list_backends: bool,
+}
+
+/// Subcommands; only the hidden plugin entry point exists.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a builtin backend as a plugin process (the host starts this; not for people).
+    #[command(hide = true, name = "internal-plugin")]
+    InternalPlugin {
+        /// Plugin type; only `database` exists.
+        kind: String,
+        /// Builtin backend name.
+        name: String,
+    },
+}
+
+/// Parses argv after rewriting Go-style single-dash long flags, so old scripts keep working.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(normalize_args(args.into_iter().collect()))
+}
+
+/// Rewrites `-name[=v]` to `--name[=v]` for every long flag clap knows (Go's `flag` package
+/// accepts both spellings). A word that is the value of the previous flag is left alone, and
+/// so is everything after `--`.
+pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
+    let mut cmd = Cli::command();
+    // num_args is filled in by build(); before it every argument reports None.
+    cmd.build();
+    // (long name, takes a separate value word)
+    let mut longs: Vec<(String, bool)> = Vec::new();
+    for arg in cmd.get_arguments() {
+        let takes_value = arg.get_num_args().is_some_and(|n| n.min_values() > 0);
+        let names = arg
+            .get_long()
+            .into_iter()
+            .chain(arg.get_all_aliases().unwrap_or_default());
+        for long in names {
+            longs.push((long.to_string(), takes_value));
+        }
+    }
+    for builtin in ["help", "version"] {
+        longs.push((builtin.to_string(), false));
+    }
+    let lookup = |name: &str| longs.iter().find(|(l, _)| l == name).map(|(_, v)| *v);
+
+    let mut out = Vec::with_capacity(args.len());
+    let mut expect_value = false;
+    let mut rest_verbatim = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || rest_verbatim {
+            out.push(arg);
+            continue;
+        }
+        if expect_value {
+            expect_value = false;
+            out.push(arg);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if text == "--" {
+            rest_verbatim = true;
+            out.push(arg);
+            continue;
+        }
+        let (body, single) = if let Some(b) = text.strip_prefix("--") {
+            (b, false)
+        } else if let Some(b) = text.strip_prefix('-') {
+            (b, true)
+        } else {
+            out.push(arg);
+            continue;
+        };
+        let (name, has_eq) = match body.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (body, false),
+        };
+        match lookup(name) {
+            Some(takes_value) => {
+                expect_value = takes_value && !has_eq;
+                if single {
+                    out.push(OsString::from(format!("--{body}")));
+                } else {
+                    out.push(arg);
+                }
+            }
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_args(os(args))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double_dash() {
+        assert_eq!(
+            norm(&["confd", "-onetime", "-backend", "env", "-node=a:1", "-one-time"]),
+            ["confd", "--onetime", "--backend", "env", "--node=a:1", "--one-time"]
+        );
+    }
+
+    #[test]
+    fn values_that_look_like_flags_are_kept() {
+        assert_eq!(
+            norm(&["confd", "-prefix", "-backend", "-noop"]),
+            ["confd", "--prefix", "-backend", "--noop"]
+        );
+    }
+
+    #[test]
+    fn unknown_single_dash_words_and_after_double_dash_untouched() {
+        assert_eq!(
+            norm(&["confd", "-x", "-h", "--", "-noop"]),
+            ["confd", "-x", "-h", "--", "-noop"]
+        );
+    }
+
+    #[test]
+    fn go_bool_syntax_parses() {
+        let cli = parse(os(&["confd", "-noop=false", "-watch", "-onetime=true"])).expect("parse");
+        assert_eq!(cli.noop, Some(false));
+        assert_eq!(cli.watch, Some(true));
+        assert_eq!(cli.onetime, Some(true));
+        assert_eq!(cli.sync_only, None);
+    }
+
+    #[test]
+    fn repeatable_flags_collect_in_order() {
+        let cli = parse(os(&[
+            "confd", "-node", "a", "--node=b", "-file", "x", "--file", "y",
+        ]))
+        .expect("parse");
+        assert_eq!(cli.node, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(cli.file, Some(vec!["x".to_string(), "y".to_string()]));
+    }
+
+    #[test]
+    fn bool_flag_does_not_swallow_the_next_word() {
+        let cli = parse(os(&["confd", "--noop", "--backend", "env"])).expect("parse");
+        assert_eq!(cli.noop, Some(true));
+        assert_eq!(cli.backend.as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn internal_plugin_subcommand_parses() {
+        let cli = parse(os(&["confd", "internal-plugin", "database", "env"])).expect("parse");
+        match cli.command {
+            Some(Command::InternalPlugin { kind, name }) => {
+                assert_eq!((kind.as_str(), name.as_str()), ("database", "env"));
+            }
+            None => panic!("subcommand missing"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,296 @@
+//! The glue of one confd run: settings → resources → plugins → a processing mode → plugins
+//! stopped, with the exit status policy (0 ok, 1 a resource or plugin failed, 2 usage or
+//! configuration error) in one place.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use confd_sdk::{ClientOptions, Database, ErrorKind, PluginClient, PluginCommand, SharedDatabase};
+use tokio::sync::watch;
+
+use crate::backends::{self, Launch, Registry};
+use crate::cli::{self, Command};
+use crate::settings::{self, LogLevel, ProcessEnv, Settings, TemplateEngine};
+
+/// Exit status: everything fine.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a resource failed, or a plugin could not start.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad flags, settings, confd.toml or template resources.
+pub const EXIT_USAGE: u8 = 2;
+
+/// An error with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: EXIT_FAILED,
+            error: error.into(),
+        }
+    }
+}
+
+/// The whole program: parse, dispatch, map the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        // clap prints help/version (exit 0) and usage errors (exit 2) itself.
+        Err(err) => err.exit(),
+    };
+    if let Some(Command::InternalPlugin { kind, name }) = &cli.command {
+        return match backends::serve_builtin(kind, name) {
+            Ok(never) => match never {},
+            Err(err) => {
+                eprintln!("confd: {err:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
+    let settings = match settings::load(&cli, &ProcessEnv) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("confd: {err:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(settings.log_level);
+    if settings.list_backends {
+        print!("{}", Registry::discover().listing());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("confd: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = match runtime.block_on(run(settings)) {
+        Ok(code) => code,
+        Err(failure) => {
+            // Plain text, no log decoration: this is the one line a person must read.
+            eprintln!("confd: {:#}", failure.error);
+            failure.code
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(level: LogLevel) {
+    // gRPC plumbing logs every frame at debug; keep it out unless asked for trace.
+    let quiet = if level == LogLevel::Trace { "" } else { ",h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn" };
+    let directive = format!("{}{quiet}", level.as_filter());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// What confd-core needs, taken from the resolved settings.
+pub fn run_options(s: &Settings) -> confd_core::RunOptions {
+    confd_core::RunOptions {
+        confdir: s.confdir.clone(),
+        prefix: s.prefix.clone(),
+        noop: s.noop,
+        diff: s.diff,
+        sync_only: s.sync_only,
+        keep_stage_file: s.keep_stage_file,
+        default_backend: s.backend.clone(),
+        // TEMPORARY until confd-core uses confd_template::EngineKind (its shim type is private).
+        template_engine: { let _ = s.template_engine.map(|e| matches!(e, TemplateEngine::Go)); None },
+        check_cmd_timeout: s.check_cmd_timeout,
+        reload_cmd_timeout: s.reload_cmd_timeout,
+        interval: std::time::Duration::from_secs(s.interval),
+        debounce: s.debounce,
+        ..Default::default()
+    }
+}
+
+/// One started plugin.
+struct Started {
+    name: String,
+    client: Arc<PluginClient>,
+}
+
+/// Runs with resolved settings; returns the exit status or the failure that ended the run.
+pub async fn run(settings: Settings) -> Result<u8, Failure> {
+    let stop = stop_signal();
+    let registry = Registry::discover();
+    registry.source(&settings.backend).map_err(Failure::usage)?;
+    if !settings.confdir.is_dir() {
+        return Err(Failure::usage(anyhow!(
+            "confdir {} does not exist or is not a directory",
+            settings.confdir.display()
+        )));
+    }
+    let opts = run_options(&settings);
+    let resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
+    let names: BTreeSet<String> = resources.iter().map(|r| r.backend().to_string()).collect();
+    let self_exe = std::env::current_exe().context("cannot find the confd executable to run builtin backends")
+        .map_err(Failure::failed)?;
+    let plugin_dev = std::env::var_os("CONFD_PLUGIN_DEV").is_some_and(|v| !v.is_empty());
+    let launches = names
+        .iter()
+        .map(|name| {
+            registry
+                .launch(name, &settings, &self_exe, plugin_dev)
+                .map_err(|e| Failure::usage(anyhow!("{e} (used by a template resource)")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let started = start_all(launches, &settings).await;
+    let mut plugins = Vec::new();
+    let mut start_error = None;
+    for result in started {
+        match result {
+            Ok(s) => plugins.push(s),
+            Err(e) if start_error.is_none() => start_error = Some(e),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+    let outcome = match start_error {
+        Some(e) => Err(Failure::failed(e)),
+        None => process(&resources, &plugins, &settings, &opts, stop).await,
+    };
+    shutdown_all(&plugins).await;
+    outcome
+}
+
+async fn start_all(launches: Vec<Launch>, settings: &Settings) -> Vec<anyhow::Result<Started>> {
+    let options = ClientOptions {
+        start_timeout: settings.plugin_start_timeout,
+        ..ClientOptions::default()
+    };
+    futures_util::future::join_all(launches.into_iter().map(|l| start_one(l, options.clone()))).await
+}
+
+async fn start_one(launch: Launch, options: ClientOptions) -> anyhow::Result<Started> {
+    let Launch {
+        name,
+        program,
+        args,
+        config,
+        ..
+    } = launch;
+    tracing::debug!(backend = %name, program = %program.display(), "starting plugin");
+    let command = PluginCommand {
+        name: name.clone(),
+        program,
+        args,
+        env: Vec::<(OsString, OsString)>::new(),
+    };
+    let client = PluginClient::start(command, options)
+        .await
+        .with_context(|| format!("cannot start the {name} backend plugin"))?;
+    let client = Arc::new(client);
+    if let Err(err) = client.configure(config.into_iter().collect()).await {
+        client.shutdown().await;
+        return Err(anyhow!(err)).with_context(|| format!("the {name} backend rejected its settings"));
+    }
+    Ok(Started { name, client })
+}
+
+async fn shutdown_all(plugins: &[Started]) {
+    futures_util::future::join_all(plugins.iter().map(|p| p.client.shutdown())).await;
+}
+
+async fn process(
+    resources: &[confd_core::Resource],
+    plugins: &[Started],
+    settings: &Settings,
+    opts: &confd_core::RunOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<u8, Failure> {
+    let backends: confd_core::Backends = plugins
+        .iter()
+        .map(|p| (p.name.clone(), p.client.clone() as SharedDatabase))
+        .collect();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let summary = if settings.onetime {
+        // A signal lets the pass finish: nothing is left half done.
+        confd_core::run_once(resources, &backends, opts).await
+    } else if settings.watch {
+        check_watch_capability(plugins).await?;
+        confd_core::run_watch(resources, &backends, opts, stopped)
+            .await
+            .map_err(Failure::usage)?
+    } else {
+        confd_core::run_interval(resources, &backends, opts, stopped).await
+    };
+    tracing::info!(
+        updated = summary.updated,
+        unchanged = summary.unchanged,
+        pending = summary.pending,
+        failed = summary.failed,
+        "done"
+    );
+    Ok(if summary.failed > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// Refuses `--watch` up front when a backend says it cannot watch. A plugin without the
+/// optional Info call (e.g. a Go plugin) is simply tried.
+async fn check_watch_capability(plugins: &[Started]) -> Result<(), Failure> {
+    for p in plugins {
+        match p.client.info().await {
+            Ok(info) if !info.capabilities.iter().any(|c| c == "watch") => {
+                return Err(Failure::usage(anyhow!(
+                    "the {} backend cannot watch for changes; use --onetime or --interval with it",
+                    p.name
+                )));
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::Unimplemented => {}
+            Err(err) => tracing::warn!(backend = %p.name, "cannot ask the plugin what it offers: {err}"),
+        }
+    }
+    Ok(())
+}
+
+/// A flag that turns true on the first SIGTERM or SIGINT. Installing the handlers at start
+/// means a signal during plugin start-up still shuts the plugins down cleanly.
+fn stop_signal() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(false);
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::spawn(async move {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!("received {name}: finishing the render in progress, then exiting");
+                let _ = tx.send(true);
+            });
+        }
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!("cannot install signal handlers: {err}");
+        }
+    }
+    rx
+}

@@ -1,0 +1,144 @@
+//! Snapshot tests of what a person sees: help, version, backend listing and the usage errors,
+//! each with its exit status.
+
+use std::process::Command;
+
+use insta_cmd::assert_cmd_snapshot;
+
+use crate::common::{Scratch, clean_command, confd_bin, copy_exe, text};
+
+fn confd_in(dir: &std::path::Path) -> Command {
+    let mut cmd = clean_command(&confd_bin());
+    cmd.current_dir(dir);
+    cmd
+}
+
+#[test]
+fn help() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).arg("--help"));
+}
+
+#[test]
+fn help_hides_internal_plugin() {
+    let s = Scratch::new();
+    let out = confd_in(s.path()).arg("--help").output().expect("run");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("internal-plugin"));
+}
+
+#[test]
+fn version() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).arg("--version"));
+}
+
+#[test]
+fn version_single_dash() {
+    let s = Scratch::new();
+    let out = confd_in(s.path()).arg("-version").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("confd "));
+}
+
+#[test]
+fn bad_flag() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).arg("--bogus"));
+}
+
+#[test]
+fn invalid_log_level() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).args(["--log-level", "loud", "--onetime"]));
+}
+
+#[test]
+fn unknown_backend() {
+    // A private copy of confd, so plugins lying next to the build's confd are not listed.
+    let s = Scratch::new();
+    copy_exe(&confd_bin(), &s.path().join("confd"));
+    let mut cmd = clean_command(&s.path().join("confd"));
+    cmd.current_dir(s.path());
+    assert_cmd_snapshot!(cmd.args(["--onetime", "--backend", "etdc", "--confdir", "confdir"]));
+}
+
+#[test]
+fn bad_confd_toml_key() {
+    let s = Scratch::new();
+    std::fs::write(s.path().join("confd.toml"), "backend = \"env\"\nnoopp = true\n").expect("write");
+    assert_cmd_snapshot!(confd_in(s.path()).args(["--config-file", "confd.toml", "--onetime"]));
+}
+
+#[test]
+fn missing_explicit_config_file() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).args(["--config-file", "nope.toml", "--onetime"]));
+}
+
+#[test]
+fn missing_confdir() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).args(["--onetime", "--backend", "env", "--confdir", "no-such-dir"]));
+}
+
+#[test]
+fn internal_plugin_refuses_to_run_without_the_host() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).args(["internal-plugin", "database", "env"]));
+}
+
+#[test]
+fn internal_plugin_unknown_name() {
+    let s = Scratch::new();
+    assert_cmd_snapshot!(confd_in(s.path()).args(["internal-plugin", "database", "nope"]));
+}
+
+/// The listing names absolute plugin paths; replace the temporary directories so the
+/// snapshot is stable.
+#[test]
+fn list_backends() {
+    let s = Scratch::new();
+    let bin = s.path().join("bin");
+    let cwd = s.path().join("work");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    copy_exe(&confd_bin(), &bin.join("confd"));
+    for (dir, name) in [
+        (&bin, "confd-database-vault"),
+        (&bin, "confd-database-mine"),
+        (&cwd, "confd-database-mine.exe"),
+        (&cwd, "confd-database-env"),
+    ] {
+        std::fs::write(dir.join(name), "#!/bin/sh\nexit 1\n").expect("write fake plugin");
+    }
+    let out = clean_command(&bin.join("confd"))
+        .current_dir(&cwd)
+        .arg("--list-backends")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let root = s.path().to_str().expect("utf-8 temp path");
+    let listing = String::from_utf8_lossy(&out.stdout).replace(root, "[TMP]");
+    insta::assert_snapshot!(listing);
+}
+
+#[test]
+fn settings_from_environment_and_file_reach_the_run() {
+    // CONFD_BACKEND from the environment beats confd.toml's backend: a run with an unknown
+    // backend in the file but env in the environment succeeds.
+    let s = Scratch::new();
+    std::fs::write(s.path().join("confd.toml"), "backend = \"nope\"\nconfdir = \"confdir\"\nonetime = true\n")
+        .expect("write");
+    let out = confd_in(s.path())
+        .args(["--config-file", "confd.toml"])
+        .env("CONFD_BACKEND", "env")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = confd_in(s.path())
+        .args(["--config-file", "confd.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\""), "{}", text(&out));
+}

@@ -1,0 +1,289 @@
+//! End-to-end one-shot runs of `integration/confdir` (Go and Jinja templates, same expected
+//! output) for the env and file backends, each through the builtin path and through the
+//! external plugin executable copied as `confd-database-<name>-test` (the founding document's
+//! example), found next to confd or in the current directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    clean_command, confd_bin, copy_confdir, copy_exe, env_list, integration_dir, mode, text,
+    tree,
+};
+
+/// A copy of the integration confdir with empty `out/go` and `out/jinja`.
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Run {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("go")).expect("mkdir");
+        std::fs::create_dir_all(out.join("jinja")).expect("mkdir");
+        copy_confdir(&integration_dir().join("confdir"), &dir.path().join("confdir"), &out);
+        Run { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, confd: &Path, backend: &str) -> Command {
+        let mut cmd = clean_command(confd);
+        cmd.current_dir(self.path())
+            .args(["--onetime", "--log-level", "debug", "--backend", backend, "--confdir"])
+            .arg(self.path().join("confdir"));
+        cmd
+    }
+
+    fn env_command(&self, confd: &Path, backend: &str) -> Command {
+        let mut cmd = self.command(confd, backend);
+        cmd.envs(env_list());
+        cmd
+    }
+
+    fn data_file(&self) -> String {
+        integration_dir().join("data/myapp.yaml").display().to_string()
+    }
+
+    /// Both engines' outputs equal `integration/expect`, modes included.
+    fn assert_expected(&self, output: &Output) {
+        assert!(output.status.success(), "{}", text(output));
+        let expect_dir = integration_dir().join("expect");
+        let mut expected = tree(&expect_dir);
+        let modes = String::from_utf8(expected.remove("MODES").expect("expect/MODES"))
+            .expect("utf-8 MODES");
+        for engine in ["go", "jinja"] {
+            let out = self.path().join("out").join(engine);
+            let got = tree(&out);
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                expected.keys().collect::<Vec<_>>(),
+                "{engine}: output files\n{}",
+                text(output)
+            );
+            for (name, want) in &expected {
+                assert_eq!(
+                    String::from_utf8_lossy(&got[name]),
+                    String::from_utf8_lossy(want),
+                    "{engine}/{name}"
+                );
+            }
+            for line in modes.lines().filter(|l| !l.trim().is_empty()) {
+                let (name, m) = line.split_once(' ').expect("name mode");
+                let want = u32::from_str_radix(m.trim(), 8).expect("octal mode");
+                assert_eq!(mode(&out.join(name)), want, "{engine}/{name} mode");
+            }
+        }
+    }
+}
+
+/// Builds `confd-database-<name>` and returns its path.
+fn plugin_bin(name: &str) -> PathBuf {
+    let package = format!("confd-database-{name}");
+    confd_test_support::workspace_bin(&package, &package)
+}
+
+/// Copies confd and the `<name>` plugin (as `confd-database-<name>-test`) into `<run>/bin`.
+fn install_next_to_confd(run: &Run, name: &str) -> PathBuf {
+    let bin = run.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    copy_exe(&confd_bin(), &bin.join("confd"));
+    copy_exe(&plugin_bin(name), &bin.join(format!("confd-database-{name}-test")));
+    bin.join("confd")
+}
+
+#[test]
+fn env_builtin() {
+    let run = Run::new();
+    let output = run.env_command(&confd_bin(), "env").output().expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn env_builtin_with_go_style_flags() {
+    let run = Run::new();
+    let mut cmd = clean_command(&confd_bin());
+    cmd.current_dir(run.path())
+        .envs(env_list())
+        .args(["-onetime", "-backend", "env", "-noop=false"])
+        .arg(format!("-confdir={}", run.path().join("confdir").display()));
+    run.assert_expected(&cmd.output().expect("run"));
+}
+
+#[test]
+fn env_external_plugin_next_to_confd() {
+    let run = Run::new();
+    let confd = install_next_to_confd(&run, "env");
+    let output = run.env_command(&confd, "env-test").output().expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn env_external_plugin_in_current_directory() {
+    let run = Run::new();
+    copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env-test"));
+    let output = run.env_command(&confd_bin(), "env-test").output().expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn file_builtin() {
+    let run = Run::new();
+    let output = run
+        .command(&confd_bin(), "file")
+        .args(["--file", &run.data_file()])
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn file_builtin_settings_from_confd_toml() {
+    let run = Run::new();
+    let toml = format!("backend = \"file\"\nfile = [{:?}]\n", run.data_file());
+    std::fs::write(run.path().join("confd.toml"), toml).expect("write confd.toml");
+    let mut cmd = clean_command(&confd_bin());
+    cmd.current_dir(run.path())
+        .args(["--onetime", "--config-file", "confd.toml", "--confdir"])
+        .arg(run.path().join("confdir"));
+    run.assert_expected(&cmd.output().expect("run"));
+}
+
+#[test]
+fn file_external_plugin_next_to_confd() {
+    // A third-party name gets no confd settings; --plugin-config gives it its file.
+    let run = Run::new();
+    let confd = install_next_to_confd(&run, "file");
+    let output = run
+        .command(&confd, "file-test")
+        .arg(format!("--plugin-config=file={}", run.data_file()))
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn file_external_plugin_in_current_directory_with_confd_toml_settings() {
+    let run = Run::new();
+    copy_exe(&plugin_bin("file"), &run.path().join("confd-database-file-test"));
+    let toml = format!("[plugins.file-test]\nfile = {:?}\n", run.data_file());
+    std::fs::write(run.path().join("confd.toml"), toml).expect("write confd.toml");
+    let output = run
+        .command(&confd_bin(), "file-test")
+        .args(["--config-file", "confd.toml"])
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+}
+
+#[test]
+fn external_plugin_overriding_a_builtin_warns() {
+    let run = Run::new();
+    copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env"));
+    let output = run.env_command(&confd_bin(), "env").output().expect("run");
+    run.assert_expected(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("overrides the builtin env backend"), "{}", text(&output));
+
+    let run = Run::new();
+    copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env"));
+    let output = run
+        .env_command(&confd_bin(), "env")
+        .env("CONFD_PLUGIN_DEV", "1")
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("overrides"), "{}", text(&output));
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let run = Run::new();
+    let first = run.env_command(&confd_bin(), "env").output().expect("run");
+    run.assert_expected(&first);
+    let before = tree(&run.path().join("out"));
+    let second = run.env_command(&confd_bin(), "env").output().expect("run");
+    run.assert_expected(&second);
+    assert_eq!(tree(&run.path().join("out")), before);
+}
+
+#[test]
+fn watch_with_env_is_refused_clearly() {
+    let run = Run::new();
+    let output = clean_command(&confd_bin())
+        .current_dir(run.path())
+        .envs(env_list())
+        .args(["--watch", "--backend", "env", "--confdir"])
+        .arg(run.path().join("confdir"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("env backend cannot watch"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// Processes whose command line mentions `needle` (our copied binaries live in a unique
+/// temporary directory, so this finds exactly the processes of one test).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_in_interval_mode_stops_plugins_and_exits_zero() {
+    let run = Run::new();
+    let confd = install_next_to_confd(&run, "env");
+    let mut child = clean_command(&confd)
+        .current_dir(run.path())
+        .envs(env_list())
+        .args(["--interval", "3600", "--backend", "env", "--confdir"])
+        .arg(run.path().join("confdir"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn confd");
+    let target = run.path().join("out/jinja/upstream.conf");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !target.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(target.exists(), "the first pass never rendered");
+    let needle = run.path().join("bin").display().to_string();
+    assert!(
+        processes_mentioning(&needle)
+            .iter()
+            .any(|c| c.contains("internal-plugin")),
+        "the builtin plugin process should be running"
+    );
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait confd");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    // The plugin is gone too: no orphan.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&needle).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_mentioning(&needle), Vec::<String>::new());
+}

@@ -1,0 +1,7 @@
+//! The confd binary's integration tests: one test executable, a module per area.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod e2e;

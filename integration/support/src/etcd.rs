@@ -1,0 +1,117 @@
+//! A real etcd server for tests: free loopback ports, a private data dir,
+//! killed on drop; `stop`/`restart` keep the data for outage tests.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{free_port, kill, log_tail, require_binary, tcp_exchange, wait_ready};
+
+/// One single-member etcd cluster on 127.0.0.1.
+#[derive(Debug)]
+pub struct EtcdServer {
+    binary: PathBuf,
+    data: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until `/health` answers. `None` (after a loud
+    /// notice) when etcd is not installed outside CI; panics under CI or when
+    /// the server does not come up.
+    pub fn start() -> Option<EtcdServer> {
+        let binary = require_binary("etcd", "etcd-server")?;
+        let mut last_error = String::new();
+        // A freed port may be taken again before etcd binds it: retry.
+        for _ in 0..5 {
+            let mut server = EtcdServer {
+                binary: binary.clone(),
+                data: tempfile::tempdir().expect("creating a temp dir for etcd"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("etcd did not start: {last_error}");
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client address without a scheme, e.g. `127.0.0.1:40123`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// Kills the server; the data directory stays for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn() {
+            panic!("etcd did not restart: {e}");
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log_path = self.data.path().join("etcd.log");
+        let log = File::create(&log_path).map_err(|e| e.to_string())?;
+        let err_log = log.try_clone().map_err(|e| e.to_string())?;
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut child = Command::new(&self.binary)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", self.data.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log))
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", self.binary.display()))?;
+        let port = self.client_port;
+        let ready = wait_ready(&mut child, Duration::from_secs(20), || {
+            tcp_exchange(
+                port,
+                b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                |reply| reply.contains('}'),
+            )
+            .is_some_and(|reply| reply.contains("\"health\":\"true\""))
+        });
+        match ready {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                kill(&mut child);
+                Err(format!("{e}; log:\n{}", log_tail(&log_path)))
+            }
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,630 @@
+//! The plugin side of the go-plugin gRPC protocol: `serve()` turns a `Database` into a plugin
+//! process any go-plugin host (ours or a Go one) can load.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::handshake::{self, Address};
+use crate::proto::goplugin::{self, grpc_broker_server, grpc_controller_server, grpc_stdio_server};
+use crate::proto::v1::{self, database_server};
+use crate::{Database, DatabaseInfo, ErrorKind};
+
+/// How long in-flight calls get to finish after `Shutdown` before the process exits anyway.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
+
+/// What [`serve`] needs: the plugin's name (its log `@module` and `Info` name), a factory for the
+/// database, and optionally a version and capability names for the `Info` call.
+pub struct ServeOpts<D> {
+    name: String,
+    version: String,
+    capabilities: Vec<String>,
+    factory: Box<dyn FnOnce() -> D + Send>,
+}
+
+impl<D: Database> ServeOpts<D> {
+    /// A plugin called `name` serving the database `factory` builds (called once).
+    pub fn new(name: impl Into<String>, factory: impl FnOnce() -> D + Send + 'static) -> Self {
+        ServeOpts {
+            name: name.into(),
+            version: String::new(),
+            capabilities: Vec::new(),
+            factory: Box::new(factory),
+        }
+    }
+
+    /// The version reported by `Info` (e.g. `env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Capability names reported by `Info`, such as `"watch"`.
+    pub fn capabilities<S: Into<String>>(mut self, caps: impl IntoIterator<Item = S>) -> Self {
+        self.capabilities = caps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Runs the plugin until the host asks it to stop, then exits the process.
+///
+/// Checks the magic cookie (exit 1 with go-plugin's message when it is wrong), refuses AutoMTLS,
+/// negotiates the protocol version, listens on a private Unix socket (or TCP on 127.0.0.1 with
+/// `CONFD_PLUGIN_TRANSPORT=tcp`), prints the handshake line on stdout and serves until
+/// `Shutdown`. Logs go to stderr as hclog JSON; SIGINT is ignored because the host owns the
+/// plugin's lifetime.
+pub fn serve<D: Database>(opts: ServeOpts<D>) -> ! {
+    if std::env::var(handshake::MAGIC_COOKIE_KEY).as_deref() != Ok(handshake::MAGIC_COOKIE_VALUE) {
+        eprint!("{}", handshake::COOKIE_MESSAGE);
+        std::process::exit(1);
+    }
+    if std::env::var_os("PLUGIN_CLIENT_CERT").is_some() {
+        eprintln!(
+            "plugin {}: the host asked for AutoMTLS (PLUGIN_CLIENT_CERT is set), which confd plugins \
+             do not support; configure the host without AutoMTLS",
+            opts.name
+        );
+        std::process::exit(1);
+    }
+    crate::hclog::init(&opts.name);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(serve_until_shutdown(opts, HandshakeOut::Stdout));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(err) => {
+            tracing::error!(error = %err, "plugin failed");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Where the handshake line goes: stdout in a real plugin, a channel in in-process tests.
+#[doc(hidden)]
+pub enum HandshakeOut {
+    Stdout,
+    Channel(tokio::sync::oneshot::Sender<String>),
+}
+
+/// Why serving failed before or while running.
+#[derive(Debug, thiserror::Error)]
+#[doc(hidden)]
+pub enum ServeError {
+    #[error("cannot listen: {0}")]
+    Listen(String),
+    #[error("cannot write the handshake line to stdout: {0}")]
+    Handshake(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// Everything `serve` does after the cookie check, in the caller's runtime, returning once the
+/// host called `Shutdown` (or on SIGTERM). The socket directory is removed before returning.
+#[doc(hidden)]
+pub async fn serve_until_shutdown<D: Database>(
+    opts: ServeOpts<D>,
+    out: HandshakeOut,
+) -> Result<(), ServeError> {
+    let version = handshake::negotiate(
+        std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref(),
+        handshake::APP_PROTOCOL_VERSIONS,
+    );
+    ignore_sigint();
+    let listener = Listener::open()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    watch_sigterm(shutdown_tx.clone());
+
+    let db = Arc::new((opts.factory)());
+    let fallback_info = DatabaseInfo {
+        name: opts.name.clone(),
+        version: opts.version.clone(),
+        capabilities: opts.capabilities.clone(),
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            database_server::DatabaseServer::new(DatabaseService {
+                db,
+                fallback_info,
+                shutdown: shutdown_rx.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(grpc_controller_server::GrpcControllerServer::new(
+            Controller {
+                shutdown: shutdown_tx.clone(),
+            },
+        ))
+        .add_service(grpc_stdio_server::GrpcStdioServer::new(Housekeeping {
+            shutdown: shutdown_rx.clone(),
+        }))
+        .add_service(grpc_broker_server::GrpcBrokerServer::new(Housekeeping {
+            shutdown: shutdown_rx.clone(),
+        }));
+
+    let line = handshake::format(version, &listener.address);
+    match out {
+        HandshakeOut::Stdout => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(line.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(ServeError::Handshake)?;
+        }
+        HandshakeOut::Channel(tx) => {
+            let _ = tx.send(line);
+        }
+    }
+    tracing::debug!(address = %listener.address, version, "plugin listening");
+
+    let mut stop = shutdown_rx.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let server = async {
+        match listener.incoming {
+            Incoming::Unix(l) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::UnixListenerStream::new(l),
+                        stopped,
+                    )
+                    .await
+            }
+            Incoming::Tcp(l) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        stopped,
+                    )
+                    .await
+            }
+        }
+    };
+    // After Shutdown the server drains gracefully; a peer that keeps a stream open must not keep
+    // us alive, so the drain is bounded (go-plugin itself stops hard).
+    let mut stop = shutdown_rx.clone();
+    let result = tokio::select! {
+        r = server => r,
+        _ = async {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        } => Ok(()),
+    };
+    drop(listener.dir);
+    tracing::debug!("plugin stopped");
+    result.map_err(ServeError::from)
+}
+
+/// Large values (a whole store in one GetValues) must pass; go-plugin hosts allow 2 GiB.
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+fn ignore_sigint() {
+    // Registering a handler replaces the default "terminate" action for the whole process; the
+    // host owns our lifetime and a terminal Ctrl-C reaches the whole process group.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(mut sigint) => {
+            tokio::spawn(async move {
+                while sigint.recv().await.is_some() {
+                    tracing::debug!("ignoring SIGINT; the host decides when this plugin stops");
+                }
+            });
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot ignore SIGINT"),
+    }
+}
+
+fn watch_sigterm(shutdown: Arc<watch::Sender<bool>>) {
+    // SIGTERM stops the plugin the same clean way as Shutdown, so the socket is removed.
+    if let Ok(mut sigterm) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::spawn(async move {
+            if sigterm.recv().await.is_some() {
+                tracing::debug!("SIGTERM: shutting down");
+                let _ = shutdown.send(true);
+            }
+        });
+    }
+}
+
+enum Incoming {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+struct Listener {
+    address: Address,
+    incoming: Incoming,
+    /// The private socket directory, removed (with the socket) when dropped.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Listener {
+    fn open() -> Result<Listener, ServeError> {
+        let want_tcp = std::env::var("CONFD_PLUGIN_TRANSPORT")
+            .map(|v| v.eq_ignore_ascii_case("tcp"))
+            .unwrap_or(false);
+        if !want_tcp {
+            match open_unix() {
+                Ok(listener) => return Ok(listener),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen on a Unix socket; falling back to TCP");
+                }
+            }
+        }
+        open_tcp()
+    }
+}
+
+fn socket_bases() -> Vec<PathBuf> {
+    let mut bases = Vec::new();
+    if let Some(dir) = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR").filter(|d| !d.is_empty()) {
+        bases.push(PathBuf::from(dir));
+    } else {
+        if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
+            bases.push(PathBuf::from(dir));
+        }
+        bases.push(PathBuf::from("/tmp"));
+    }
+    bases
+}
+
+fn open_unix() -> Result<Listener, String> {
+    let mut problems = Vec::new();
+    for base in socket_bases() {
+        match open_unix_in(&base) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => problems.push(format!("{}: {err}", base.display())),
+        }
+    }
+    Err(problems.join("; "))
+}
+
+fn open_unix_in(base: &Path) -> Result<Listener, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Mode 0700: only our user (the host's) can reach the socket.
+    let dir = tempfile::Builder::new()
+        .prefix("plugin")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+        .map_err(|e| e.to_string())?;
+    let path = dir.path().join("plugin.sock");
+    // sun_path holds 108 bytes; stay well below so every platform accepts it.
+    if path.as_os_str().len() >= 100 {
+        return Err(format!("socket path {} is too long", path.display()));
+    }
+    let listener = tokio::net::UnixListener::bind(&path).map_err(|e| e.to_string())?;
+    Ok(Listener {
+        address: Address::Unix(path),
+        incoming: Incoming::Unix(listener),
+        dir: Some(dir),
+    })
+}
+
+fn port_from_env(name: &str) -> Option<u16> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+fn open_tcp() -> Result<Listener, ServeError> {
+    let (min, max) = match (
+        port_from_env("PLUGIN_MIN_PORT"),
+        port_from_env("PLUGIN_MAX_PORT"),
+    ) {
+        (None, None) => (0, 0),
+        (min, max) => (min.unwrap_or(0), max.unwrap_or(u16::MAX)),
+    };
+    if min > max {
+        return Err(ServeError::Listen(format!(
+            "PLUGIN_MIN_PORT {min} is above PLUGIN_MAX_PORT {max}"
+        )));
+    }
+    for port in min..=max {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let Ok(std_listener) = std::net::TcpListener::bind(addr) else {
+            continue;
+        };
+        let bound = std_listener
+            .local_addr()
+            .and_then(|a| std_listener.set_nonblocking(true).map(|()| a))
+            .map_err(|e| ServeError::Listen(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| ServeError::Listen(e.to_string()))?;
+        return Ok(Listener {
+            address: Address::Tcp(bound),
+            incoming: Incoming::Tcp(listener),
+            dir: None,
+        });
+    }
+    Err(ServeError::Listen(format!(
+        "no free TCP port on 127.0.0.1 between {min} and {max}"
+    )))
+}
+
+/// Waits until the plugin is told to stop.
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The `confd.plugin.v1.Database` service over a user's `Database`.
+struct DatabaseService<D> {
+    db: Arc<D>,
+    fallback_info: DatabaseInfo,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl<D: Database> database_server::Database for DatabaseService<D> {
+    async fn configure(
+        &self,
+        request: Request<v1::ConfigureRequest>,
+    ) -> Result<Response<v1::ConfigureResponse>, Status> {
+        self.db.configure(request.into_inner().config).await?;
+        Ok(Response::new(v1::ConfigureResponse {}))
+    }
+
+    async fn get_values(
+        &self,
+        request: Request<v1::GetValuesRequest>,
+    ) -> Result<Response<v1::GetValuesResponse>, Status> {
+        let values = self.db.get_values(&request.into_inner().keys).await?;
+        Ok(Response::new(v1::GetValuesResponse {
+            values: values.into_iter().collect::<HashMap<_, _>>(),
+        }))
+    }
+
+    type WatchPrefixStream = BoxStream<v1::WatchPrefixResponse>;
+
+    async fn watch_prefix(
+        &self,
+        request: Request<v1::WatchPrefixRequest>,
+    ) -> Result<Response<Self::WatchPrefixStream>, Status> {
+        let req = request.into_inner();
+        let db = self.db.clone();
+        let shutdown = self.shutdown.clone();
+        // The watch runs inside the response stream, so when the host cancels the call and tonic
+        // drops the stream, the database's future is dropped with it.
+        let once = futures_util::stream::once(async move {
+            tokio::select! {
+                r = db.watch_prefix(&req.prefix, &req.keys, req.wait_index) => r
+                    .map(|index| v1::WatchPrefixResponse { index })
+                    .map_err(Status::from),
+                () = stopped(shutdown) => Err(Status::unavailable("plugin is shutting down")),
+            }
+        });
+        Ok(Response::new(Box::pin(once)))
+    }
+
+    async fn info(
+        &self,
+        _request: Request<v1::InfoRequest>,
+    ) -> Result<Response<v1::InfoResponse>, Status> {
+        let info = match self.db.info().await {
+            Ok(info) => info,
+            Err(err) if err.kind() == ErrorKind::Unimplemented => self.fallback_info.clone(),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(Response::new(v1::InfoResponse {
+            name: info.name,
+            version: info.version,
+            capabilities: info.capabilities,
+        }))
+    }
+}
+
+/// `plugin.GRPCController`: Shutdown replies, then the server stops.
+struct Controller {
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+#[tonic::async_trait]
+impl grpc_controller_server::GrpcController for Controller {
+    async fn shutdown(
+        &self,
+        _request: Request<goplugin::Empty>,
+    ) -> Result<Response<goplugin::Empty>, Status> {
+        tracing::debug!("host asked the plugin to shut down");
+        let _ = self.shutdown.send(true);
+        Ok(Response::new(goplugin::Empty {}))
+    }
+}
+
+/// `plugin.GRPCStdio` and `plugin.GRPCBroker`: present so Go hosts are content, otherwise idle.
+struct Housekeeping {
+    shutdown: watch::Receiver<bool>,
+}
+
+fn silent_until<T: Send + 'static>(
+    done: impl std::future::Future<Output = ()> + Send + 'static,
+) -> BoxStream<T> {
+    Box::pin(futures_util::stream::once(done).filter_map(|()| async { None }))
+}
+
+#[tonic::async_trait]
+impl grpc_stdio_server::GrpcStdio for Housekeeping {
+    type StreamStdioStream = BoxStream<goplugin::StdioData>;
+
+    async fn stream_stdio(
+        &self,
+        _request: Request<()>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
+        // Our plugins log to the real stderr, so there is never anything to send; the stream
+        // stays open until the host cancels it or we stop (Go hosts 1.1-1.2 busy-loop on errors).
+        Ok(Response::new(silent_until(stopped(self.shutdown.clone()))))
+    }
+}
+
+#[tonic::async_trait]
+impl grpc_broker_server::GrpcBroker for Housekeeping {
+    type StartStreamStream = BoxStream<goplugin::ConnInfo>;
+
+    async fn start_stream(
+        &self,
+        request: Request<Streaming<goplugin::ConnInfo>>,
+    ) -> Result<Response<Self::StartStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let shutdown = self.shutdown.clone();
+        // No brokered connections are offered: read (and drop) until the host closes its side.
+        let drain = async move {
+            tokio::select! {
+                () = async { while let Ok(Some(_)) = inbound.message().await {} } => {}
+                () = stopped(shutdown) => {}
+            }
+        };
+        Ok(Response::new(silent_until(drain)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
+    use crate::proto::v1::database_client::DatabaseClient;
+    use crate::{Config, Error};
+
+    /// A database whose watch never fires and reports when its future is dropped.
+    #[derive(Default)]
+    struct Probe {
+        watching: AtomicUsize,
+        dropped: Arc<AtomicBool>,
+    }
+
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Database for Arc<Probe> {
+        async fn configure(&self, _config: Config) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+            if keys.is_empty() {
+                return Err(Error::invalid_argument("no keys"));
+            }
+            Ok(keys.iter().map(|k| (k.clone(), format!("v{k}"))).collect())
+        }
+        async fn watch_prefix(&self, _p: &str, _k: &[String], _i: u64) -> Result<u64, Error> {
+            let _guard = SetOnDrop(self.dropped.clone());
+            self.watching.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+    }
+
+    async fn wait_until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn cancelled_watch_drops_the_database_future_and_shutdown_stops_serving() {
+        let probe = Arc::new(Probe::default());
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("probe", {
+            let probe = probe.clone();
+            move || probe
+        });
+        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
+        let line = line_rx.await.expect("handshake line");
+        let hs = handshake::parse(&line, &[1]).expect("valid handshake");
+        let Address::Unix(socket) = &hs.address else {
+            panic!("expected a unix socket: {line}");
+        };
+        assert!(socket.exists());
+        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let mut db = DatabaseClient::new(channel.clone());
+
+        let values = db
+            .get_values(v1::GetValuesRequest {
+                keys: vec!["/a".into()],
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .values;
+        assert_eq!(values.get("/a").map(String::as_str), Some("v/a"));
+        let status = db
+            .get_values(v1::GetValuesRequest { keys: vec![] })
+            .await
+            .expect_err("error travels");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+        let watch = db
+            .watch_prefix(v1::WatchPrefixRequest::default())
+            .await
+            .expect("watch starts")
+            .into_inner();
+        let watch = tokio::spawn(async move {
+            let mut watch = watch;
+            watch.message().await
+        });
+        wait_until("the watch runs", || probe.watching.load(Ordering::SeqCst) == 1).await;
+        assert!(!probe.dropped.load(Ordering::SeqCst));
+        watch.abort();
+        wait_until("the watch future is dropped", || {
+            probe.dropped.load(Ordering::SeqCst)
+        })
+        .await;
+
+        let info = db
+            .info(v1::InfoRequest {})
+            .await
+            .expect("info")
+            .into_inner();
+        assert_eq!(info.name, "probe", "falls back to the serve options");
+
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown replies");
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("stops promptly")
+            .expect("join")
+            .expect("clean stop");
+        assert!(!socket.exists(), "socket removed");
+    }
+}
