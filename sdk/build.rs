@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Values arrive and leave as the trait's BTreeMap: no HashMap round trip per call.
+        .btree_map(".confd.plugin.v1.GetValuesResponse.values")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

@@ -111,7 +111,7 @@ pub async fn run(command: &str, timeout: Duration) -> Result<String, CommandErro
             cut -= 1;
         }
         output.truncate(cut);
-        output.push_str("…");
+        output.push('…');
     }
 
     match status {

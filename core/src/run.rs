@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use confd_sdk::{ErrorKind, SharedDatabase};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +25,7 @@ use crate::sync::{Outcome, SyncError, sync_resource};
 pub type Backends = BTreeMap<String, SharedDatabase>;
 
 /// How many groups one pass works on at once.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 64;
 
 /// What a run did, summed over all its passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -190,15 +191,22 @@ async fn pass(
     stop: &AtomicBool,
     summary: &Mutex<Summary>,
 ) {
-    futures_util::stream::iter(groups)
-        .map(|g| async move {
-            if !stop.load(Ordering::SeqCst) {
-                process_group(g, backends, opts, stop, summary).await;
+    // A hand-rolled bounded FuturesUnordered rather than
+    // `stream::iter().map(closure).buffer_unordered()`: the closure form makes
+    // rustc lose the `Send` proof for the returned future.
+    let mut running = FuturesUnordered::new();
+    let mut next = groups.iter();
+    loop {
+        while running.len() < CONCURRENCY && !stop.load(Ordering::SeqCst) {
+            match next.next() {
+                Some(g) => running.push(process_group(g, backends, opts, stop, summary)),
+                None => break,
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<()>>()
-        .await;
+        }
+        if running.next().await.is_none() {
+            break;
+        }
+    }
 }
 
 /// Processes every resource once. One failing resource never stops the others.
@@ -206,8 +214,7 @@ pub async fn run_once(resources: &[Resource], backends: &Backends, opts: &RunOpt
     let groups = groups(resources);
     let summary = Mutex::new(Summary::default());
     pass(&groups, backends, opts, &AtomicBool::new(false), &summary).await;
-    let total = *lock(&summary);
-    total
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Processes every resource, then again every `opts.interval`, until
@@ -245,8 +252,7 @@ pub async fn run_interval(
             () = &mut shutdown => break,
         }
     }
-    let total = *lock(&summary);
-    total
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Renders everything once, then re-renders a group of resources whenever
@@ -270,26 +276,27 @@ pub async fn run_watch(
     let summary = Mutex::new(Summary::default());
     let cancel = CancellationToken::new();
     let stop = AtomicBool::new(false);
-    let all = futures_util::future::try_join_all(
-        groups
-            .iter()
-            .map(|g| watch_group(g, backends, opts, &cancel, &stop, &summary)),
-    );
-    let mut all = std::pin::pin!(all);
-    let mut shutdown = std::pin::pin!(shutdown);
-    let result = tokio::select! {
-        biased;
-        r = &mut all => r,
-        () = &mut shutdown => {
-            tracing::info!("shutting down: stopping watches");
-            cancel.cancel();
-            all.await
+    let result = {
+        let all = futures_util::future::try_join_all(
+            groups
+                .iter()
+                .map(|g| watch_group(g, backends, opts, &cancel, &stop, &summary)),
+        );
+        let mut all = std::pin::pin!(all);
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            biased;
+            r = &mut all => r,
+            () = &mut shutdown => {
+                tracing::info!("shutting down: stopping watches");
+                cancel.cancel();
+                all.await
+            }
         }
     };
     // Errors end every other watch too (try_join_all drops them).
     result?;
-    let total = *lock(&summary);
-    Ok(total)
+    Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Capped exponential backoff with jitter: 100 ms doubling up to 2 s, each

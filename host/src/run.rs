@@ -96,7 +96,11 @@ pub fn main() -> ExitCode {
 
 fn init_logging(level: LogLevel) {
     // gRPC plumbing logs every frame at debug; keep it out unless asked for trace.
-    let quiet = if level == LogLevel::Trace { "" } else { ",h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn" };
+    let quiet = if level == LogLevel::Trace {
+        ""
+    } else {
+        ",h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn"
+    };
     let directive = format!("{}{quiet}", level.as_filter());
     let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -118,8 +122,10 @@ pub fn run_options(s: &Settings) -> confd_core::RunOptions {
         sync_only: s.sync_only,
         keep_stage_file: s.keep_stage_file,
         default_backend: s.backend.clone(),
-        // TEMPORARY until confd-core uses confd_template::EngineKind (its shim type is private).
-        template_engine: { let _ = s.template_engine.map(|e| matches!(e, TemplateEngine::Go)); None },
+        template_engine: s.template_engine.map(|e| match e {
+            TemplateEngine::Go => confd_template::EngineKind::Go,
+            TemplateEngine::Jinja => confd_template::EngineKind::Jinja,
+        }),
         check_cmd_timeout: s.check_cmd_timeout,
         reload_cmd_timeout: s.reload_cmd_timeout,
         interval: std::time::Duration::from_secs(s.interval),
@@ -148,7 +154,8 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
     let opts = run_options(&settings);
     let resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
     let names: BTreeSet<String> = resources.iter().map(|r| r.backend().to_string()).collect();
-    let self_exe = std::env::current_exe().context("cannot find the confd executable to run builtin backends")
+    let self_exe = std::env::current_exe()
+        .context("cannot find the confd executable to run builtin backends")
         .map_err(Failure::failed)?;
     let plugin_dev = std::env::var_os("CONFD_PLUGIN_DEV").is_some_and(|v| !v.is_empty());
     let launches = names
@@ -159,6 +166,12 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
                 .map_err(|e| Failure::usage(anyhow!("{e} (used by a template resource)")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut launches = launches;
+    for launch in &mut launches {
+        backends::apply_srv(launch, &settings)
+            .await
+            .map_err(Failure::failed)?;
+    }
 
     let started = start_all(launches, &settings).await;
     let mut plugins = Vec::new();
@@ -183,7 +196,8 @@ async fn start_all(launches: Vec<Launch>, settings: &Settings) -> Vec<anyhow::Re
         start_timeout: settings.plugin_start_timeout,
         ..ClientOptions::default()
     };
-    futures_util::future::join_all(launches.into_iter().map(|l| start_one(l, options.clone()))).await
+    futures_util::future::join_all(launches.into_iter().map(|l| start_one(l, options.clone())))
+        .await
 }
 
 async fn start_one(launch: Launch, options: ClientOptions) -> anyhow::Result<Started> {
@@ -207,7 +221,8 @@ async fn start_one(launch: Launch, options: ClientOptions) -> anyhow::Result<Sta
     let client = Arc::new(client);
     if let Err(err) = client.configure(config.into_iter().collect()).await {
         client.shutdown().await;
-        return Err(anyhow!(err)).with_context(|| format!("the {name} backend rejected its settings"));
+        return Err(anyhow!(err))
+            .with_context(|| format!("the {name} backend rejected its settings"));
     }
     Ok(Started { name, client })
 }
@@ -248,7 +263,11 @@ async fn process(
         failed = summary.failed,
         "done"
     );
-    Ok(if summary.failed > 0 { EXIT_FAILED } else { EXIT_OK })
+    Ok(if summary.failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 /// Refuses `--watch` up front when a backend says it cannot watch. A plugin without the
@@ -264,7 +283,9 @@ async fn check_watch_capability(plugins: &[Started]) -> Result<(), Failure> {
             }
             Ok(_) => {}
             Err(err) if err.kind() == ErrorKind::Unimplemented => {}
-            Err(err) => tracing::warn!(backend = %p.name, "cannot ask the plugin what it offers: {err}"),
+            Err(err) => {
+                tracing::warn!(backend = %p.name, "cannot ask the plugin what it offers: {err}")
+            }
         }
     }
     Ok(())

@@ -159,7 +159,11 @@ pub struct FileConfig {
     pub client_cert: Option<String>,
     #[serde(alias = "client-key")]
     pub client_key: Option<String>,
-    #[serde(alias = "client_ca_keys", alias = "client-ca-keys", alias = "client-cakeys")]
+    #[serde(
+        alias = "client_ca_keys",
+        alias = "client-ca-keys",
+        alias = "client-cakeys"
+    )]
     pub client_cakeys: Option<String>,
     /// Parsed by confd but never used by any backend; accepted so old files keep loading.
     #[serde(alias = "client-insecure")]
@@ -218,7 +222,10 @@ impl Env for BTreeMap<String, String> {
 
 /// Reads confd.toml (if any) and resolves every key.
 pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
-    let explicit = cli.config_file.clone().or_else(|| nonempty(env, "CONFD_CONFIG_FILE"));
+    let explicit = cli
+        .config_file
+        .clone()
+        .or_else(|| nonempty(env, "CONFD_CONFIG_FILE"));
     let (path, required) = match explicit {
         Some(p) => (PathBuf::from(p), true),
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
@@ -227,9 +234,8 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
         Ok(text) => Some(FileConfig::parse(&text, &path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
         Err(e) => {
-            return Err(anyhow!(e)).with_context(|| {
-                format!("cannot read config file {}", path.display())
-            });
+            return Err(anyhow!(e))
+                .with_context(|| format!("cannot read config file {}", path.display()));
         }
     };
     let loaded = file.as_ref().map(|_| path);
@@ -243,20 +249,30 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
     if file.client_insecure.is_some() {
         tracing::warn!("confd.toml: client_insecure has no effect (it never had one in confd)");
     }
-    let log_level_text = pick_string(cli.log_level.clone(), env, "CONFD_LOG_LEVEL", file.log_level);
+    let log_level_text = pick_string(
+        cli.log_level.clone(),
+        env,
+        "CONFD_LOG_LEVEL",
+        file.log_level,
+    );
     let log_level = match log_level_text {
         None => LogLevel::Info,
         Some(t) => LogLevel::parse(&t).ok_or_else(|| {
             anyhow!("invalid log level {t:?}: expected debug, info, warn or error")
         })?,
     };
-    let template_engine =
-        match pick_string(cli.template_engine.clone(), env, "CONFD_TEMPLATE_ENGINE", file.template_engine) {
-            None => None,
-            Some(t) => Some(TemplateEngine::parse(&t).ok_or_else(|| {
-                anyhow!("invalid template engine {t:?}: expected go or jinja")
-            })?),
-        };
+    let template_engine = match pick_string(
+        cli.template_engine.clone(),
+        env,
+        "CONFD_TEMPLATE_ENGINE",
+        file.template_engine,
+    ) {
+        None => None,
+        Some(t) => Some(
+            TemplateEngine::parse(&t)
+                .ok_or_else(|| anyhow!("invalid template engine {t:?}: expected go or jinja"))?,
+        ),
+    };
 
     let backend = pick_string(cli.backend.clone(), env, "CONFD_BACKEND", file.backend)
         .unwrap_or_else(|| "etcd".to_string());
@@ -278,9 +294,9 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
     if let Some(pairs) = pairs {
         let target = plugins.entry(backend.clone()).or_default();
         for pair in pairs {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                anyhow!("invalid --plugin-config {pair:?}: expected key=value")
-            })?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("invalid --plugin-config {pair:?}: expected key=value"))?;
             if k.is_empty() {
                 bail!("invalid --plugin-config {pair:?}: empty key");
             }
@@ -307,7 +323,8 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
         watch: pick_bool(cli.watch, env, "CONFD_WATCH", file.watch)?.unwrap_or(false),
         noop: pick_bool(cli.noop, env, "CONFD_NOOP", file.noop)?.unwrap_or(false),
         diff: pick_bool(cli.diff, env, "CONFD_DIFF", file.diff)?.unwrap_or(false),
-        sync_only: pick_bool(cli.sync_only, env, "CONFD_SYNC_ONLY", file.sync_only)?.unwrap_or(false),
+        sync_only: pick_bool(cli.sync_only, env, "CONFD_SYNC_ONLY", file.sync_only)?
+            .unwrap_or(false),
         keep_stage_file: pick_bool(
             cli.keep_stage_file,
             env,
@@ -315,27 +332,64 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
             file.keep_stage_file,
         )?
         .unwrap_or(false),
-        prefix: pick_string(cli.prefix.clone(), env, "CONFD_PREFIX", file.prefix).unwrap_or_default(),
+        prefix: pick_string(cli.prefix.clone(), env, "CONFD_PREFIX", file.prefix)
+            .unwrap_or_default(),
         log_level,
-        nodes: pick_list(cli.node.clone(), env, "CONFD_NODE", file.nodes.map(OneOrMany::into_vec)),
+        nodes: pick_list(
+            cli.node.clone(),
+            env,
+            "CONFD_NODE",
+            file.nodes.map(OneOrMany::into_vec),
+        ),
         scheme: pick_string(cli.scheme.clone(), env, "CONFD_SCHEME", file.scheme)
             .unwrap_or_else(|| "http".to_string()),
-        client_cert: pick_string(cli.client_cert.clone(), env, "CONFD_CLIENT_CERT", file.client_cert),
-        client_key: pick_string(cli.client_key.clone(), env, "CONFD_CLIENT_KEY", file.client_key),
+        client_cert: pick_string(
+            cli.client_cert.clone(),
+            env,
+            "CONFD_CLIENT_CERT",
+            file.client_cert,
+        ),
+        client_key: pick_string(
+            cli.client_key.clone(),
+            env,
+            "CONFD_CLIENT_KEY",
+            file.client_key,
+        ),
         client_cakeys: pick_string(
             cli.client_ca_keys.clone(),
             env,
             "CONFD_CLIENT_CAKEYS",
             file.client_cakeys,
         ),
-        basic_auth: pick_bool(cli.basic_auth, env, "CONFD_BASIC_AUTH", file.basic_auth)?.unwrap_or(false),
+        basic_auth: pick_bool(cli.basic_auth, env, "CONFD_BASIC_AUTH", file.basic_auth)?
+            .unwrap_or(false),
         username: pick_string(cli.username.clone(), env, "CONFD_USERNAME", file.username),
         password: pick_string(cli.password.clone(), env, "CONFD_PASSWORD", file.password),
-        separator: pick_string(cli.separator.clone(), env, "CONFD_SEPARATOR", file.separator),
-        files: pick_list(cli.file.clone(), env, "CONFD_FILE", file.file.map(OneOrMany::into_vec)),
+        separator: pick_string(
+            cli.separator.clone(),
+            env,
+            "CONFD_SEPARATOR",
+            file.separator,
+        ),
+        files: pick_list(
+            cli.file.clone(),
+            env,
+            "CONFD_FILE",
+            file.file.map(OneOrMany::into_vec),
+        ),
         filter: pick_string(cli.filter.clone(), env, "CONFD_FILTER", file.filter),
-        srv_domain: pick_string(cli.srv_domain.clone(), env, "CONFD_SRV_DOMAIN", file.srv_domain),
-        srv_record: pick_string(cli.srv_record.clone(), env, "CONFD_SRV_RECORD", file.srv_record),
+        srv_domain: pick_string(
+            cli.srv_domain.clone(),
+            env,
+            "CONFD_SRV_DOMAIN",
+            file.srv_domain,
+        ),
+        srv_record: pick_string(
+            cli.srv_record.clone(),
+            env,
+            "CONFD_SRV_RECORD",
+            file.srv_record,
+        ),
         template_engine,
         check_cmd_timeout: pick_duration(
             &cli.check_cmd_timeout,
@@ -440,7 +494,12 @@ fn pick_duration(
     file: Option<DurationValue>,
     default: Duration,
 ) -> anyhow::Result<Duration> {
-    let flag_name = format!("--{}", var.trim_start_matches("CONFD_").to_ascii_lowercase().replace('_', "-"));
+    let flag_name = format!(
+        "--{}",
+        var.trim_start_matches("CONFD_")
+            .to_ascii_lowercase()
+            .replace('_', "-")
+    );
     if let Some(text) = flag {
         return parse_duration(text).with_context(|| format!("invalid {flag_name} {text:?}"));
     }
@@ -450,8 +509,9 @@ fn pick_duration(
     let key = var.trim_start_matches("CONFD_").to_ascii_lowercase();
     match file {
         Some(DurationValue::Seconds(n)) => Ok(Duration::from_secs(n)),
-        Some(DurationValue::Text(text)) => parse_duration(&text)
-            .with_context(|| format!("invalid confd.toml {key} {text:?}")),
+        Some(DurationValue::Text(text)) => {
+            parse_duration(&text).with_context(|| format!("invalid confd.toml {key} {text:?}"))
+        }
         None => Ok(default),
     }
 }

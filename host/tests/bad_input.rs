@@ -5,20 +5,36 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Scratch, text, tree};
 
-const GOOD: &str = "[template]\nsrc = \"good.tmpl\"\ndest = \"@OUT@/good.conf\"\nkeys = [\"/app\"]\n";
+const GOOD: &str =
+    "[template]\nsrc = \"good.tmpl\"\ndest = \"@OUT@/good.conf\"\nkeys = [\"/app\"]\n";
 
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts the exit status, that stderr mentions every needle, and that `out/` is unchanged.
-fn assert_failed(s: &Scratch, output: &std::process::Output, code: i32, needles: &[&str], before: &std::collections::BTreeMap<String, Vec<u8>>) {
+fn assert_failed(
+    s: &Scratch,
+    output: &std::process::Output,
+    code: i32,
+    needles: &[&str],
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+) {
     assert_eq!(output.status.code(), Some(code), "{}", text(output));
     let err = stderr(output);
     for needle in needles {
-        assert!(err.contains(needle), "stderr should mention {needle:?}\n{}", text(output));
+        assert!(
+            err.contains(needle),
+            "stderr should mention {needle:?}\n{}",
+            text(output)
+        );
     }
-    assert_eq!(&tree(&s.out()), before, "out/ must be untouched\n{}", text(output));
+    assert_eq!(
+        &tree(&s.out()),
+        before,
+        "out/ must be untouched\n{}",
+        text(output)
+    );
 }
 
 #[test]
@@ -35,7 +51,10 @@ fn malformed_toml_fails_before_any_resource_is_written() {
 #[test]
 fn missing_src_names_the_template() {
     let s = Scratch::new();
-    s.resource("a.toml", "[template]\nsrc = \"nope.tmpl\"\ndest = \"@OUT@/a.conf\"\n");
+    s.resource(
+        "a.toml",
+        "[template]\nsrc = \"nope.tmpl\"\ndest = \"@OUT@/a.conf\"\n",
+    );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
     assert_failed(&s, &output, 2, &["a.toml", "nope.tmpl"], &before);
@@ -45,7 +64,10 @@ fn missing_src_names_the_template() {
 fn template_syntax_error_names_file_and_line() {
     let s = Scratch::new();
     s.template("broken.tmpl", "line one\nline two\n{{if}}\n")
-        .resource("a.toml", "[template]\nsrc = \"broken.tmpl\"\ndest = \"@OUT@/a.conf\"\n");
+        .resource(
+            "a.toml",
+            "[template]\nsrc = \"broken.tmpl\"\ndest = \"@OUT@/a.conf\"\n",
+        );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
     assert_failed(&s, &output, 2, &["broken.tmpl", "3"], &before);
@@ -54,8 +76,10 @@ fn template_syntax_error_names_file_and_line() {
 #[test]
 fn jinja_syntax_error_names_file_and_line() {
     let s = Scratch::new();
-    s.template("broken.j2", "line one\n{% if %}\n")
-        .resource("a.toml", "[template]\nsrc = \"broken.j2\"\ndest = \"@OUT@/a.conf\"\n");
+    s.template("broken.j2", "line one\n{% if %}\n").resource(
+        "a.toml",
+        "[template]\nsrc = \"broken.j2\"\ndest = \"@OUT@/a.conf\"\n",
+    );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
     assert_failed(&s, &output, 2, &["broken.j2", "2"], &before);
@@ -66,7 +90,10 @@ fn missing_key_names_the_key_and_keeps_the_old_destination() {
     let s = Scratch::new();
     std::fs::write(s.out().join("a.conf"), "old\n").expect("write");
     s.template("a.tmpl", "{{getv \"/app/missing\"}}\n")
-        .resource("a.toml", "[template]\nsrc = \"a.tmpl\"\ndest = \"@OUT@/a.conf\"\nkeys = [\"/app\"]\n");
+        .resource(
+            "a.toml",
+            "[template]\nsrc = \"a.tmpl\"\ndest = \"@OUT@/a.conf\"\nkeys = [\"/app\"]\n",
+        );
     let before = tree(&s.out());
     let output = s.run_env(&[("APP_OTHER", "1")], &[]);
     assert_failed(&s, &output, 1, &["/app/missing"], &before);
@@ -93,8 +120,18 @@ fn invalid_owner_names_the_user() {
     );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
-    assert!(matches!(output.status.code(), Some(1 | 2)), "{}", text(&output));
-    assert_failed(&s, &output, output.status.code().unwrap_or(-1), &["no-such-user-confd"], &before);
+    assert!(
+        matches!(output.status.code(), Some(1 | 2)),
+        "{}",
+        text(&output)
+    );
+    assert_failed(
+        &s,
+        &output,
+        output.status.code().unwrap_or(-1),
+        &["no-such-user-confd"],
+        &before,
+    );
 }
 
 #[test]
@@ -106,7 +143,8 @@ fn missing_destination_directory_is_not_created() {
     );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
-    assert_failed(&s, &output, 1, &["missing"], &before);
+    // confd-core checks the directory when loading resources: a configuration error.
+    assert_failed(&s, &output, 2, &["a.toml", "missing"], &before);
     assert!(!s.out().join("missing").exists());
 }
 
@@ -125,7 +163,10 @@ fn failing_check_cmd_keeps_the_destination() {
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
     assert_failed(&s, &output, 1, &["a.conf"], &before);
-    assert!(!marker.exists(), "reload_cmd must not run after a failed check");
+    assert!(
+        !marker.exists(),
+        "reload_cmd must not run after a failed check"
+    );
 }
 
 #[test]
@@ -138,9 +179,17 @@ fn hanging_check_cmd_times_out() {
     let before = tree(&s.out());
     let start = Instant::now();
     let output = s.run_env(&[], &["--check-cmd-timeout", "500ms"]);
-    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
     assert_failed(&s, &output, 1, &["sleep 60"], &before);
-    assert!(stderr(&output).contains("timed out") || stderr(&output).contains("timeout"), "{}", text(&output));
+    assert!(
+        stderr(&output).contains("timed out") || stderr(&output).contains("timeout"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
@@ -155,7 +204,13 @@ fn unknown_backend_lists_known_ones_and_writes_nothing() {
         .arg(s.confdir())
         .output()
         .expect("run");
-    assert_failed(&s, &output, 2, &["\"nope\"", "env", "file", "etcd", "redis", "consul"], &before);
+    assert_failed(
+        &s,
+        &output,
+        2,
+        &["\"nope\"", "env", "file", "etcd", "redis", "consul"],
+        &before,
+    );
 }
 
 #[test]

@@ -65,7 +65,11 @@ fn unknown_backend() {
 #[test]
 fn bad_confd_toml_key() {
     let s = Scratch::new();
-    std::fs::write(s.path().join("confd.toml"), "backend = \"env\"\nnoopp = true\n").expect("write");
+    std::fs::write(
+        s.path().join("confd.toml"),
+        "backend = \"env\"\nnoopp = true\n",
+    )
+    .expect("write");
     assert_cmd_snapshot!(confd_in(s.path()).args(["--config-file", "confd.toml", "--onetime"]));
 }
 
@@ -78,7 +82,13 @@ fn missing_explicit_config_file() {
 #[test]
 fn missing_confdir() {
     let s = Scratch::new();
-    assert_cmd_snapshot!(confd_in(s.path()).args(["--onetime", "--backend", "env", "--confdir", "no-such-dir"]));
+    assert_cmd_snapshot!(confd_in(s.path()).args([
+        "--onetime",
+        "--backend",
+        "env",
+        "--confdir",
+        "no-such-dir"
+    ]));
 }
 
 #[test]
@@ -110,7 +120,14 @@ fn list_backends() {
         (&cwd, "confd-database-env"),
     ] {
         std::fs::write(dir.join(name), "#!/bin/sh\nexit 1\n").expect("write fake plugin");
+        std::fs::set_permissions(
+            dir.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod fake plugin");
     }
+    // Not executable (like cargo's dep-info files): not a plugin.
+    std::fs::write(bin.join("confd-database-skipped.d"), "deps").expect("write");
     let out = clean_command(&bin.join("confd"))
         .current_dir(&cwd)
         .arg("--list-backends")
@@ -127,8 +144,11 @@ fn settings_from_environment_and_file_reach_the_run() {
     // CONFD_BACKEND from the environment beats confd.toml's backend: a run with an unknown
     // backend in the file but env in the environment succeeds.
     let s = Scratch::new();
-    std::fs::write(s.path().join("confd.toml"), "backend = \"nope\"\nconfdir = \"confdir\"\nonetime = true\n")
-        .expect("write");
+    std::fs::write(
+        s.path().join("confd.toml"),
+        "backend = \"nope\"\nconfdir = \"confdir\"\nonetime = true\n",
+    )
+    .expect("write");
     let out = confd_in(s.path())
         .args(["--config-file", "confd.toml"])
         .env("CONFD_BACKEND", "env")
@@ -140,5 +160,9 @@ fn settings_from_environment_and_file_reach_the_run() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\""), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"nope\""),
+        "{}",
+        text(&out)
+    );
 }

@@ -85,8 +85,8 @@ pub fn text(output: &Output) -> String {
 
 /// The environment the env backend reads: `integration/data/env.list`.
 pub fn env_list() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(integration_dir().join("data/env.list"))
-        .expect("read env.list");
+    let text =
+        std::fs::read_to_string(integration_dir().join("data/env.list")).expect("read env.list");
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| {

@@ -8,8 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    clean_command, confd_bin, copy_confdir, copy_exe, env_list, integration_dir, mode, text,
-    tree,
+    clean_command, confd_bin, copy_confdir, copy_exe, env_list, integration_dir, mode, text, tree,
 };
 
 /// A copy of the integration confdir with empty `out/go` and `out/jinja`.
@@ -23,7 +22,11 @@ impl Run {
         let out = dir.path().join("out");
         std::fs::create_dir_all(out.join("go")).expect("mkdir");
         std::fs::create_dir_all(out.join("jinja")).expect("mkdir");
-        copy_confdir(&integration_dir().join("confdir"), &dir.path().join("confdir"), &out);
+        copy_confdir(
+            &integration_dir().join("confdir"),
+            &dir.path().join("confdir"),
+            &out,
+        );
         Run { dir }
     }
 
@@ -31,10 +34,29 @@ impl Run {
         self.dir.path()
     }
 
+    /// A copy of confd in `<run>/confd-bin/`, so plugins that other builds left next to the
+    /// shared binary (target/debug/confd-database-env...) cannot stand in for the builtins.
+    fn private_confd(&self) -> PathBuf {
+        let dir = self.path().join("confd-bin");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let confd = dir.join("confd");
+        if !confd.exists() {
+            copy_exe(&confd_bin(), &confd);
+        }
+        confd
+    }
+
     fn command(&self, confd: &Path, backend: &str) -> Command {
         let mut cmd = clean_command(confd);
         cmd.current_dir(self.path())
-            .args(["--onetime", "--log-level", "debug", "--backend", backend, "--confdir"])
+            .args([
+                "--onetime",
+                "--log-level",
+                "debug",
+                "--backend",
+                backend,
+                "--confdir",
+            ])
             .arg(self.path().join("confdir"));
         cmd
     }
@@ -46,7 +68,10 @@ impl Run {
     }
 
     fn data_file(&self) -> String {
-        integration_dir().join("data/myapp.yaml").display().to_string()
+        integration_dir()
+            .join("data/myapp.yaml")
+            .display()
+            .to_string()
     }
 
     /// Both engines' outputs equal `integration/expect`, modes included.
@@ -92,21 +117,27 @@ fn install_next_to_confd(run: &Run, name: &str) -> PathBuf {
     let bin = run.path().join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");
     copy_exe(&confd_bin(), &bin.join("confd"));
-    copy_exe(&plugin_bin(name), &bin.join(format!("confd-database-{name}-test")));
+    copy_exe(
+        &plugin_bin(name),
+        &bin.join(format!("confd-database-{name}-test")),
+    );
     bin.join("confd")
 }
 
 #[test]
 fn env_builtin() {
     let run = Run::new();
-    let output = run.env_command(&confd_bin(), "env").output().expect("run");
+    let output = run
+        .env_command(&run.private_confd(), "env")
+        .output()
+        .expect("run");
     run.assert_expected(&output);
 }
 
 #[test]
 fn env_builtin_with_go_style_flags() {
     let run = Run::new();
-    let mut cmd = clean_command(&confd_bin());
+    let mut cmd = clean_command(&run.private_confd());
     cmd.current_dir(run.path())
         .envs(env_list())
         .args(["-onetime", "-backend", "env", "-noop=false"])
@@ -125,8 +156,14 @@ fn env_external_plugin_next_to_confd() {
 #[test]
 fn env_external_plugin_in_current_directory() {
     let run = Run::new();
-    copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env-test"));
-    let output = run.env_command(&confd_bin(), "env-test").output().expect("run");
+    copy_exe(
+        &plugin_bin("env"),
+        &run.path().join("confd-database-env-test"),
+    );
+    let output = run
+        .env_command(&run.private_confd(), "env-test")
+        .output()
+        .expect("run");
     run.assert_expected(&output);
 }
 
@@ -134,7 +171,7 @@ fn env_external_plugin_in_current_directory() {
 fn file_builtin() {
     let run = Run::new();
     let output = run
-        .command(&confd_bin(), "file")
+        .command(&run.private_confd(), "file")
         .args(["--file", &run.data_file()])
         .output()
         .expect("run");
@@ -146,7 +183,7 @@ fn file_builtin_settings_from_confd_toml() {
     let run = Run::new();
     let toml = format!("backend = \"file\"\nfile = [{:?}]\n", run.data_file());
     std::fs::write(run.path().join("confd.toml"), toml).expect("write confd.toml");
-    let mut cmd = clean_command(&confd_bin());
+    let mut cmd = clean_command(&run.private_confd());
     cmd.current_dir(run.path())
         .args(["--onetime", "--config-file", "confd.toml", "--confdir"])
         .arg(run.path().join("confdir"));
@@ -169,11 +206,14 @@ fn file_external_plugin_next_to_confd() {
 #[test]
 fn file_external_plugin_in_current_directory_with_confd_toml_settings() {
     let run = Run::new();
-    copy_exe(&plugin_bin("file"), &run.path().join("confd-database-file-test"));
+    copy_exe(
+        &plugin_bin("file"),
+        &run.path().join("confd-database-file-test"),
+    );
     let toml = format!("[plugins.file-test]\nfile = {:?}\n", run.data_file());
     std::fs::write(run.path().join("confd.toml"), toml).expect("write confd.toml");
     let output = run
-        .command(&confd_bin(), "file-test")
+        .command(&run.private_confd(), "file-test")
         .args(["--config-file", "confd.toml"])
         .output()
         .expect("run");
@@ -184,29 +224,46 @@ fn file_external_plugin_in_current_directory_with_confd_toml_settings() {
 fn external_plugin_overriding_a_builtin_warns() {
     let run = Run::new();
     copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env"));
-    let output = run.env_command(&confd_bin(), "env").output().expect("run");
+    let output = run
+        .env_command(&run.private_confd(), "env")
+        .output()
+        .expect("run");
     run.assert_expected(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("overrides the builtin env backend"), "{}", text(&output));
+    assert!(
+        stderr.contains("overrides the builtin env backend"),
+        "{}",
+        text(&output)
+    );
 
     let run = Run::new();
     copy_exe(&plugin_bin("env"), &run.path().join("confd-database-env"));
     let output = run
-        .env_command(&confd_bin(), "env")
+        .env_command(&run.private_confd(), "env")
         .env("CONFD_PLUGIN_DEV", "1")
         .output()
         .expect("run");
     run.assert_expected(&output);
-    assert!(!String::from_utf8_lossy(&output.stderr).contains("overrides"), "{}", text(&output));
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("overrides"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
 fn second_run_changes_nothing() {
     let run = Run::new();
-    let first = run.env_command(&confd_bin(), "env").output().expect("run");
+    let first = run
+        .env_command(&run.private_confd(), "env")
+        .output()
+        .expect("run");
     run.assert_expected(&first);
     let before = tree(&run.path().join("out"));
-    let second = run.env_command(&confd_bin(), "env").output().expect("run");
+    let second = run
+        .env_command(&run.private_confd(), "env")
+        .output()
+        .expect("run");
     run.assert_expected(&second);
     assert_eq!(tree(&run.path().join("out")), before);
 }
@@ -214,7 +271,7 @@ fn second_run_changes_nothing() {
 #[test]
 fn watch_with_env_is_refused_clearly() {
     let run = Run::new();
-    let output = clean_command(&confd_bin())
+    let output = clean_command(&run.private_confd())
         .current_dir(run.path())
         .envs(env_list())
         .args(["--watch", "--backend", "env", "--confdir"])
@@ -251,7 +308,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn sigterm_in_interval_mode_stops_plugins_and_exits_zero() {
     let run = Run::new();
     let confd = install_next_to_confd(&run, "env");
-    let mut child = clean_command(&confd)
+    let child = clean_command(&confd)
         .current_dir(run.path())
         .envs(env_list())
         .args(["--interval", "3600", "--backend", "env", "--confdir"])

@@ -2,7 +2,8 @@
 # Builds the Go go-plugin interop peers (a host and a plugin for confd's
 # Database service) from Debian packages only, offline, in GOPATH mode.
 # Usage: integration/go/build.sh OUTDIR
-# Produces OUTDIR/confd-interop-host and OUTDIR/confd-interop-plugin. The
+# Exit status: 0 built, 3 a prerequisite (tool or Debian package) is missing,
+# 1 anything else. Produces OUTDIR/confd-interop-host and OUTDIR/confd-interop-plugin. The
 # generated Go stubs live in OUTDIR/gopath and are never committed.
 set -eu
 
@@ -37,7 +38,7 @@ need_src github.com/golang/protobuf/proto golang-github-golang-protobuf-1-3-dev
 if [ -n "$missing" ]; then
 	# printf interprets the \n separators collected above.
 	printf "integration/go/build.sh: missing build prerequisites:$missing\n" >&2
-	exit 1
+	exit 3
 fi
 
 # Serialise concurrent builds into the same OUTDIR (e.g. two test runs).

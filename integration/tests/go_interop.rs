@@ -38,16 +38,7 @@ fn build_go_peers() -> Option<GoPeers> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_go {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but `go` is not installed: the Go interop suite needs golang-go and the \
-             packages listed in integration/go/README.md"
-        );
-        eprintln!(
-            "\n*** SKIPPING Go interop tests: `go` is not installed. Install the Debian packages \
-             listed in integration/go/README.md to run them. ***\n"
-        );
+        skip_or_fail("`go` is not installed");
         return None;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-interop");
@@ -57,17 +48,37 @@ fn build_go_peers() -> Option<GoPeers> {
         .arg(&out)
         .output()
         .expect("sh runs integration/go/build.sh");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    // build.sh exits 3 when a tool or Debian package is missing.
+    if result.status.code() == Some(3) {
+        skip_or_fail(stderr.trim());
+        return None;
+    }
     assert!(
         result.status.success(),
-        "integration/go/build.sh failed ({}):\n{}{}",
+        "integration/go/build.sh failed ({}):\n{}{stderr}",
         result.status,
         String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
     );
     Some(GoPeers {
         host: out.join("confd-interop-host"),
         plugin: out.join("confd-interop-plugin"),
     })
+}
+
+/// Outside CI a machine without the Go packages skips the suite loudly; in CI
+/// (`CI=true`) the suite must run, so a missing prerequisite fails it.
+fn skip_or_fail(reason: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci,
+        "CI=true but the Go interop suite cannot be built: {reason}\n\
+         Install the Debian packages listed in integration/go/README.md."
+    );
+    eprintln!(
+        "\n*** SKIPPING Go interop tests: {reason}\n\
+         *** Install the Debian packages listed in integration/go/README.md to run them. ***\n"
+    );
 }
 
 /// Returns the Go peers or ends the test early when they cannot be built here.
@@ -117,9 +128,9 @@ struct HostRun {
 
 impl HostRun {
     fn step(&self, name: &str) -> &Value {
-        self.steps.get(name).unwrap_or_else(|| {
-            panic!("Go host printed no `{name}` step\n{}", self.describe())
-        })
+        self.steps
+            .get(name)
+            .unwrap_or_else(|| panic!("Go host printed no `{name}` step\n{}", self.describe()))
     }
 
     fn stderr(&self) -> String {
@@ -146,7 +157,10 @@ fn run_go_host(host: &Path, args: &[&str], envs: &[(&str, &str)]) -> HostRun {
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let value: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("Go host printed a non-JSON line {line:?}: {e}"));
-        let step = value["step"].as_str().expect("every line has a step").to_string();
+        let step = value["step"]
+            .as_str()
+            .expect("every line has a step")
+            .to_string();
         steps.insert(step, value);
     }
     HostRun { output, steps }
@@ -155,7 +169,11 @@ fn run_go_host(host: &Path, args: &[&str], envs: &[(&str, &str)]) -> HostRun {
 /// Checks the parts of a successful Go host run that do not depend on the
 /// plugin: handshake, ping, a graceful kill, and no plugin process left.
 fn assert_clean_run(run: &HostRun) {
-    assert!(run.output.status.success(), "Go host failed\n{}", run.describe());
+    assert!(
+        run.output.status.success(),
+        "Go host failed\n{}",
+        run.describe()
+    );
     let start = run.step("start");
     assert_eq!(start["protocol"], "grpc", "{}", run.describe());
     assert_eq!(start["version"], 1, "{}", run.describe());
@@ -163,13 +181,17 @@ fn assert_clean_run(run: &HostRun) {
     let kill = run.step("kill");
     assert_eq!(kill["exited"], true, "{}", run.describe());
     assert_eq!(
-        kill["graceful"], true,
+        kill["graceful"],
+        true,
         "go-plugin had to SIGKILL the plugin: Shutdown did not end it within 2 s\n{}",
         run.describe()
     );
     let pid = start["pid"].as_u64().expect("start step has a pid") as u32;
     assert!(pid > 0);
-    assert!(!process_alive(pid), "plugin process {pid} outlived the Go host");
+    assert!(
+        !process_alive(pid),
+        "plugin process {pid} outlived the Go host"
+    );
 }
 
 /// Our fixtures first: if the two Go peers do not work with each other, every
@@ -180,11 +202,24 @@ fn go_host_and_go_plugin_agree() {
     let plugin = go.plugin.to_str().expect("utf-8 path");
     let run = run_go_host(
         &go.host,
-        &["-config", "/app/a=1", "-config", "/application=2", "-key", "/app", "-wait-index", "41", plugin],
+        &[
+            "-config",
+            "/app/a=1",
+            "-config",
+            "/application=2",
+            "-key",
+            "/app",
+            "-wait-index",
+            "41",
+            plugin,
+        ],
         &[],
     );
     assert_clean_run(&run);
-    assert_eq!(run.step("get_values")["values"], serde_json::json!({"/app/a": "1"}));
+    assert_eq!(
+        run.step("get_values")["values"],
+        serde_json::json!({"/app/a": "1"})
+    );
     assert_eq!(run.step("watch_prefix")["index"], 42);
     assert_eq!(run.step("info")["offered"], false);
 }
@@ -197,7 +232,10 @@ fn go_host_refuses_non_plugin_executables() {
     let dir = tempfile::tempdir().expect("tempdir");
     let garbage = garbage_plugin(dir.path());
     for (program, expected) in [
-        (Path::new("/bin/true"), "Unrecognized remote plugin message: \n"),
+        (
+            Path::new("/bin/true"),
+            "Unrecognized remote plugin message: \n",
+        ),
         (
             garbage.as_path(),
             "Unrecognized remote plugin message: hello, I am not a plugin\n",
@@ -205,14 +243,20 @@ fn go_host_refuses_non_plugin_executables() {
     ] {
         let run = run_go_host(&go.host, &[program.to_str().expect("utf-8 path")], &[]);
         assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
-        let error = run.step("start")["error"].as_str().expect("start error").to_string();
+        let error = run.step("start")["error"]
+            .as_str()
+            .expect("start error")
+            .to_string();
         assert!(
             error.starts_with(expected),
             "unexpected error for {}: {error:?}\n{}",
             program.display(),
             run.describe()
         );
-        assert!(run.stderr().contains("confd-interop-host: start failed: Unrecognized remote plugin message"));
+        assert!(
+            run.stderr()
+                .contains("confd-interop-host: start failed: Unrecognized remote plugin message")
+        );
     }
 }
 
@@ -230,11 +274,19 @@ fn assert_plugin_logs_parsed(run: &HostRun, expected_message: &str) {
     let log = host_log(run);
     let raw: Vec<&Value> = log
         .iter()
-        .filter(|e| e["@message"].as_str().is_some_and(|m| m.trim_start().starts_with('{')))
+        .filter(|e| {
+            e["@message"]
+                .as_str()
+                .is_some_and(|m| m.trim_start().starts_with('{'))
+        })
         .collect();
-    assert!(raw.is_empty(), "go-plugin could not parse these plugin log lines: {raw:?}");
     assert!(
-        log.iter().any(|e| e["@message"] == expected_message && e["@level"] == "debug"),
+        raw.is_empty(),
+        "go-plugin could not parse these plugin log lines: {raw:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e["@message"] == expected_message && e["@level"] == "debug"),
         "the plugin's {expected_message:?} line did not reach the Go host's log as a parsed entry\n{}",
         run.describe()
     );
@@ -275,7 +327,11 @@ fn go_host_loads_sdk_memory_plugin() {
     // Configure changed the store after index 1, so the watch fires at once.
     let watch = run.step("watch_prefix");
     assert_eq!(watch["offered"], true);
-    assert!(watch["index"].as_u64().is_some_and(|i| i > 1), "{}", run.describe());
+    assert!(
+        watch["index"].as_u64().is_some_and(|i| i > 1),
+        "{}",
+        run.describe()
+    );
     let info = run.step("info");
     assert_eq!(info["offered"], true);
     assert_eq!(info["name"], "memory");
@@ -286,7 +342,10 @@ fn go_host_loads_sdk_memory_plugin() {
 #[test]
 fn go_host_loads_sdk_env_plugin() {
     let go = require_go!();
-    if !workspace_root().join("builtin/bins/env/Cargo.toml").exists() {
+    if !workspace_root()
+        .join("builtin/bins/env/Cargo.toml")
+        .exists()
+    {
         eprintln!("*** SKIPPING: builtin/bins/env does not exist yet ***");
         return;
     }
@@ -319,7 +378,9 @@ fn go_host_loads_sdk_env_plugin() {
     let watch = run.step("watch_prefix");
     assert_eq!(watch["offered"], false, "{}", run.describe());
     assert!(
-        watch["message"].as_str().is_some_and(|m| m.contains("env backend cannot watch")),
+        watch["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("env backend cannot watch")),
         "{}",
         run.describe()
     );
@@ -333,11 +394,18 @@ fn go_host_refuses_sdk_plugin_with_wrong_cookie() {
     let plugin = workspace_bin("confd-database-memory", "confd-database-memory");
     let run = run_go_host(
         &go.host,
-        &["-cookie", "not-the-cookie", plugin.to_str().expect("utf-8 path")],
+        &[
+            "-cookie",
+            "not-the-cookie",
+            plugin.to_str().expect("utf-8 path"),
+        ],
         &[],
     );
     assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
-    let error = run.step("start")["error"].as_str().expect("start error").to_string();
+    let error = run.step("start")["error"]
+        .as_str()
+        .expect("start error")
+        .to_string();
     // Which of go-plugin's two messages appears depends on whether it sees the
     // exit or the empty stdout first; an empty quoted line proves our plugin
     // printed nothing on stdout.
@@ -350,8 +418,10 @@ fn go_host_refuses_sdk_plugin_with_wrong_cookie() {
     // Our plugin's refusal reached the Go host's log, tagged with the plugin file's name.
     let log = host_log(&run);
     assert!(
-        log.iter().any(|e| e["@module"] == "host.confd-database-memory"
-            && e["@message"] == "This binary is a plugin. These are not meant to be executed directly."),
+        log.iter()
+            .any(|e| e["@module"] == "host.confd-database-memory"
+                && e["@message"]
+                    == "This binary is a plugin. These are not meant to be executed directly."),
         "{}",
         run.describe()
     );
@@ -439,14 +509,25 @@ fn our_host_loads_go_plugin() {
             .await
             .expect("our host starts the Go plugin");
         let pid = client.pid().expect("a running plugin has a pid");
-        assert!(client.address().contains("plugin"), "Go plugins listen on /tmp/pluginNNN: {}", client.address());
+        assert!(
+            client.address().contains("plugin"),
+            "Go plugins listen on /tmp/pluginNNN: {}",
+            client.address()
+        );
         client.ping().await.expect("health check");
 
         client
-            .configure(config(&[("/app/port", "8080"), ("/app/db/host", "db"), ("/application", "x")]))
+            .configure(config(&[
+                ("/app/port", "8080"),
+                ("/app/db/host", "db"),
+                ("/application", "x"),
+            ]))
             .await
             .expect("configure");
-        let values = client.get_values(&["/app".to_string()]).await.expect("get_values");
+        let values = client
+            .get_values(&["/app".to_string()])
+            .await
+            .expect("get_values");
         let expected: BTreeMap<String, String> = [("/app/db/host", "db"), ("/app/port", "8080")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -460,15 +541,31 @@ fn our_host_loads_go_plugin() {
             .expect("watch_prefix");
         assert_eq!(index, 42);
 
-        let info = client.info().await.expect_err("the Go plugin leaves Info unimplemented");
+        let info = client
+            .info()
+            .await
+            .expect_err("the Go plugin leaves Info unimplemented");
         assert_eq!(info.kind(), ErrorKind::Unimplemented, "{info}");
         assert!(info.message().contains("does not offer Info"), "{info}");
 
+        let socket = PathBuf::from(client.address());
         client.shutdown().await;
         assert!(!client.is_alive());
+        // go-plugin removes its socket when Shutdown stops the server.
+        assert!(
+            !socket.exists(),
+            "stale socket {} after shutdown",
+            socket.display()
+        );
         let status = client.exit_status().expect("the reaper recorded the exit");
-        assert!(status.success(), "go-plugin exits 0 after Shutdown, got {status}");
-        assert!(!process_alive(pid), "Go plugin {pid} still runs after shutdown");
+        assert!(
+            status.success(),
+            "go-plugin exits 0 after Shutdown, got {status}"
+        );
+        assert!(
+            !process_alive(pid),
+            "Go plugin {pid} still runs after shutdown"
+        );
     });
 
     // The Go plugin's hclog lines reached our log, at their level and tagged.
@@ -477,9 +574,15 @@ fn our_host_loads_go_plugin() {
         .lines()
         .find(|l| l.contains(&format!("plugin={name}")) && l.contains("configured"))
         .unwrap_or_else(|| panic!("no `configured` line from plugin {name} in our log:\n{log}"));
-    assert!(configured.contains(" INFO "), "hclog info must stay info: {configured}");
+    assert!(
+        configured.contains(" INFO "),
+        "hclog info must stay info: {configured}"
+    );
     // Three settings were configured; the plugin logs that count as a field.
-    assert!(configured.contains("keys=3"), "hclog fields are kept: {configured}");
+    assert!(
+        configured.contains("keys=3"),
+        "hclog fields are kept: {configured}"
+    );
 }
 
 #[test]
@@ -518,13 +621,20 @@ fn our_host_refuses_go_plugin_with_wrong_cookie() {
             .await
             .expect_err("the plugin refuses our cookie");
         let message = err.to_string();
-        assert!(matches!(err, PluginError::ExitedBeforeHandshake { .. }), "{message}");
+        assert!(
+            matches!(err, PluginError::ExitedBeforeHandshake { .. }),
+            "{message}"
+        );
         assert_eq!(err.path(), go.plugin.as_path());
-        assert!(message.contains(&go.plugin.display().to_string()), "{message}");
+        assert!(
+            message.contains(&go.plugin.display().to_string()),
+            "{message}"
+        );
         assert!(message.contains("exited before the handshake"), "{message}");
         assert!(message.contains("exit status: 1"), "{message}");
         assert!(
-            message.contains("This binary is a plugin. These are not meant to be executed directly."),
+            message
+                .contains("This binary is a plugin. These are not meant to be executed directly."),
             "the plugin's own explanation is quoted: {message}"
         );
     });
@@ -539,16 +649,31 @@ fn our_host_refuses_non_plugin_executables() {
             .await
             .expect_err("/bin/true is no plugin");
         let message = err.to_string();
-        assert!(matches!(err, PluginError::ExitedBeforeHandshake { .. }), "{message}");
-        assert!(message.starts_with("plugin /bin/true: exited before the handshake"), "{message}");
+        assert!(
+            matches!(err, PluginError::ExitedBeforeHandshake { .. }),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("plugin /bin/true: exited before the handshake"),
+            "{message}"
+        );
 
         let err = PluginClient::start(PluginCommand::new("garbage", &garbage), options())
             .await
             .expect_err("a script printing garbage is no plugin");
         let message = err.to_string();
         assert!(matches!(err, PluginError::BadHandshake { .. }), "{message}");
-        assert!(message.contains(&garbage.display().to_string()), "{message}");
-        assert!(message.contains("\"hello, I am not a plugin\""), "the line is quoted: {message}");
-        assert!(message.contains("is the program a confd plugin?"), "{message}");
+        assert!(
+            message.contains(&garbage.display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"hello, I am not a plugin\""),
+            "the line is quoted: {message}"
+        );
+        assert!(
+            message.contains("is the program a confd plugin?"),
+            "{message}"
+        );
     });
 }

@@ -31,7 +31,10 @@ async fn a_plugin_that_dies_during_a_call() {
     .await
     .expect("starts");
     let pid = client.pid().expect("pid");
-    client.configure(Default::default()).await.expect("configure works");
+    client
+        .configure(Default::default())
+        .await
+        .expect("configure works");
     let err = client
         .get_values(&["/a".into()])
         .await
@@ -40,12 +43,23 @@ async fn a_plugin_that_dies_during_a_call() {
     let text = err.to_string();
     assert!(text.contains(BIN), "names the plugin: {text}");
     assert!(text.contains("died during GetValues"), "{text}");
-    assert!(text.contains("exit status: 7"), "gives the exit status: {text}");
+    assert!(
+        text.contains("exit status: 7"),
+        "gives the exit status: {text}"
+    );
     assert!(!client.is_alive());
     // Later calls fail fast with the same story.
-    let again = client.get_values(&["/a".into()]).await.expect_err("still dead");
+    let again = client
+        .get_values(&["/a".into()])
+        .await
+        .expect_err("still dead");
     assert_eq!(again.kind(), ErrorKind::PluginFailed);
-    assert!(again.to_string().contains("is not running (exit status: 7)"), "{again}");
+    assert!(
+        again
+            .to_string()
+            .contains("is not running (exit status: 7)"),
+        "{again}"
+    );
     client.shutdown().await;
     assert_gone(pid).await;
 }
@@ -71,7 +85,10 @@ async fn a_plugin_that_hangs_in_a_call_hits_the_deadline() {
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     let text = err.to_string();
     assert!(text.contains(BIN), "names the plugin: {text}");
-    assert!(text.contains("GetValues did not answer within 300ms"), "{text}");
+    assert!(
+        text.contains("GetValues did not answer within 300ms"),
+        "{text}"
+    );
     // The plugin is still alive and answers other calls.
     client.ping().await.expect("ping");
     assert_eq!(client.watch_prefix("/", &[], 4).await.expect("watch"), 5);

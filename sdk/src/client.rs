@@ -201,10 +201,8 @@ impl Process {
     }
 
     fn kill(&self) {
-        if let Ok(mut kill) = self.kill.lock() {
-            if let Some(tx) = kill.take() {
-                let _ = tx.send(());
-            }
+        if let Some(tx) = self.kill.lock().ok().and_then(|mut kill| kill.take()) {
+            let _ = tx.send(());
         }
     }
 
@@ -218,12 +216,13 @@ impl Process {
 
     /// Removes a socket our SDK created when the plugin could not clean up (it was killed).
     fn remove_stale_socket(&self) {
-        if let Address::Unix(path) = &self.address {
-            if path.exists() && path.file_name().is_some_and(|n| n == "plugin.sock") {
-                let _ = std::fs::remove_file(path);
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::remove_dir(dir);
-                }
+        if let Address::Unix(path) = &self.address
+            && path.exists()
+            && path.file_name().is_some_and(|n| n == "plugin.sock")
+        {
+            let _ = std::fs::remove_file(path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
             }
         }
     }
@@ -311,7 +310,8 @@ impl PluginClient {
     /// go-plugin's `Ping`: `grpc.health.v1.Health/Check` for service `plugin`.
     pub async fn ping(&self) -> Result<(), Error> {
         let process = self.current();
-        let mut health = tonic_health::pb::health_client::HealthClient::new(process.channel.clone());
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(process.channel.clone());
         self.finish(
             &process,
             "Ping",
@@ -333,7 +333,10 @@ impl PluginClient {
             let grace = self.options.shutdown_grace;
             let _ = tokio::time::timeout(grace, controller.shutdown(goplugin::Empty {})).await;
             drop(controller);
-            if tokio::time::timeout(grace, process.wait_exit()).await.is_err() {
+            if tokio::time::timeout(grace, process.wait_exit())
+                .await
+                .is_err()
+            {
                 tracing::warn!(plugin = %self.command.name, "plugin failed to exit gracefully; killing it");
             }
         }
@@ -461,7 +464,7 @@ impl Database for PluginClient {
                 client.get_values(request),
             )
             .await?;
-        Ok(response.values.into_iter().collect())
+        Ok(response.values)
     }
 
     async fn watch_prefix(
@@ -545,13 +548,8 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
     let process_guard = KillGuard(Some(kill_tx));
 
     let tail: StderrTail = Arc::new(Mutex::new(VecDeque::new()));
-    let stderr_task = stderr.map(|stderr| {
-        tokio::spawn(forward_stderr(
-            command.name.clone(),
-            stderr,
-            tail.clone(),
-        ))
-    });
+    let stderr_task = stderr
+        .map(|stderr| tokio::spawn(forward_stderr(command.name.clone(), stderr, tail.clone())));
 
     let result = handshake_and_connect(
         command,
@@ -746,13 +744,11 @@ async fn handshake_and_connect(
         Ok((Ok(n), line)) if n > 0 => line,
         _ => {
             // EOF: usually the process is exiting; say how, if we learn it soon.
-            let state = tokio::time::timeout(
-                Duration::from_secs(1),
-                exit.wait_for(Option::is_some),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.ok().map(|s| s.clone()));
+            let state =
+                tokio::time::timeout(Duration::from_secs(1), exit.wait_for(Option::is_some))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().map(|s| s.clone()));
             return Err(match state {
                 Some(state) => PluginError::ExitedBeforeHandshake {
                     path: path.to_path_buf(),
@@ -843,11 +839,7 @@ fn transport_message(err: &dyn std::error::Error) -> String {
 }
 
 /// Re-emits a plugin's stderr lines as `tracing` events tagged `plugin = <name>`.
-async fn forward_stderr(
-    name: String,
-    stderr: impl AsyncRead + Unpin,
-    tail: StderrTail,
-) {
+async fn forward_stderr(name: String, stderr: impl AsyncRead + Unpin, tail: StderrTail) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
     loop {

@@ -62,10 +62,7 @@ pub fn is_secret_key(key: &str) -> bool {
 pub enum ConfigError {
     /// A key the plugin does not know.
     #[error("unknown key {key:?} ({})", expected_list(.expected))]
-    UnknownKey {
-        key: String,
-        expected: Vec<String>,
-    },
+    UnknownKey { key: String, expected: Vec<String> },
     /// A value that does not parse as the field's type. `value` is `None` for secrets.
     #[error("key {key:?}: invalid value {}: {problem}", shown(.value))]
     InvalidValue {
@@ -193,7 +190,10 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de> {
             .map(Some)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ConfigError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ConfigError> {
         let (key, value) = self
             .current
             .take()
@@ -498,7 +498,10 @@ mod tests {
 
     #[test]
     fn empty_map_gives_defaults() {
-        assert_eq!(decode::<Settings>(&map(&[])).expect("ok"), Settings::default());
+        assert_eq!(
+            decode::<Settings>(&map(&[])).expect("ok"),
+            Settings::default()
+        );
     }
 
     #[test]
@@ -543,7 +546,13 @@ mod tests {
 
     #[test]
     fn booleans_take_go_spellings() {
-        for (text, want) in [("true", true), ("True", true), ("0", false), ("f", false), ("FALSE", false)] {
+        for (text, want) in [
+            ("true", true),
+            ("True", true),
+            ("0", false),
+            ("f", false),
+            ("FALSE", false),
+        ] {
             let got: Settings = decode(&map(&[("basicAuth", text)])).expect("ok");
             assert_eq!(got.basic_auth, want, "{text}");
         }
@@ -658,7 +667,10 @@ mod tests {
             let err = decode::<Secrets>(&map(&[(key, value)]))
                 .expect_err("bad value")
                 .to_string();
-            assert!(err.starts_with(&format!("key {key:?}: invalid value (hidden): ")), "{err}");
+            assert!(
+                err.starts_with(&format!("key {key:?}: invalid value (hidden): ")),
+                "{err}"
+            );
             assert!(!err.contains(value), "{err} leaks the value");
         }
         assert_eq!(
@@ -676,7 +688,9 @@ mod tests {
             nodes: Vec<String>,
         }
         assert_eq!(
-            decode::<Required>(&map(&[])).expect_err("missing").to_string(),
+            decode::<Required>(&map(&[]))
+                .expect_err("missing")
+                .to_string(),
             r#"missing key "nodes""#
         );
     }
@@ -698,8 +712,14 @@ mod tests {
 
     #[test]
     fn converts_into_an_invalid_config_error() {
-        let err: Error = ConfigError::MissingKey { key: "nodes".into() }.into();
+        let err: Error = ConfigError::MissingKey {
+            key: "nodes".into(),
+        }
+        .into();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidConfig);
-        assert_eq!(err.to_string(), r#"invalid configuration: missing key "nodes""#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid configuration: missing key "nodes""#
+        );
     }
 }

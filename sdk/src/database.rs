@@ -40,8 +40,12 @@ pub trait Database: Send + Sync + 'static {
     /// the host can read after learning the index and miss nothing. Dropping
     /// the future cancels the watch. A store that cannot watch returns
     /// [`ErrorKind::Unimplemented`].
-    async fn watch_prefix(&self, prefix: &str, keys: &[String], wait_index: u64)
-    -> Result<u64, Error>;
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<u64, Error>;
 
     /// Name, version and capabilities, when the implementation offers them.
     async fn info(&self) -> Result<DatabaseInfo, Error> {

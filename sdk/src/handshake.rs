@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// Environment variable carrying the magic cookie.
 pub const MAGIC_COOKIE_KEY: &str = "CONFD_PLUGIN_MAGIC_COOKIE";
 /// The magic cookie value; a usability guard (not security) against running a plugin by hand.
-pub const MAGIC_COOKIE_VALUE: &str = "xtanpmnh5nqffr256vnevap59w86p3wmxkfkcp9hx4fzf5frjc3tf3tkcczcatyd";
+pub const MAGIC_COOKIE_VALUE: &str =
+    "xtanpmnh5nqffr256vnevap59w86p3wmxkfkcp9hx4fzf5frjc3tf3tkcczcatyd";
 /// go-plugin's core protocol version; never negotiated.
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The app protocol versions this SDK speaks, lowest first.
@@ -183,7 +184,10 @@ mod tests {
         assert_eq!(hs.address, Address::Unix("/tmp/plugin950973671".into()));
         assert_eq!(hs.app_version, 1);
         let hs = parse("1|1|tcp|127.0.0.1:1234|grpc", &[1]).expect("valid");
-        assert_eq!(hs.address, Address::Tcp("127.0.0.1:1234".parse().expect("addr")));
+        assert_eq!(
+            hs.address,
+            Address::Tcp("127.0.0.1:1234".parse().expect("addr"))
+        );
         parse("1|1|unix|/tmp/p|grpc||true\r\n", &[1]).expect("7 fields");
         parse("1|2|unix|/tmp/p|grpc|", &[1, 2]).expect("second offered version");
     }
@@ -195,7 +199,10 @@ mod tests {
             ("hello world", HandshakeProblem::FieldCount(1)),
             ("1|1|unix", HandshakeProblem::FieldCount(3)),
             ("1|1|unix|/p|grpc|x|y|z", HandshakeProblem::FieldCount(8)),
-            ("2|1|unix|/p|grpc", HandshakeProblem::CoreVersion("2".into())),
+            (
+                "2|1|unix|/p|grpc",
+                HandshakeProblem::CoreVersion("2".into()),
+            ),
             (
                 "1|7|unix|/p|grpc",
                 HandshakeProblem::AppVersion {
@@ -204,10 +211,16 @@ mod tests {
                 },
             ),
             ("1|1|udp|/p|grpc", HandshakeProblem::Network("udp".into())),
-            ("1|1|tcp|nowhere|grpc", HandshakeProblem::Address("nowhere".into())),
+            (
+                "1|1|tcp|nowhere|grpc",
+                HandshakeProblem::Address("nowhere".into()),
+            ),
             ("1|1|unix||grpc", HandshakeProblem::Address(String::new())),
             ("1|1|unix|/p", HandshakeProblem::MissingProtocol),
-            ("1|1|unix|/p|netrpc", HandshakeProblem::Protocol("netrpc".into())),
+            (
+                "1|1|unix|/p|netrpc",
+                HandshakeProblem::Protocol("netrpc".into()),
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line, &[1]).as_ref(), Err(want), "line {line:?}");
@@ -238,7 +251,10 @@ mod tests {
         );
         let tcp = Address::Tcp("127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(format(1, &tcp), "1|1|tcp|127.0.0.1:10000|grpc|\n");
-        assert_eq!(parse(&format(1, &tcp), &[1]).expect("round trip").address, tcp);
+        assert_eq!(
+            parse(&format(1, &tcp), &[1]).expect("round trip").address,
+            tcp
+        );
     }
 
     #[test]

@@ -256,9 +256,15 @@ mod tests {
     #[test]
     fn falls_back_to_prefixes_then_debug() {
         let got = parse_line("[WARN] disk almost full\n");
-        assert_eq!((got.level, got.message.as_str()), (Level::WARN, "disk almost full"));
+        assert_eq!(
+            (got.level, got.message.as_str()),
+            (Level::WARN, "disk almost full")
+        );
         let got = parse_line("panic: oh no");
-        assert_eq!((got.level, got.message.as_str()), (Level::DEBUG, "panic: oh no"));
+        assert_eq!(
+            (got.level, got.message.as_str()),
+            (Level::DEBUG, "panic: oh no")
+        );
         let got = parse_line(r#"{"@level":"loud","@message":"x"}"#);
         assert_eq!(got.level, Level::DEBUG);
         assert_eq!(got.message, r#"{"@level":"loud","@message":"x"}"#);

@@ -32,8 +32,8 @@ mod proto;
 mod serve;
 
 pub use async_trait::async_trait;
-pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
 pub use client::{ClientOptions, PluginClient, PluginCommand, PluginError};
+pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
 pub use error::{Error, ErrorKind};
 pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,

@@ -10,3 +10,4 @@ pub(crate) mod v1 {
 pub(crate) mod goplugin {
     tonic::include_proto!("plugin");
 }
+

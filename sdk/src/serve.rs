@@ -1,7 +1,6 @@
 //! The plugin side of the go-plugin gRPC protocol: `serve()` turns a `Database` into a plugin
 //! process any go-plugin host (ours or a Go one) can load.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -245,7 +244,8 @@ fn ignore_sigint() {
 
 fn watch_sigterm(shutdown: Arc<watch::Sender<bool>>) {
     // SIGTERM stops the plugin the same clean way as Shutdown, so the socket is removed.
-    if let Ok(mut sigterm) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    if let Ok(mut sigterm) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
         tokio::spawn(async move {
             if sigterm.recv().await.is_some() {
@@ -399,7 +399,7 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
     ) -> Result<Response<v1::GetValuesResponse>, Status> {
         let values = self.db.get_values(&request.into_inner().keys).await?;
         Ok(Response::new(v1::GetValuesResponse {
-            values: values.into_iter().collect::<HashMap<_, _>>(),
+            values,
         }))
     }
 
@@ -601,7 +601,10 @@ mod tests {
             let mut watch = watch;
             watch.message().await
         });
-        wait_until("the watch runs", || probe.watching.load(Ordering::SeqCst) == 1).await;
+        wait_until("the watch runs", || {
+            probe.watching.load(Ordering::SeqCst) == 1
+        })
+        .await;
         assert!(!probe.dropped.load(Ordering::SeqCst));
         watch.abort();
         wait_until("the watch future is dropped", || {

@@ -21,7 +21,10 @@ fn recorded_pids(path: &Path) -> Vec<u32> {
     for suffix in [".pid", ".child"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         if let Ok(text) = std::fs::read_to_string(file) {
-            pids.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     pids
@@ -46,7 +49,11 @@ fn assert_no_process_left(path: &Path) {
         while running(pid) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(!running(pid), "process {pid} of {} is still there", path.display());
+        assert!(
+            !running(pid),
+            "process {pid} of {} is still there",
+            path.display()
+        );
     }
 }
 
@@ -66,7 +73,11 @@ async fn start_err(path: &Path, options: ClientOptions) -> PluginError {
 #[tokio::test]
 async fn exits_before_the_handshake() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = script(dir.path(), "exits", "echo 'cannot open /etc/thing' >&2\nexit 3");
+    let path = script(
+        dir.path(),
+        "exits",
+        "echo 'cannot open /etc/thing' >&2\nexit 3",
+    );
     let err = start_err(&path, ClientOptions::default()).await;
     assert!(
         matches!(&err, PluginError::ExitedBeforeHandshake { status, .. } if status == "exit status: 3"),
@@ -84,7 +95,11 @@ async fn exits_before_the_handshake() {
 #[tokio::test]
 async fn prints_garbage() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = script(dir.path(), "garbage", "echo 'Usage: garbage [options]'\nsleep 30");
+    let path = script(
+        dir.path(),
+        "garbage",
+        "echo 'Usage: garbage [options]'\nsleep 30",
+    );
     let err = start_err(&path, ClientOptions::default()).await;
     assert!(
         matches!(&err, PluginError::BadHandshake { line, problem: HandshakeProblem::FieldCount(1), .. }
@@ -101,7 +116,11 @@ async fn prints_garbage() {
 #[tokio::test]
 async fn prints_a_netrpc_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = script(dir.path(), "netrpc", "echo '1|1|unix|/tmp/plugin1|netrpc'\nsleep 30");
+    let path = script(
+        dir.path(),
+        "netrpc",
+        "echo '1|1|unix|/tmp/plugin1|netrpc'\nsleep 30",
+    );
     let err = start_err(&path, ClientOptions::default()).await;
     assert!(
         matches!(&err, PluginError::BadHandshake { problem: HandshakeProblem::Protocol(p), .. } if p == "netrpc"),
@@ -110,10 +129,20 @@ async fn prints_a_netrpc_line() {
     assert!(err.to_string().contains("netrpc is not supported"), "{err}");
     assert_no_process_left(&path);
 
-    let path = script(dir.path(), "noproto", "echo '1|1|unix|/tmp/plugin1'\nsleep 30");
+    let path = script(
+        dir.path(),
+        "noproto",
+        "echo '1|1|unix|/tmp/plugin1'\nsleep 30",
+    );
     let err = start_err(&path, ClientOptions::default()).await;
     assert!(
-        matches!(&err, PluginError::BadHandshake { problem: HandshakeProblem::MissingProtocol, .. }),
+        matches!(
+            &err,
+            PluginError::BadHandshake {
+                problem: HandshakeProblem::MissingProtocol,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_no_process_left(&path);
@@ -134,7 +163,8 @@ async fn offers_a_version_we_did_not_offer() {
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("app protocol version \"7\", but this host offered only 1"),
+        err.to_string()
+            .contains("app protocol version \"7\", but this host offered only 1"),
         "{err}"
     );
     assert_no_process_left(&path);
@@ -156,8 +186,15 @@ async fn never_prints_a_line() {
     let started = std::time::Instant::now();
     let err = start_err(&path, options).await;
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(matches!(&err, PluginError::HandshakeTimeout { .. }), "{err:?}");
-    assert!(err.to_string().contains("printed no handshake line within 300ms"), "{err}");
+    assert!(
+        matches!(&err, PluginError::HandshakeTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("printed no handshake line within 300ms"),
+        "{err}"
+    );
     assert_eq!(recorded_pids(&path).len(), 2, "the script and its child");
     assert_no_process_left(&path);
 }

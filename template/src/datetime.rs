@@ -104,7 +104,12 @@ impl DateTime {
             Token::PM => write!(out, "{}", if c.hour >= 12 { "PM" } else { "AM" }),
             Token::Pm => write!(out, "{}", if c.hour >= 12 { "pm" } else { "am" }),
             Token::TZ => write!(out, "{}", self.zone),
-            Token::NumTZ { z, colon, seconds, hours_only } => {
+            Token::NumTZ {
+                z,
+                colon,
+                seconds,
+                hours_only,
+            } => {
                 if z && self.offset == 0 {
                     write!(out, "Z")
                 } else {
@@ -263,7 +268,7 @@ fn next_std_chunk(layout: &str) -> (&str, Option<Token>, &str) {
             b'p' if starts(i, "pm") => Some((Token::Pm, 2)),
             b'-' | b'Z' => {
                 let z = b[i] == b'Z';
-                let tail = if z { &layout[i + 1..] } else { &layout[i + 1..] };
+                let tail = &layout[i + 1..];
                 let forms: [(&str, bool, bool, bool); 5] = [
                     ("07:00:00", true, true, false),
                     ("070000", false, true, false),
@@ -358,7 +363,10 @@ mod tests {
         let t = reference();
         for (layout, want) in [
             ("Mon Jan 2 15:04:05 MST 2006", "Mon Jan 2 15:04:05 MST 2006"),
-            ("Monday, 02-Jan-06 15:04:05 MST", "Monday, 02-Jan-06 15:04:05 MST"),
+            (
+                "Monday, 02-Jan-06 15:04:05 MST",
+                "Monday, 02-Jan-06 15:04:05 MST",
+            ),
             ("2006-01-02T15:04:05-07:00", "2006-01-02T15:04:05-07:00"),
             ("January _2 3:4:5 PM", "January  2 3:4:5 PM"),
             ("002 __2", "002   2"),

@@ -75,7 +75,8 @@ pub(crate) fn build_query(id: u16, qname: &str) -> Option<Vec<u8>> {
 
 /// Parses the SRV answers; `None` when the message is not a valid answer to our query.
 pub(crate) fn parse_response(buf: &[u8], id: u16) -> Option<Vec<Srv>> {
-    let u16_at = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?])) };
+    let u16_at =
+        |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?])) };
     if u16_at(0)? != id || buf.get(2)? & 0x80 == 0 {
         return None;
     }

@@ -167,7 +167,9 @@ macro_rules! f {
 
 static FUNCTIONS: &[Function] = &[
     // store functions
-    f!("exists", 1, Some(1), |a| Ok(Val::Bool(a.store().exists(a.str(0)?)))),
+    f!("exists", 1, Some(1), |a| Ok(Val::Bool(
+        a.store().exists(a.str(0)?)
+    ))),
     f!("get", 1, Some(1), |a| a
         .store()
         .get(a.str(0)?)
@@ -189,15 +191,26 @@ static FUNCTIONS: &[Function] = &[
         .map(Val::from)
         .map_err(|e| a.store_err(e))),
     f!("ls", 1, Some(1), |a| Ok(Val::from(a.store().ls(a.str(0)?)))),
-    f!("lsdir", 1, Some(1), |a| Ok(Val::from(a.store().lsdir(a.str(0)?)))),
+    f!("lsdir", 1, Some(1), |a| Ok(Val::from(
+        a.store().lsdir(a.str(0)?)
+    ))),
     // paths and strings
     f!("base", 1, Some(1), |a| Ok(Val::Str(go_base(a.str(0)?)))),
     f!("dir", 1, Some(1), |a| Ok(Val::Str(go_dir(a.str(0)?)))),
-    f!("split", 2, Some(2), |a| Ok(Val::from(go_split(a.str(0)?, a.str(1)?)))),
+    f!("split", 2, Some(2), |a| Ok(Val::from(go_split(
+        a.str(0)?,
+        a.str(1)?
+    )))),
     f!("join", 2, Some(2), join),
-    f!("toUpper", 1, Some(1), |a| Ok(Val::Str(go_to_upper(a.str(0)?)))),
-    f!("toLower", 1, Some(1), |a| Ok(Val::Str(go_to_lower(a.str(0)?)))),
-    f!("contains", 2, Some(2), |a| Ok(Val::Bool(a.str(0)?.contains(a.str(1)?)))),
+    f!("toUpper", 1, Some(1), |a| Ok(Val::Str(go_to_upper(
+        a.str(0)?
+    )))),
+    f!("toLower", 1, Some(1), |a| Ok(Val::Str(go_to_lower(
+        a.str(0)?
+    )))),
+    f!("contains", 2, Some(2), |a| Ok(Val::Bool(
+        a.str(0)?.contains(a.str(1)?)
+    ))),
     f!("replace", 4, Some(4), replace),
     f!("trimSuffix", 2, Some(2), |a| {
         let s = a.str(0)?;
@@ -253,13 +266,19 @@ static FUNCTIONS: &[Function] = &[
     }),
     f!("datetime", 0, Some(0), |_| Ok(Val::Time(DateTime::now()))),
     // network and files
-    f!("lookupIP", 1, Some(1), |a| Ok(Val::from(lookup_ip(a.str(0)?)))),
+    f!("lookupIP", 1, Some(1), |a| Ok(Val::from(lookup_ip(
+        a.str(0)?
+    )))),
     f!("lookupIPV4", 1, Some(1), |a| {
-        let ips = lookup_ip(a.str(0)?).into_iter().filter(|ip| ip.contains('.'));
+        let ips = lookup_ip(a.str(0)?)
+            .into_iter()
+            .filter(|ip| ip.contains('.'));
         Ok(Val::from(ips.collect::<Vec<_>>()))
     }),
     f!("lookupIPV6", 1, Some(1), |a| {
-        let ips = lookup_ip(a.str(0)?).into_iter().filter(|ip| ip.contains(':'));
+        let ips = lookup_ip(a.str(0)?)
+            .into_iter()
+            .filter(|ip| ip.contains(':'));
         Ok(Val::from(ips.collect::<Vec<_>>()))
     }),
     f!("lookupSRV", 3, Some(3), |a| {
@@ -267,14 +286,21 @@ static FUNCTIONS: &[Function] = &[
         records.sort_by_cached_key(|s| format!("{}{}{}{}", s.target, s.port, s.priority, s.weight));
         Ok(Val::List(records.into_iter().map(Val::Srv).collect()))
     }),
-    f!("fileExists", 1, Some(1), |a| Ok(Val::Bool(std::fs::metadata(a.str(0)?).is_ok()))),
+    f!("fileExists", 1, Some(1), |a| Ok(Val::Bool(
+        std::fs::metadata(a.str(0)?).is_ok()
+    ))),
     f!("base64Encode", 1, Some(1), |a| Ok(Val::Str(
         base64::engine::general_purpose::STANDARD.encode(a.str(0)?)
     ))),
     f!("base64Decode", 1, Some(1), |a| {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(a.str(0)?)
-            .map_err(|e| a.err(format!("invalid base64 input {:?}: {e}", a.args[0].to_string())))?;
+            .map_err(|e| {
+                a.err(format!(
+                    "invalid base64 input {:?}: {e}",
+                    a.args[0].to_string()
+                ))
+            })?;
         Ok(Val::Str(String::from_utf8_lossy(&bytes).into_owned()))
     }),
     f!("parseBool", 1, Some(1), |a| match a.str(0)? {
@@ -331,13 +357,19 @@ static FUNCTIONS: &[Function] = &[
     // numbers
     f!("atoi", 1, Some(1), |a| {
         let s = a.str(0)?;
-        parse_go_int(s).map(Val::Int).map_err(|why| {
-            a.err(format!("strconv.Atoi: parsing {s:?}: {why}"))
-        })
+        parse_go_int(s)
+            .map(Val::Int)
+            .map_err(|why| a.err(format!("strconv.Atoi: parsing {s:?}: {why}")))
     }),
-    f!("add", 2, Some(2), |a| Ok(Val::Int(a.int(0)?.wrapping_add(a.int(1)?)))),
-    f!("sub", 2, Some(2), |a| Ok(Val::Int(a.int(0)?.wrapping_sub(a.int(1)?)))),
-    f!("mul", 2, Some(2), |a| Ok(Val::Int(a.int(0)?.wrapping_mul(a.int(1)?)))),
+    f!("add", 2, Some(2), |a| Ok(Val::Int(
+        a.int(0)?.wrapping_add(a.int(1)?)
+    ))),
+    f!("sub", 2, Some(2), |a| Ok(Val::Int(
+        a.int(0)?.wrapping_sub(a.int(1)?)
+    ))),
+    f!("mul", 2, Some(2), |a| Ok(Val::Int(
+        a.int(0)?.wrapping_mul(a.int(1)?)
+    ))),
     f!("div", 2, Some(2), |a| {
         let (x, y) = (a.int(0)?, a.int(1)?);
         if y == 0 {
@@ -445,11 +477,8 @@ fn go_split(s: &str, sep: &str) -> Vec<String> {
 
 fn decode_json(a: &Args<'_>, go_type: &str) -> Result<Val, FuncError> {
     let s = a.str(0)?;
-    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| {
-        a.err(format!(
-            "cannot decode {s:?} as JSON into {go_type}: {e}"
-        ))
-    })?;
+    let v: serde_json::Value = serde_json::from_str(s)
+        .map_err(|e| a.err(format!("cannot decode {s:?} as JSON into {go_type}: {e}")))?;
     Ok(Val::from_json(v))
 }
 
@@ -501,4 +530,375 @@ pub fn srv(target: &str, port: u16, priority: u16, weight: u16) -> Val {
         priority,
         weight,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        [
+            ("/app/name", "web"),
+            ("/app/port", "8080"),
+            ("/up/b", "10.0.0.1"),
+            ("/up/a", "10.0.0.2"),
+            ("/up/c/x", "deep"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn call(name: &str, args: &[Val]) -> Result<Val, FuncError> {
+        let s = store();
+        let f = function(name).unwrap_or_else(|| panic!("no function {name}"));
+        f.call(&FuncContext { store: &s }, args)
+    }
+
+    fn ok(name: &str, args: &[Val]) -> Val {
+        call(name, args).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn err(name: &str, args: &[Val]) -> String {
+        match call(name, args) {
+            Ok(v) => panic!("{name} should fail, gave {v}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn s(x: &str) -> Val {
+        Val::from(x)
+    }
+
+    fn strs(items: &[&str]) -> Val {
+        Val::List(items.iter().map(|x| s(x)).collect())
+    }
+
+    fn ints(items: &[i64]) -> Val {
+        Val::List(items.iter().map(|i| Val::Int(*i)).collect())
+    }
+
+    #[test]
+    fn table_has_every_confd_function_once() {
+        let want = [
+            "exists",
+            "get",
+            "gets",
+            "getv",
+            "getvs",
+            "ls",
+            "lsdir",
+            "base",
+            "split",
+            "join",
+            "json",
+            "jsonArray",
+            "dir",
+            "map",
+            "getenv",
+            "datetime",
+            "toUpper",
+            "toLower",
+            "contains",
+            "replace",
+            "trimSuffix",
+            "lookupIP",
+            "lookupIPV4",
+            "lookupIPV6",
+            "lookupSRV",
+            "fileExists",
+            "base64Encode",
+            "base64Decode",
+            "parseBool",
+            "reverse",
+            "sortByLength",
+            "sortKVByLength",
+            "seq",
+            "atoi",
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "mod",
+        ];
+        let mut names: Vec<&str> = functions().iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let mut sorted = want.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn arity_is_checked() {
+        assert_eq!(
+            err("getv", &[]),
+            "getv: wrong number of arguments: want 1 to 2, got 0"
+        );
+        assert_eq!(
+            err("add", &[Val::Int(1)]),
+            "add: wrong number of arguments: want 2, got 1"
+        );
+        assert_eq!(
+            err("datetime", &[s("x")]),
+            "datetime: wrong number of arguments: want 0, got 1"
+        );
+    }
+
+    #[test]
+    fn store_functions() {
+        assert_eq!(ok("exists", &[s("/app/name")]), Val::Bool(true));
+        assert_eq!(ok("exists", &[s("/app")]), Val::Bool(false));
+        assert_eq!(ok("get", &[s("/app/name")]), pair("/app/name", "web"));
+        let e = call("get", &[s("/nope")]).expect_err("missing");
+        assert_eq!(e.to_string(), "get: key does not exist: /nope");
+        assert_eq!(e.missing_key.as_deref(), Some("/nope"));
+        assert_eq!(
+            ok("gets", &[s("/up/*")]),
+            Val::List(vec![pair("/up/a", "10.0.0.2"), pair("/up/b", "10.0.0.1")])
+        );
+        assert_eq!(
+            err("gets", &[s("/up/[")]),
+            "gets: syntax error in pattern: /up/["
+        );
+        assert_eq!(ok("getv", &[s("/app/port")]), s("8080"));
+        assert_eq!(ok("getv", &[s("/nope"), s("d")]), s("d"));
+        let e = call("getv", &[s("/nope")]).expect_err("missing");
+        assert_eq!(e.missing_key.as_deref(), Some("/nope"));
+        assert_eq!(
+            err("getv", &[Val::Int(1)]),
+            "getv: argument 1 must be a string, got int 1"
+        );
+        assert_eq!(ok("getvs", &[s("/up/*")]), strs(&["10.0.0.1", "10.0.0.2"]));
+        assert_eq!(err("getvs", &[s("[")]), "getvs: syntax error in pattern: [");
+        assert_eq!(ok("ls", &[s("/up")]), strs(&["a", "b", "c"]));
+        assert_eq!(ok("lsdir", &[s("/up")]), strs(&["c"]));
+        assert_eq!(ok("ls", &[s("/")]), strs(&["app", "up"]));
+    }
+
+    #[test]
+    fn path_and_string_functions() {
+        assert_eq!(ok("base", &[s("/a/b.conf")]), s("b.conf"));
+        assert_eq!(ok("dir", &[s("/a/b.conf")]), s("/a"));
+        assert_eq!(
+            ok("split", &[s("a,b,,c"), s(",")]),
+            strs(&["a", "b", "", "c"])
+        );
+        assert_eq!(ok("split", &[s(""), s(",")]), strs(&[""]));
+        assert_eq!(ok("split", &[s("hé"), s("")]), strs(&["h", "é"]));
+        assert_eq!(ok("join", &[strs(&["a", "b"]), s("-")]), s("a-b"));
+        assert_eq!(
+            err("join", &[ints(&[1]), s("-")]),
+            "join: argument 1 must be a list of strings, item 0 is int"
+        );
+        assert_eq!(
+            err("join", &[s("ab"), s("-")]),
+            "join: argument 1 must be a list, got string \"ab\""
+        );
+        assert_eq!(ok("toUpper", &[s("straße ﬁx")]), s("STRAßE ﬁX"));
+        assert_eq!(ok("toLower", &[s("ΣΑΣ İ")]), s("σασ i"));
+        assert_eq!(ok("contains", &[s("abc"), s("b")]), Val::Bool(true));
+        assert_eq!(ok("contains", &[s("abc"), s("")]), Val::Bool(true));
+        assert_eq!(ok("contains", &[s("abc"), s("B")]), Val::Bool(false));
+        let r = |a: &str, b: &str, c: &str, n: i64| ok("replace", &[s(a), s(b), s(c), Val::Int(n)]);
+        assert_eq!(r("aaaa", "a", "b", -1), s("bbbb"));
+        assert_eq!(r("aaaa", "a", "b", 2), s("bbaa"));
+        assert_eq!(r("aaaa", "a", "b", 0), s("aaaa"));
+        assert_eq!(r("abc", "", "-", -1), s("-a-b-c-"));
+        assert_eq!(r("abc", "", "-", 2), s("-a-bc"));
+        assert_eq!(r("", "", "-", -1), s("-"));
+        assert_eq!(
+            err("replace", &[s("a"), s("a"), s("b"), s("x")]),
+            "replace: argument 4 must be an integer, got string \"x\""
+        );
+        assert_eq!(
+            ok("trimSuffix", &[s("a.conf.conf"), s(".conf")]),
+            s("a.conf")
+        );
+        assert_eq!(ok("trimSuffix", &[s("abc"), s("zz")]), s("abc"));
+    }
+
+    #[test]
+    fn json_functions() {
+        let m = ok("json", &[s(r#"{"port": 8080, "tags": ["a"], "n": null}"#)]);
+        assert_eq!(m.to_string(), "map[n:<nil> port:8080 tags:[a]]");
+        assert_eq!(m.field("port"), Some(Val::Float(8080.0)));
+        assert_eq!(ok("json", &[s("null")]), Val::Map(Default::default()));
+        assert_eq!(
+            err("json", &[s("[1]")]),
+            "json: json: cannot unmarshal array into Go value of type map[string]interface {}"
+        );
+        assert!(err("json", &[s("{")]).starts_with("json: cannot decode \"{\" as JSON"));
+        assert_eq!(ok("jsonArray", &[s("[1, \"x\"]")]).to_string(), "[1 x]");
+        assert_eq!(
+            err("jsonArray", &[s("{}")]),
+            "jsonArray: json: cannot unmarshal object into Go value of type []interface {}"
+        );
+    }
+
+    #[test]
+    fn map_function() {
+        let m = ok("map", &[s("b"), Val::Int(1), s("a"), Val::Bool(true)]);
+        assert_eq!(m.to_string(), "map[a:true b:1]");
+        assert_eq!(ok("map", &[]), Val::Map(Default::default()));
+        assert_eq!(err("map", &[s("a")]), "map: invalid map call");
+        assert_eq!(
+            err("map", &[Val::Int(1), s("a")]),
+            "map: map keys must be strings (argument 1 is int)"
+        );
+    }
+
+    #[test]
+    fn getenv_uses_default_for_unset() {
+        // Only variables that are certainly unset: tests must not change the environment.
+        assert_eq!(ok("getenv", &[s("CONFD_TEMPLATE_SURELY_UNSET_VAR")]), s(""));
+        assert_eq!(
+            ok("getenv", &[s("CONFD_TEMPLATE_SURELY_UNSET_VAR"), s("d")]),
+            s("d")
+        );
+        let path = std::env::var("PATH").unwrap_or_default();
+        if !path.is_empty() {
+            assert_eq!(ok("getenv", &[s("PATH"), s("d")]), s(&path));
+        }
+    }
+
+    #[test]
+    fn datetime_is_now() {
+        let Val::Time(t) = ok("datetime", &[]) else {
+            panic!("datetime gives a time");
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs() as i64;
+        assert!((t.unix - now).abs() <= 2);
+    }
+
+    #[test]
+    fn lookups_and_files() {
+        let ips = ok("lookupIP", &[s("localhost")]);
+        let Val::List(ips) = ips else { panic!("list") };
+        assert!(
+            ips.iter()
+                .any(|ip| *ip == s("127.0.0.1") || *ip == s("::1")),
+            "{ips:?}"
+        );
+        assert_eq!(
+            ok("lookupIP", &[s("no-such-host.invalid")]),
+            Val::List(vec![])
+        );
+        assert_eq!(ok("lookupIPV4", &[s("127.0.0.1")]), strs(&["127.0.0.1"]));
+        assert_eq!(ok("lookupIPV6", &[s("127.0.0.1")]), strs(&[]));
+        assert_eq!(ok("lookupIPV6", &[s("::1")]), strs(&["::1"]));
+        assert_eq!(
+            ok("lookupSRV", &[s("http"), s("tcp"), s("bad..name")]),
+            Val::List(vec![])
+        );
+        let dir = env!("CARGO_MANIFEST_DIR");
+        assert_eq!(ok("fileExists", &[s(dir)]), Val::Bool(true));
+        assert_eq!(
+            ok("fileExists", &[s(&format!("{dir}/no-such-file"))]),
+            Val::Bool(false)
+        );
+    }
+
+    #[test]
+    fn base64_and_parse_bool() {
+        assert_eq!(ok("base64Encode", &[s("héllo")]), s("aMOpbGxv"));
+        assert_eq!(
+            ok("base64Decode", &[s("Y29uZmQ6czNjcjN0")]),
+            s("confd:s3cr3t")
+        );
+        assert!(
+            err("base64Decode", &[s("not*base64")]).starts_with("base64Decode: invalid base64")
+        );
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(ok("parseBool", &[s(t)]), Val::Bool(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(ok("parseBool", &[s(f)]), Val::Bool(false), "{f}");
+        }
+        assert_eq!(
+            err("parseBool", &[s("yes")]),
+            "parseBool: strconv.ParseBool: parsing \"yes\": invalid syntax"
+        );
+    }
+
+    #[test]
+    fn list_functions() {
+        let input = strs(&["a", "b", "c"]);
+        assert_eq!(
+            ok("reverse", std::slice::from_ref(&input)),
+            strs(&["c", "b", "a"])
+        );
+        assert_eq!(input, strs(&["a", "b", "c"]), "reverse returns a copy");
+        assert_eq!(ok("reverse", &[s("abc")]), s("abc"));
+        assert_eq!(
+            ok("sortByLength", &[strs(&["ccc", "a", "bb", "d"])]),
+            strs(&["a", "d", "bb", "ccc"])
+        );
+        assert_eq!(
+            err("sortByLength", &[ints(&[1])]),
+            "sortByLength: argument 1 must be a list of strings, item 0 is int"
+        );
+        assert_eq!(
+            ok(
+                "sortKVByLength",
+                &[Val::List(vec![pair("/long", "1"), pair("/a", "2")])]
+            ),
+            Val::List(vec![pair("/a", "2"), pair("/long", "1")])
+        );
+        assert_eq!(
+            err("sortKVByLength", &[strs(&["x"])]),
+            "sortKVByLength: argument 1 must be a list of key/value pairs, item 0 is string"
+        );
+        assert_eq!(ok("seq", &[Val::Int(1), Val::Int(3)]), ints(&[1, 2, 3]));
+        assert_eq!(ok("seq", &[Val::Int(3), Val::Int(3)]), ints(&[3]));
+        assert_eq!(ok("seq", &[Val::Int(3), Val::Int(1)]), ints(&[]));
+        assert!(err("seq", &[Val::Int(0), Val::Int(i64::MAX)]).contains("too long"));
+    }
+
+    #[test]
+    fn number_functions() {
+        assert_eq!(ok("atoi", &[s("+5")]), Val::Int(5));
+        assert_eq!(ok("atoi", &[s("-007")]), Val::Int(-7));
+        assert_eq!(
+            err("atoi", &[s("80a")]),
+            "atoi: strconv.Atoi: parsing \"80a\": invalid syntax"
+        );
+        assert_eq!(
+            err("atoi", &[s("")]),
+            "atoi: strconv.Atoi: parsing \"\": invalid syntax"
+        );
+        assert_eq!(
+            err("atoi", &[s("99999999999999999999")]),
+            "atoi: strconv.Atoi: parsing \"99999999999999999999\": value out of range"
+        );
+        let two = |name: &str, a: i64, b: i64| ok(name, &[Val::Int(a), Val::Int(b)]);
+        assert_eq!(two("add", 2, 3), Val::Int(5));
+        assert_eq!(two("add", i64::MAX, 1), Val::Int(i64::MIN), "wraps like Go");
+        assert_eq!(two("sub", 2, 5), Val::Int(-3));
+        assert_eq!(two("mul", -7, 3), Val::Int(-21));
+        assert_eq!(two("div", 20, 4), Val::Int(5));
+        assert_eq!(two("div", -7, 2), Val::Int(-3));
+        assert_eq!(two("mod", -7, 3), Val::Int(-1));
+        assert_eq!(two("mod", 7, -3), Val::Int(1));
+        assert_eq!(
+            err("div", &[Val::Int(1), Val::Int(0)]),
+            "div: division by zero (1 / 0)"
+        );
+        assert_eq!(
+            err("mod", &[Val::Int(1), Val::Int(0)]),
+            "mod: modulo by zero (1 % 0)"
+        );
+        // JSON numbers are floats; whole ones work as integers.
+        assert_eq!(ok("add", &[Val::Float(2.0), Val::Int(1)]), Val::Int(3));
+        assert_eq!(
+            err("add", &[Val::Float(2.5), Val::Int(1)]),
+            "add: argument 1 must be an integer, got float 2.5"
+        );
+        assert_eq!(
+            err("add", &[s("1"), Val::Int(1)]),
+            "add: argument 1 must be an integer, got string \"1\""
+        );
+    }
 }

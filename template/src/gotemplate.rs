@@ -113,6 +113,7 @@ impl GoTemplate {
         funcs.insert(PRINT_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
         funcs.insert(METHOD_FN.to_string(), Arc::new(call_method));
         let mut trees = Vec::new();
+        let defined: Vec<String> = parsed.templates().iter().map(|t| t.to_string()).collect();
         for tree_name in parsed.templates() {
             let Some(tree) = parsed.lookup(tree_name) else {
                 continue;
@@ -121,6 +122,8 @@ impl GoTemplate {
             let mut rw = Rewriter {
                 funcs: &mut funcs,
                 unknown: None,
+                defined: &defined,
+                undefined_template: None,
             };
             rw.list(&mut tree);
             if let Some((func, line)) = rw.unknown {
@@ -128,6 +131,13 @@ impl GoTemplate {
                     name,
                     Some(line),
                     format!("function \"{func}\" not defined"),
+                ));
+            }
+            if let Some((t, line)) = rw.undefined_template {
+                return Err(TemplateError::load(
+                    name,
+                    Some(line),
+                    format!("template \"{t}\" not defined"),
                 ));
             }
             trees.push((tree_name.to_string(), tree));
@@ -155,7 +165,9 @@ impl GoTemplate {
     /// Executes the template with dot = nil (as confd does) against `store`.
     pub(crate) fn render(&self, store: &Store) -> Result<String, TemplateError> {
         let guard = StoreGuard::set(store);
-        let result = self.tmpl.execute_template_to_string(&self.name, &Value::Nil);
+        let result = self
+            .tmpl
+            .execute_template_to_string(&self.name, &Value::Nil);
         let func_error = guard.take_error();
         drop(guard);
         result.map_err(|e| match func_error {
@@ -322,10 +334,9 @@ fn check_blocks(name: &str, src: &str) -> Result<(), TemplateError> {
                 };
                 open.push((kw, line));
             }
-            "end" => {
-                if open.pop().is_none() {
-                    return Err(TemplateError::load(name, Some(line), "unexpected {{end}}"));
-                }
+            // The guard pops the block an `{{end}}` closes; only an empty stack is an error.
+            "end" if open.pop().is_none() => {
+                return Err(TemplateError::load(name, Some(line), "unexpected {{end}}"));
             }
             "else" => match open.last() {
                 Some(("if" | "range" | "with", _)) => {}
@@ -350,6 +361,9 @@ fn check_blocks(name: &str, src: &str) -> Result<(), TemplateError> {
 struct Rewriter<'a> {
     funcs: &'a mut BTreeMap<String, ValueFunc>,
     unknown: Option<(String, usize)>,
+    /// The names `{{template}}` may call.
+    defined: &'a [String],
+    undefined_template: Option<(String, usize)>,
 }
 
 impl Rewriter<'_> {
@@ -380,6 +394,11 @@ impl Rewriter<'_> {
                 }
             }
             Node::Template(t) => {
+                if !self.defined.iter().any(|d| d == t.name.as_str())
+                    && self.undefined_template.is_none()
+                {
+                    self.undefined_template = Some((t.name.to_string(), t.pos.line));
+                }
                 if let Some(p) = &mut t.pipe {
                     self.pipe(p);
                 }
@@ -437,9 +456,11 @@ fn rewrite_method_call(cmd: &mut CommandNode, piped: bool) {
             // method. Other chains (`(pipe).Field args`) are method calls too.
             ((**inner).clone(), fields.clone(), *pos)
         }
-        Expr::Variable(pos, name, fields) if !fields.is_empty() => {
-            (Expr::Variable(*pos, name.clone(), Vec::new()), fields.clone(), *pos)
-        }
+        Expr::Variable(pos, name, fields) if !fields.is_empty() => (
+            Expr::Variable(*pos, name.clone(), Vec::new()),
+            fields.clone(),
+            *pos,
+        ),
         Expr::Field(pos, fields) => (Expr::Dot(*pos), fields.clone(), *pos),
         _ => return,
     };
@@ -491,7 +512,9 @@ pub(crate) fn to_go(v: Val) -> Value {
         Val::Str(s) => Value::String(Arc::from(s)),
         Val::List(l) => Value::List(l.into_iter().map(to_go).collect()),
         Val::Map(m) => Value::Map(Arc::new(
-            m.into_iter().map(|(k, v)| (Arc::from(k), to_go(v))).collect(),
+            m.into_iter()
+                .map(|(k, v)| (Arc::from(k), to_go(v)))
+                .collect(),
         )),
         Val::Pair(p) => go_map([
             ("Key", Value::String(Arc::from(p.key))),
@@ -509,7 +532,10 @@ pub(crate) fn to_go(v: Val) -> Value {
 
 fn go_map<const N: usize>(entries: [(&str, Value); N]) -> Value {
     Value::Map(Arc::new(
-        entries.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
+        entries
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), v))
+            .collect(),
     ))
 }
 
@@ -703,7 +729,10 @@ mod tests {
             ("/app/port", "8080"),
             ("/up/a", "10.0.0.1"),
             ("/up/b", "10.0.0.2"),
-            ("/j", r#"{"port": 8080, "big": 1000000, "ratio": 1.5, "tags": ["a", "b"]}"#),
+            (
+                "/j",
+                r#"{"port": 8080, "big": 1000000, "ratio": 1.5, "tags": ["a", "b"]}"#,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -724,8 +753,14 @@ mod tests {
             render(r#"{{range gets "/up/*"}}{{.Key}}={{.Value}};{{end}}"#).as_deref(),
             Ok("/up/a=10.0.0.1;/up/b=10.0.0.2;")
         );
-        assert_eq!(render(r#"{{get "/app/name"}}"#).as_deref(), Ok("{/app/name web}"));
-        assert_eq!(render(r#"{{getv "/app/name" | toUpper}}"#).as_deref(), Ok("WEB"));
+        assert_eq!(
+            render(r#"{{get "/app/name"}}"#).as_deref(),
+            Ok("{/app/name web}")
+        );
+        assert_eq!(
+            render(r#"{{getv "/app/name" | toUpper}}"#).as_deref(),
+            Ok("WEB")
+        );
     }
 
     #[test]
@@ -747,7 +782,10 @@ mod tests {
         assert_eq!(e.missing_key.as_deref(), Some("/missing"));
         assert_eq!(e.line, Some(2));
         assert_eq!(e.template, "t.tmpl");
-        assert!(e.to_string().contains("key does not exist: /missing"), "{e}");
+        assert!(
+            e.to_string().contains("key does not exist: /missing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -755,7 +793,10 @@ mod tests {
         let e = GoTemplate::parse("t.tmpl", "a\n\n{{if false}}{{nosuch 1}}{{end}}")
             .expect_err("unknown function");
         assert_eq!(e.line, Some(3));
-        assert_eq!(e.to_string(), "cannot load template t.tmpl:3: function \"nosuch\" not defined");
+        assert_eq!(
+            e.to_string(),
+            "cannot load template t.tmpl:3: function \"nosuch\" not defined"
+        );
     }
 
     #[test]
@@ -815,7 +856,11 @@ mod tests {
 
     #[test]
     fn unbalanced_blocks_are_load_errors() {
-        let err = |src: &str| GoTemplate::parse("t.tmpl", src).map(|_| ()).map_err(|e| e.to_string());
+        let err = |src: &str| {
+            GoTemplate::parse("t.tmpl", src)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(
             err("{{if true}}\nname"),
             Err("cannot load template t.tmpl:1: unexpected EOF: {{if}} is never closed with {{end}}".into())
@@ -829,15 +874,34 @@ mod tests {
             Err("cannot load template t.tmpl:2: unexpected {{else}}".into())
         );
         assert_eq!(
-            err("{{range $i, $e := seq 1 2}}{{if $i}}{{else if eq $i 1}}{{else}}{{end}}{{end}}{{ \"{{end}}\" }}"),
+            err(
+                "{{range $i, $e := seq 1 2}}{{if $i}}{{else if eq $i 1}}{{else}}{{end}}{{end}}{{ \"{{end}}\" }}"
+            ),
             Ok(())
         );
-        assert_eq!(err("{{with $x := 1}}{{else with 2}}{{end}}{{block \"b\" .}}{{end}}"), Ok(()));
+        assert_eq!(
+            err("{{with $x := 1}}{{else with 2}}{{end}}{{block \"b\" .}}{{end}}"),
+            Ok(())
+        );
         assert_eq!(err("{{- if true -}}{{- end -}}{{/* {{end}} */}}"), Ok(()));
     }
 
     #[test]
+    fn empty_and_define_only_files_render_nothing() {
+        assert_eq!(render("").as_deref(), Ok(""));
+        assert_eq!(render("{{define \"x\"}}unused{{end}}").as_deref(), Ok(""));
+        assert_eq!(
+            render("{{define \"x\"}}[{{.}}]{{end}}{{template \"x\" getv \"/app/name\"}}\n")
+                .as_deref(),
+            Ok("[web]\n")
+        );
+    }
+
+    #[test]
     fn dot_is_nil() {
-        assert_eq!(render("{{.}}|{{.Foo}}").as_deref(), Ok("<no value>|<no value>"));
+        assert_eq!(
+            render("{{.}}|{{.Foo}}").as_deref(),
+            Ok("<no value>|<no value>")
+        );
     }
 }

@@ -109,23 +109,15 @@ fn environment(root: PathBuf, opts: &TemplateOptions) -> Result<Environment<'sta
         if let Some(s) = value.as_str() {
             return out.write_str(s).map_err(Error::from);
         }
-        let mut s = String::new();
-        write_config(&mut s, value, true)?;
-        out.write_str(&s).map_err(Error::from)
+        out.write_str(&config_string(value)?).map_err(Error::from)
     });
-    // Templates are read once per load; a changed file is picked up by loading again.
+    // The main template is compiled once per load (a changed file is picked up by loading the
+    // resource again); included ones are read by each render.
     env.set_auto_reload(false);
     env.set_loader(loader(root));
     env.set_path_join_callback(join_path);
     // `|string` would print Python's `True`; keep it consistent with `{{ value }}`.
-    env.add_filter("string", |value: Value| -> Result<String, Error> {
-        if let Some(s) = value.as_str() {
-            return Ok(s.to_string());
-        }
-        let mut s = String::new();
-        write_config(&mut s, &value, true)?;
-        Ok(s)
-    });
+    env.add_filter("string", |value: Value| config_string(&value));
     for f in functions() {
         env.add_function(f.name, move |state: &State, args: Rest<Value>| {
             call_confd(f, state, &args)
@@ -300,6 +292,13 @@ fn to_val(v: &Value) -> Val {
         },
         _ => Val::Str(v.to_string()),
     }
+}
+
+/// A value as `{{ value }}` prints it.
+fn config_string(value: &Value) -> Result<String, Error> {
+    let mut s = String::new();
+    write_config(&mut s, value, true)?;
+    Ok(s)
 }
 
 /// Writes a value the way a config file wants it: strings verbatim, `true`/`false`, none as
@@ -559,7 +558,12 @@ mod tests {
             .expect("environment");
         env.add_global(
             "srvs",
-            from_val(Val::List(vec![crate::funcs::srv("db.example.", 5432, 10, 5)])),
+            from_val(Val::List(vec![crate::funcs::srv(
+                "db.example.",
+                5432,
+                10,
+                5,
+            )])),
         );
         let out = env
             .render_str(

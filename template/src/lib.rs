@@ -176,7 +176,7 @@ impl Template {
         engine: EngineKind,
         opts: &TemplateOptions,
     ) -> Result<Template, TemplateError> {
-        let path = templates_dir.join(src);
+        let path = templates_dir.join(normalize_src(src)?);
         let engine = match engine {
             EngineKind::Go => Engine::Go(gotemplate::GoTemplate::load(&path)?),
             EngineKind::Jinja => Engine::Jinja(jinja::load(templates_dir, src, opts)?),
@@ -206,6 +206,31 @@ impl Template {
     }
 }
 
+/// `src` as a path inside the templates directory: a leading `/` is relative to it (confd joins
+/// the two), and a path that climbs out of it with `..` is refused.
+fn normalize_src(src: &str) -> Result<PathBuf, TemplateError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in src.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(TemplateError::load(
+                        src,
+                        None,
+                        "the template path leaves the templates directory",
+                    ));
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err(TemplateError::load(src, None, "the template path is empty"));
+    }
+    Ok(parts.iter().collect())
+}
+
 /// The name a template is known by in messages: the base name of its `src`, as in confd.
 pub(crate) fn template_name(path: &Path) -> String {
     path.file_name()
@@ -221,7 +246,10 @@ mod tests {
     fn engine_from_extension() {
         assert_eq!(EngineKind::from_extension("a.conf.j2"), EngineKind::Jinja);
         assert_eq!(EngineKind::from_extension("a.jinja"), EngineKind::Jinja);
-        assert_eq!(EngineKind::from_extension("sub/a.jinja2"), EngineKind::Jinja);
+        assert_eq!(
+            EngineKind::from_extension("sub/a.jinja2"),
+            EngineKind::Jinja
+        );
         assert_eq!(EngineKind::from_extension("a.tmpl"), EngineKind::Go);
         assert_eq!(EngineKind::from_extension("a.j2.tmpl"), EngineKind::Go);
         assert_eq!(EngineKind::from_extension("j2"), EngineKind::Go);
@@ -235,6 +263,26 @@ mod tests {
     }
 
     #[test]
+    fn src_stays_inside_the_templates_directory() {
+        assert_eq!(normalize_src("/a/./b.tmpl"), Ok(PathBuf::from("a/b.tmpl")));
+        assert_eq!(normalize_src("a/../b.tmpl"), Ok(PathBuf::from("b.tmpl")));
+        assert!(normalize_src("../etc/passwd").is_err());
+        assert!(normalize_src("a/../../x").is_err());
+        assert!(normalize_src("/").is_err());
+        let e = Template::load(
+            Path::new("/nonexistent"),
+            "../x.tmpl",
+            EngineKind::Go,
+            &TemplateOptions::default(),
+        )
+        .expect_err("outside");
+        assert_eq!(
+            e.to_string(),
+            "cannot load template ../x.tmpl: the template path leaves the templates directory"
+        );
+    }
+
+    #[test]
     fn template_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Template>();
@@ -243,7 +291,10 @@ mod tests {
     #[test]
     fn error_display_names_template_and_line() {
         let e = TemplateError::load("a.tmpl", Some(3), "unexpected EOF");
-        assert_eq!(e.to_string(), "cannot load template a.tmpl:3: unexpected EOF");
+        assert_eq!(
+            e.to_string(),
+            "cannot load template a.tmpl:3: unexpected EOF"
+        );
         let e = TemplateError::render("a.tmpl", None, "getv: key does not exist: /x")
             .with_missing_key(Some("/x".into()));
         assert_eq!(

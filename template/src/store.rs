@@ -252,11 +252,11 @@ pub(crate) fn path_match(pattern: &str, name: &str) -> Result<bool, ()> {
             return Ok(!name.contains('/'));
         }
         let res = match_chunk(chunk, name);
-        if let Ok(Some(t)) = res {
-            if t.is_empty() || !pattern.is_empty() {
-                name = t;
-                continue;
-            }
+        if let Ok(Some(t)) = res
+            && (t.is_empty() || !pattern.is_empty())
+        {
+            name = t;
+            continue;
         }
         res?;
         if star {
@@ -299,11 +299,7 @@ fn scan_chunk(pattern: &str) -> (bool, &str, &str) {
     let mut i = start;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' => {
-                if i + 1 < bytes.len() {
-                    i += 1;
-                }
-            }
+            b'\\' if i + 1 < bytes.len() => i += 1,
             b'[' => inrange = true,
             b']' => inrange = false,
             b'*' if !inrange => break,
@@ -491,7 +487,13 @@ mod tests {
 
     #[test]
     fn gets_classes_question_and_escapes() {
-        let s = store(&[("/a1", "1"), ("/a2", "2"), ("/b1", "3"), ("/*", "star"), ("/a/", "x")]);
+        let s = store(&[
+            ("/a1", "1"),
+            ("/a2", "2"),
+            ("/b1", "3"),
+            ("/*", "star"),
+            ("/a/", "x"),
+        ]);
         let keys = |p: &str| -> Vec<String> {
             s.gets(p)
                 .expect("valid")

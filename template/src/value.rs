@@ -118,7 +118,7 @@ pub fn format_go_float(f: f64) -> String {
     let exp: i32 = exp.parse().unwrap_or(0);
     let neg = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let mut m = String::new();
         if neg {
             m.push('-');

@@ -61,7 +61,9 @@ fn run_case(case: &Path) -> (Vec<String>, Vec<String>) {
                 )),
                 Err(e) => errors.push(format!(
                     "{}/{src}: {e}",
-                    case.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                    case.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
                 )),
             }
             continue;

@@ -39,8 +39,15 @@ pub fn record_name(backend: &str, domain: &str) -> String {
 
 /// The record to look up: `--srv-record` wins over `--srv-domain`; `None`
 /// when neither is set (no discovery).
-pub fn record_for(backend: &str, srv_record: Option<&str>, srv_domain: Option<&str>) -> Option<String> {
-    match (srv_record.filter(|r| !r.is_empty()), srv_domain.filter(|d| !d.is_empty())) {
+pub fn record_for(
+    backend: &str,
+    srv_record: Option<&str>,
+    srv_domain: Option<&str>,
+) -> Option<String> {
+    match (
+        srv_record.filter(|r| !r.is_empty()),
+        srv_domain.filter(|d| !d.is_empty()),
+    ) {
         (Some(record), _) => Some(record.to_string()),
         (None, Some(domain)) => Some(record_name(backend, domain)),
         (None, None) => None,
@@ -70,7 +77,10 @@ pub fn format_targets(mut targets: Vec<Target>) -> Vec<String> {
 pub fn nodes_for_backend(backend: &str, scheme: &str, nodes: Vec<String>) -> Vec<String> {
     if matches!(backend, "etcd" | "etcdv3") {
         let scheme = if scheme.is_empty() { "http" } else { scheme };
-        nodes.into_iter().map(|n| format!("{scheme}://{n}")).collect()
+        nodes
+            .into_iter()
+            .map(|n| format!("{scheme}://{n}"))
+            .collect()
     } else {
         nodes
     }
@@ -89,10 +99,13 @@ pub async fn discover_srv(record: &str) -> Result<Vec<String>, Error> {
             record: record.to_string(),
             cause: e.to_string(),
         })?;
-    let answer = resolver.srv_lookup(record).await.map_err(|e| Error::Lookup {
-        record: record.to_string(),
-        cause: e.to_string(),
-    })?;
+    let answer = resolver
+        .srv_lookup(record)
+        .await
+        .map_err(|e| Error::Lookup {
+            record: record.to_string(),
+            cause: e.to_string(),
+        })?;
     let targets: Vec<Target> = answer
         .answers()
         .iter()
@@ -129,8 +142,14 @@ mod tests {
 
     #[test]
     fn record_name_is_confds() {
-        assert_eq!(record_name("etcd", "example.com"), "_etcd._tcp.example.com.");
-        assert_eq!(record_name("consul", "example.com."), "_consul._tcp.example.com.");
+        assert_eq!(
+            record_name("etcd", "example.com"),
+            "_etcd._tcp.example.com."
+        );
+        assert_eq!(
+            record_name("consul", "example.com."),
+            "_consul._tcp.example.com."
+        );
     }
 
     #[test]
@@ -155,15 +174,25 @@ mod tests {
         ]);
         assert_eq!(
             nodes,
-            ["a.example.com:22379", "b.example.com:2379", "c.example.com:2379"]
+            [
+                "a.example.com:22379",
+                "b.example.com:2379",
+                "c.example.com:2379"
+            ]
         );
     }
 
     #[test]
     fn etcd_nodes_get_the_scheme() {
         let nodes = vec!["a:2379".to_string()];
-        assert_eq!(nodes_for_backend("etcd", "https", nodes.clone()), ["https://a:2379"]);
-        assert_eq!(nodes_for_backend("etcdv3", "", nodes.clone()), ["http://a:2379"]);
+        assert_eq!(
+            nodes_for_backend("etcd", "https", nodes.clone()),
+            ["https://a:2379"]
+        );
+        assert_eq!(
+            nodes_for_backend("etcdv3", "", nodes.clone()),
+            ["http://a:2379"]
+        );
         assert_eq!(nodes_for_backend("consul", "https", nodes), ["a:2379"]);
     }
 
@@ -174,6 +203,9 @@ mod tests {
         let err = discover_srv("_confd-test._tcp.invalid.")
             .await
             .expect_err("the .invalid TLD never resolves");
-        assert!(err.to_string().contains("_confd-test._tcp.invalid."), "{err}");
+        assert!(
+            err.to_string().contains("_confd-test._tcp.invalid."),
+            "{err}"
+        );
     }
 }

@@ -298,3 +298,46 @@ async fn resources_without_keys_fetch_nothing() {
     assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
     assert_eq!(db.gets(), 0);
 }
+
+/// The host may spawn these futures on a multi-threaded runtime.
+#[allow(dead_code)]
+fn futures_are_send(r: &[confd_core::Resource], b: &confd_core::Backends, o: &confd_core::RunOptions) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(run_once(r, b, o));
+    is_send(confd_core::run_interval(r, b, o, std::future::pending::<()>()));
+    is_send(confd_core::run_watch(r, b, o, std::future::pending::<()>()));
+}
+
+#[tokio::test]
+async fn two_hundred_resources_of_fifty_keys() {
+    let c = Confdir::new();
+    let mut values = Vec::new();
+    for r in 0..200 {
+        let mut tmpl = String::new();
+        for k in 0..50 {
+            values.push((format!("/svc{r}/key{k}"), format!("value-{r}-{k}")));
+            tmpl.push_str(&format!("key{k} = {{{{getv \"/svc{r}/key{k}\"}}}}\n"));
+        }
+        c.template(&format!("t{r}.tmpl"), &tmpl);
+        c.resource(&format!("r{r}.conf"), &format!("t{r}.tmpl"), &[&format!("/svc{r}")], "");
+    }
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let db = MemDb::new(&pairs);
+    let opts = c.opts();
+    let start = Instant::now();
+    let resources = load_resources(&opts).expect("load");
+    let loaded = start.elapsed();
+    let s = run_once(&resources, &db.backends(), &opts).await;
+    let total = start.elapsed();
+    eprintln!("200x50: load {loaded:?}, load+first run {total:?}");
+    assert_eq!(s, summary(200, 0, 0));
+    assert_eq!(db.gets(), 200);
+    let start = Instant::now();
+    let s = run_once(&resources, &db.backends(), &opts).await;
+    eprintln!("200x50: unchanged run {:?}", start.elapsed());
+    assert_eq!(s, summary(0, 200, 0));
+    assert_eq!(
+        c.read("r7.conf").expect("written").lines().nth(3),
+        Some("key3 = value-7-3")
+    );
+}

@@ -44,16 +44,24 @@ impl Database for Memory {
             };
             data.insert(path.to_string(), value);
         }
-        *self.data.write().map_err(|_| Error::internal("store lock poisoned"))? = data;
+        *self
+            .data
+            .write()
+            .map_err(|_| Error::internal("store lock poisoned"))? = data;
         self.version.send_modify(|v| *v += 1);
         Ok(())
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
-        let data = self.data.read().map_err(|_| Error::internal("store lock poisoned"))?;
+        let data = self
+            .data
+            .read()
+            .map_err(|_| Error::internal("store lock poisoned"))?;
         let under = |k: &str, key: &str| {
             let key = key.trim_end_matches('/');
-            k == key || k.strip_prefix(key).is_some_and(|rest| rest.starts_with('/'))
+            k == key
+                || k.strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('/'))
         };
         Ok(data
             .iter()
@@ -62,7 +70,12 @@ impl Database for Memory {
             .collect())
     }
 
-    async fn watch_prefix(&self, _prefix: &str, _keys: &[String], index: u64) -> Result<u64, Error> {
+    async fn watch_prefix(
+        &self,
+        _prefix: &str,
+        _keys: &[String],
+        index: u64,
+    ) -> Result<u64, Error> {
         let mut version = self.version.subscribe();
         let now = version
             .wait_for(|v| index == 0 || *v > index)
@@ -119,7 +132,9 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        db.configure(config(&[("data./a", "1")])).await.expect("configure");
+        db.configure(config(&[("data./a", "1")]))
+            .await
+            .expect("configure");
         let next = waiter.await.expect("join").expect("watch");
         assert!(next > index);
     }

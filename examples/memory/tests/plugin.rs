@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confd_sdk::{
-    ClientOptions, Config, Database, ErrorKind, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
-    PluginClient, PluginCommand,
+    ClientOptions, Config, Database, ErrorKind, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PluginClient,
+    PluginCommand,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_confd-database-memory");
@@ -59,17 +59,27 @@ async fn configure_get_watch_info_ping_shutdown() {
     assert_eq!(info.capabilities, ["watch"]);
 
     client
-        .configure(config(&[("data./app/x", "1"), ("data./app/y", "2"), ("data./other", "3")]))
+        .configure(config(&[
+            ("data./app/x", "1"),
+            ("data./app/y", "2"),
+            ("data./other", "3"),
+        ]))
         .await
         .expect("configure");
     assert_eq!(client.last_config().expect("remembered").len(), 3);
     let values = client.get_values(&["/app".into()]).await.expect("get");
     assert_eq!(
         values.into_iter().collect::<Vec<_>>(),
-        [("/app/x".to_string(), "1".to_string()), ("/app/y".into(), "2".into())]
+        [
+            ("/app/x".to_string(), "1".to_string()),
+            ("/app/y".into(), "2".into())
+        ]
     );
 
-    let index = client.watch_prefix("/app", &["/app".into()], 0).await.expect("index");
+    let index = client
+        .watch_prefix("/app", &["/app".into()], 0)
+        .await
+        .expect("index");
     let client = Arc::new(client);
     let waiter = tokio::spawn({
         let client = client.clone();
@@ -91,9 +101,16 @@ async fn configure_get_watch_info_ping_shutdown() {
     client.ping().await.expect("ping");
     client.shutdown().await;
     assert!(!client.is_alive());
-    assert_eq!(client.exit_status().map(|s| s.code()), Some(Some(0)), "clean exit");
+    assert_eq!(
+        client.exit_status().map(|s| s.code()),
+        Some(Some(0)),
+        "clean exit"
+    );
     assert!(!socket.exists(), "socket removed");
-    assert!(!socket.parent().expect("dir").exists(), "socket dir removed");
+    assert!(
+        !socket.parent().expect("dir").exists(),
+        "socket dir removed"
+    );
     wait_gone(pid).await;
     client.shutdown().await; // a second call is harmless
 }
@@ -109,7 +126,10 @@ async fn plugin_errors_keep_their_kind() {
         .expect_err("unknown key");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.message().contains("\"nodez\""), "{err}");
-    assert!(client.last_config().is_none(), "a refused config is not remembered");
+    assert!(
+        client.last_config().is_none(),
+        "a refused config is not remembered"
+    );
     client.shutdown().await;
 }
 
@@ -125,10 +145,19 @@ async fn a_cancelled_watch_leaves_the_plugin_usable() {
             client.watch_prefix("/", &[], index),
         )
         .await;
-        assert!(pending.is_err(), "nothing changed, the watch must still be waiting");
+        assert!(
+            pending.is_err(),
+            "nothing changed, the watch must still be waiting"
+        );
     }
-    client.configure(config(&[("data./k", "v")])).await.expect("configure");
-    assert_eq!(client.get_values(&["/k".into()]).await.expect("get").len(), 1);
+    client
+        .configure(config(&[("data./k", "v")]))
+        .await
+        .expect("configure");
+    assert_eq!(
+        client.get_values(&["/k".into()]).await.expect("get").len(),
+        1
+    );
     client.shutdown().await;
 }
 
@@ -175,9 +204,18 @@ async fn tcp_transport_on_request() {
         .expect("loopback tcp address")
         .parse()
         .expect("port");
-    assert!((10000..=25000).contains(&port), "port {port} within PLUGIN_MIN/MAX_PORT");
-    client.configure(config(&[("data./a", "1")])).await.expect("configure");
-    assert_eq!(client.get_values(&["/a".into()]).await.expect("get").len(), 1);
+    assert!(
+        (10000..=25000).contains(&port),
+        "port {port} within PLUGIN_MIN/MAX_PORT"
+    );
+    client
+        .configure(config(&[("data./a", "1")]))
+        .await
+        .expect("configure");
+    assert_eq!(
+        client.get_values(&["/a".into()]).await.expect("get").len(),
+        1
+    );
     client.shutdown().await;
 }
 
@@ -191,7 +229,11 @@ async fn socket_goes_into_plugin_unix_socket_dir() {
     .await
     .expect("plugin starts");
     let socket = socket_path(&client);
-    assert!(socket.starts_with(dir.path()), "{socket:?} in {:?}", dir.path());
+    assert!(
+        socket.starts_with(dir.path()),
+        "{socket:?} in {:?}",
+        dir.path()
+    );
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(socket.parent().expect("dir"))
         .expect("stat")
@@ -199,7 +241,11 @@ async fn socket_goes_into_plugin_unix_socket_dir() {
         .mode();
     assert_eq!(mode & 0o777, 0o700, "private socket directory");
     client.shutdown().await;
-    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "cleaned up");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        0,
+        "cleaned up"
+    );
 }
 
 #[test]
@@ -278,4 +324,55 @@ async fn plugin_logs_reach_the_host_log_tagged_with_its_name() {
     assert_eq!(listening["plugin"], "memory");
     assert_eq!(listening["level"], "DEBUG");
     assert!(listening["fields"].contains("version=1"), "{listening:?}");
+}
+
+/// Run by `the_plugin_dies_with_its_host` in a child copy of this test binary: start a plugin,
+/// report its pid, then wait to be killed.
+#[tokio::test]
+async fn host_process_for_death_test() {
+    if std::env::var_os("CONFD_TEST_HOST_MODE").is_none() {
+        return;
+    }
+    let client = PluginClient::start(command(), ClientOptions::default())
+        .await
+        .expect("plugin starts");
+    println!("PLUGIN_PID={}", client.pid().expect("pid"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn the_plugin_dies_with_its_host() {
+    use std::io::{BufRead as _, BufReader};
+    let mut host = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "host_process_for_death_test", "--nocapture"])
+        .env("CONFD_TEST_HOST_MODE", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("host starts");
+    let stdout = host.stdout.take().expect("piped");
+    let pid: u32 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("PLUGIN_PID=").map(str::to_owned))
+        .expect("the host reports its plugin")
+        .parse()
+        .expect("pid");
+    assert!(process_exists(pid));
+    host.kill().expect("SIGKILL the host");
+    host.wait().expect("reaped");
+    for _ in 0..100 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("plugin {pid} outlived its SIGKILLed host");
 }

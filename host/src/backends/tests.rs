@@ -18,7 +18,23 @@ fn settings_from(args: &[&str], toml: &str) -> Settings {
 fn touch(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, "#!/bin/sh\n").expect("write plugin file");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod plugin file");
     path
+}
+
+#[test]
+fn non_executable_files_are_not_plugins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    touch(dir.path(), "confd-database-real");
+    std::fs::write(dir.path().join("confd-database-real.d"), "deps").expect("write");
+    std::fs::write(dir.path().join("confd-database-notes"), "text").expect("write");
+    let entries = Registry::discover_in([dir.path()]).entries();
+    assert_eq!(
+        entries["real"],
+        Source::File(dir.path().join("confd-database-real"))
+    );
+    assert!(!entries.contains_key("notes"));
 }
 
 #[test]
@@ -42,7 +58,10 @@ fn later_directory_wins_and_directories_are_ignored() {
     touch(cwd.path(), "unrelated");
     let reg = Registry::discover_in([exe.path(), cwd.path()]);
     let entries = reg.entries();
-    assert_eq!(entries["one"], Source::File(exe.path().join("confd-database-one")));
+    assert_eq!(
+        entries["one"],
+        Source::File(exe.path().join("confd-database-one"))
+    );
     assert_eq!(entries["two"], Source::File(two_cwd));
     assert!(!entries.contains_key("dir"));
     assert!(!entries.contains_key("unrelated"));
@@ -68,7 +87,10 @@ fn builtins_run_as_internal_plugin_and_files_run_directly() {
     let ext = reg.launch("env-test", &s, exe, false).expect("env-test");
     assert_eq!(ext.program, plugin);
     assert!(ext.args.is_empty());
-    assert!(ext.config.is_empty(), "third-party plugins get an empty map");
+    assert!(
+        ext.config.is_empty(),
+        "third-party plugins get an empty map"
+    );
 }
 
 #[test]
@@ -77,7 +99,9 @@ fn a_file_can_override_a_builtin_and_keeps_its_settings() {
     let plugin = touch(dir.path(), "confd-database-redis");
     let reg = Registry::discover_in([dir.path()]);
     let s = settings_from(&["--node", "r:1"], "");
-    let launch = reg.launch("redis", &s, Path::new("/confd"), true).expect("redis");
+    let launch = reg
+        .launch("redis", &s, Path::new("/confd"), true)
+        .expect("redis");
     assert_eq!(launch.program, plugin);
     assert_eq!(launch.config["nodes"], "r:1");
 }
@@ -98,10 +122,31 @@ fn unknown_backend_lists_known_names() {
 fn each_builtin_gets_only_its_keys() {
     let s = settings_from(
         &[
-            "--node", "n1", "--node", "n2", "--scheme", "https", "--client-cert", "c.pem",
-            "--client-key", "k.pem", "--client-ca-keys", "ca.pem", "--basic-auth", "--username",
-            "u", "--password", "p", "--separator", ":", "--file", "a.yaml", "--file", "b.yaml",
-            "--filter", "*.yml",
+            "--node",
+            "n1",
+            "--node",
+            "n2",
+            "--scheme",
+            "https",
+            "--client-cert",
+            "c.pem",
+            "--client-key",
+            "k.pem",
+            "--client-ca-keys",
+            "ca.pem",
+            "--basic-auth",
+            "--username",
+            "u",
+            "--password",
+            "p",
+            "--separator",
+            ":",
+            "--file",
+            "a.yaml",
+            "--file",
+            "b.yaml",
+            "--filter",
+            "*.yml",
         ],
         "",
     );
@@ -110,13 +155,30 @@ fn each_builtin_gets_only_its_keys() {
     assert_eq!(keys("file"), ["file", "filter"]);
     assert_eq!(
         keys("etcd"),
-        ["basicAuth", "caCert", "cert", "key", "nodes", "password", "username"]
+        [
+            "basicAuth",
+            "caCert",
+            "cert",
+            "key",
+            "nodes",
+            "password",
+            "username"
+        ]
     );
     assert_eq!(keys("etcdv3"), keys("etcd"));
     assert_eq!(keys("redis"), ["nodes", "password", "separator"]);
     assert_eq!(
         keys("consul"),
-        ["basicAuth", "caCert", "cert", "key", "nodes", "password", "scheme", "username"]
+        [
+            "basicAuth",
+            "caCert",
+            "cert",
+            "key",
+            "nodes",
+            "password",
+            "scheme",
+            "username"
+        ]
     );
     let file = config_for("file", &s);
     assert_eq!(file["file"], "a.yaml,b.yaml");
@@ -151,7 +213,10 @@ fn user_plugin_settings_reach_third_party_and_builtin_plugins() {
         &["--backend", "vault", "--plugin-config", "token=t"],
         "[plugins.consul]\ntoken = \"acl\"\n",
     );
-    assert_eq!(config_for("vault", &s), BTreeMap::from([("token".into(), "t".into())]));
+    assert_eq!(
+        config_for("vault", &s),
+        BTreeMap::from([("token".into(), "t".into())])
+    );
     assert_eq!(config_for("consul", &s)["token"], "acl");
     assert!(config_for("other", &s).is_empty());
 }
@@ -161,7 +226,37 @@ fn listing_shows_builtins_aliases_and_paths() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = touch(dir.path(), "confd-database-env");
     let listing = Registry::discover_in([dir.path()]).listing();
-    assert!(listing.contains(&format!("env     {}\n", p.display())), "{listing}");
-    assert!(listing.contains("etcdv3  builtin (alias of etcd)\n"), "{listing}");
+    assert!(
+        listing.contains(&format!("env     {}\n", p.display())),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("etcdv3  builtin (alias of etcd)\n"),
+        "{listing}"
+    );
     assert!(listing.contains("consul  builtin\n"), "{listing}");
+}
+
+#[tokio::test]
+async fn srv_discovery_only_touches_backends_with_nodes() {
+    // file takes no nodes: no DNS lookup happens even with --srv-domain set (the lookup of
+    // a non-existent domain would fail the call).
+    let s = settings_from(&["--srv-domain", "invalid.", "--file", "a.yaml"], "");
+    let reg = Registry::discover_in(std::iter::empty::<&Path>());
+    let mut launch = reg
+        .launch("file", &s, Path::new("/confd"), false)
+        .expect("file");
+    apply_srv(&mut launch, &s)
+        .await
+        .expect("no lookup for file");
+    assert!(!launch.config.contains_key("nodes"));
+    // Without srv settings the configured nodes stay.
+    let s = settings_from(&["--node", "n:1"], "");
+    let mut launch = reg
+        .launch("etcd", &s, Path::new("/confd"), false)
+        .expect("etcd");
+    apply_srv(&mut launch, &s)
+        .await
+        .expect("no lookup without srv settings");
+    assert_eq!(launch.config["nodes"], "n:1");
 }

@@ -34,23 +34,46 @@ type Getter = fn(&Settings) -> Option<String>;
 /// (flag, env var, toml key, getter) for every string-valued key.
 fn string_keys() -> Vec<(&'static str, &'static str, &'static str, Getter)> {
     vec![
-        ("--backend", "CONFD_BACKEND", "backend", |s| Some(s.backend.clone())),
+        ("--backend", "CONFD_BACKEND", "backend", |s| {
+            Some(s.backend.clone())
+        }),
         ("--confdir", "CONFD_CONFDIR", "confdir", |s| {
             Some(s.confdir.display().to_string())
         }),
-        ("--prefix", "CONFD_PREFIX", "prefix", |s| Some(s.prefix.clone())),
-        ("--scheme", "CONFD_SCHEME", "scheme", |s| Some(s.scheme.clone())),
-        ("--client-cert", "CONFD_CLIENT_CERT", "client_cert", |s| s.client_cert.clone()),
-        ("--client-key", "CONFD_CLIENT_KEY", "client_key", |s| s.client_key.clone()),
-        ("--client-ca-keys", "CONFD_CLIENT_CAKEYS", "client_cakeys", |s| {
-            s.client_cakeys.clone()
+        ("--prefix", "CONFD_PREFIX", "prefix", |s| {
+            Some(s.prefix.clone())
         }),
-        ("--username", "CONFD_USERNAME", "username", |s| s.username.clone()),
-        ("--password", "CONFD_PASSWORD", "password", |s| s.password.clone()),
-        ("--separator", "CONFD_SEPARATOR", "separator", |s| s.separator.clone()),
+        ("--scheme", "CONFD_SCHEME", "scheme", |s| {
+            Some(s.scheme.clone())
+        }),
+        ("--client-cert", "CONFD_CLIENT_CERT", "client_cert", |s| {
+            s.client_cert.clone()
+        }),
+        ("--client-key", "CONFD_CLIENT_KEY", "client_key", |s| {
+            s.client_key.clone()
+        }),
+        (
+            "--client-ca-keys",
+            "CONFD_CLIENT_CAKEYS",
+            "client_cakeys",
+            |s| s.client_cakeys.clone(),
+        ),
+        ("--username", "CONFD_USERNAME", "username", |s| {
+            s.username.clone()
+        }),
+        ("--password", "CONFD_PASSWORD", "password", |s| {
+            s.password.clone()
+        }),
+        ("--separator", "CONFD_SEPARATOR", "separator", |s| {
+            s.separator.clone()
+        }),
         ("--filter", "CONFD_FILTER", "filter", |s| s.filter.clone()),
-        ("--srv-domain", "CONFD_SRV_DOMAIN", "srv_domain", |s| s.srv_domain.clone()),
-        ("--srv-record", "CONFD_SRV_RECORD", "srv_record", |s| s.srv_record.clone()),
+        ("--srv-domain", "CONFD_SRV_DOMAIN", "srv_domain", |s| {
+            s.srv_domain.clone()
+        }),
+        ("--srv-record", "CONFD_SRV_RECORD", "srv_record", |s| {
+            s.srv_record.clone()
+        }),
     ]
 }
 
@@ -60,11 +83,23 @@ fn string_keys_follow_flag_env_file_default() {
         let toml = format!("{key} = \"from-file\"");
         let flag_arg = format!("{flag}=from-flag");
         let all = resolve_with(&[&flag_arg], &[(var, "from-env")], &toml);
-        assert_eq!(get(&all).as_deref(), Some("from-flag"), "{flag} beats {var}");
+        assert_eq!(
+            get(&all).as_deref(),
+            Some("from-flag"),
+            "{flag} beats {var}"
+        );
         let env_file = resolve_with(&[], &[(var, "from-env")], &toml);
-        assert_eq!(get(&env_file).as_deref(), Some("from-env"), "{var} beats {key}");
+        assert_eq!(
+            get(&env_file).as_deref(),
+            Some("from-env"),
+            "{var} beats {key}"
+        );
         let file_only = resolve_with(&[], &[], &toml);
-        assert_eq!(get(&file_only).as_deref(), Some("from-file"), "{key} applies");
+        assert_eq!(
+            get(&file_only).as_deref(),
+            Some("from-file"),
+            "{key} applies"
+        );
         let none = resolve_with(&[], &[], "");
         assert_ne!(get(&none).as_deref(), Some("from-file"), "{key} default");
     }
@@ -94,11 +129,18 @@ fn bool_keys() -> Vec<(&'static str, &'static str, &'static str, BoolGetter)> {
         ("--watch", "CONFD_WATCH", "watch", |s| s.watch),
         ("--noop", "CONFD_NOOP", "noop", |s| s.noop),
         ("--diff", "CONFD_DIFF", "diff", |s| s.diff),
-        ("--sync-only", "CONFD_SYNC_ONLY", "sync-only", |s| s.sync_only),
-        ("--keep-stage-file", "CONFD_KEEP_STAGE_FILE", "keep-stage-file", |s| {
-            s.keep_stage_file
+        ("--sync-only", "CONFD_SYNC_ONLY", "sync-only", |s| {
+            s.sync_only
         }),
-        ("--basic-auth", "CONFD_BASIC_AUTH", "basic_auth", |s| s.basic_auth),
+        (
+            "--keep-stage-file",
+            "CONFD_KEEP_STAGE_FILE",
+            "keep-stage-file",
+            |s| s.keep_stage_file,
+        ),
+        ("--basic-auth", "CONFD_BASIC_AUTH", "basic_auth", |s| {
+            s.basic_auth
+        }),
     ]
 }
 
@@ -106,13 +148,24 @@ fn bool_keys() -> Vec<(&'static str, &'static str, &'static str, BoolGetter)> {
 fn bool_keys_follow_flag_env_file_default_in_both_directions() {
     for (flag, var, key, get) in bool_keys() {
         // The file can switch a bool on, and a flag equal to the default still wins over it.
-        assert!(get(&resolve_with(&[], &[], &format!("{key} = true"))), "{key}=true applies");
         assert!(
-            !get(&resolve_with(&[&format!("{flag}=false")], &[], &format!("{key} = true"))),
+            get(&resolve_with(&[], &[], &format!("{key} = true"))),
+            "{key}=true applies"
+        );
+        assert!(
+            !get(&resolve_with(
+                &[&format!("{flag}=false")],
+                &[],
+                &format!("{key} = true")
+            )),
             "{flag}=false beats {key}=true"
         );
         assert!(
-            !get(&resolve_with(&[], &[(var, "false")], &format!("{key} = true"))),
+            !get(&resolve_with(
+                &[],
+                &[(var, "false")],
+                &format!("{key} = true")
+            )),
             "{var}=false beats {key}=true"
         );
         assert!(
@@ -150,7 +203,11 @@ fn list_keys_follow_flag_env_file_default() {
     );
     assert_eq!(s.nodes, ["n1", "n2"]);
     assert_eq!(s.files, ["x.yaml"]);
-    let s = resolve_with(&[], &[("CONFD_NODE", "e1, e2"), ("CONFD_FILE", "e.yaml")], toml);
+    let s = resolve_with(
+        &[],
+        &[("CONFD_NODE", "e1, e2"), ("CONFD_FILE", "e.yaml")],
+        toml,
+    );
     assert_eq!(s.nodes, ["e1", "e2"]);
     assert_eq!(s.files, ["e.yaml"]);
     let s = resolve_with(&[], &[], toml);
@@ -165,11 +222,19 @@ fn list_keys_follow_flag_env_file_default() {
 #[test]
 fn number_key_follows_flag_env_file_default() {
     assert_eq!(
-        resolve_with(&["--interval", "600"], &[("CONFD_INTERVAL", "7")], "interval = 30").interval,
+        resolve_with(
+            &["--interval", "600"],
+            &[("CONFD_INTERVAL", "7")],
+            "interval = 30"
+        )
+        .interval,
         600,
         "a flag equal to the default still wins"
     );
-    assert_eq!(resolve_with(&[], &[("CONFD_INTERVAL", "7")], "interval = 30").interval, 7);
+    assert_eq!(
+        resolve_with(&[], &[("CONFD_INTERVAL", "7")], "interval = 30").interval,
+        7
+    );
     assert_eq!(resolve_with(&[], &[], "interval = 30").interval, 30);
     assert_eq!(resolve_with(&[], &[], "").interval, 600);
 }
@@ -178,58 +243,105 @@ fn number_key_follows_flag_env_file_default() {
 fn duration_keys_follow_flag_env_file_default() {
     type DurGetter = fn(&Settings) -> Duration;
     let keys: [(&str, &str, &str, DurGetter); 4] = [
-        ("--check-cmd-timeout", "CONFD_CHECK_CMD_TIMEOUT", "check_cmd_timeout", |s| {
-            s.check_cmd_timeout
-        }),
-        ("--reload-cmd-timeout", "CONFD_RELOAD_CMD_TIMEOUT", "reload_cmd_timeout", |s| {
-            s.reload_cmd_timeout
-        }),
+        (
+            "--check-cmd-timeout",
+            "CONFD_CHECK_CMD_TIMEOUT",
+            "check_cmd_timeout",
+            |s| s.check_cmd_timeout,
+        ),
+        (
+            "--reload-cmd-timeout",
+            "CONFD_RELOAD_CMD_TIMEOUT",
+            "reload_cmd_timeout",
+            |s| s.reload_cmd_timeout,
+        ),
         ("--debounce", "CONFD_DEBOUNCE", "debounce", |s| s.debounce),
-        ("--plugin-start-timeout", "CONFD_PLUGIN_START_TIMEOUT", "plugin_start_timeout", |s| {
-            s.plugin_start_timeout
-        }),
+        (
+            "--plugin-start-timeout",
+            "CONFD_PLUGIN_START_TIMEOUT",
+            "plugin_start_timeout",
+            |s| s.plugin_start_timeout,
+        ),
     ];
     for (flag, var, key, get) in keys {
         let toml = format!("{key} = \"3s\"");
         let flag_arg = format!("{flag}=250ms");
-        assert_eq!(get(&resolve_with(&[&flag_arg], &[(var, "2")], &toml)), Duration::from_millis(250));
-        assert_eq!(get(&resolve_with(&[], &[(var, "2")], &toml)), Duration::from_secs(2));
+        assert_eq!(
+            get(&resolve_with(&[&flag_arg], &[(var, "2")], &toml)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            get(&resolve_with(&[], &[(var, "2")], &toml)),
+            Duration::from_secs(2)
+        );
         assert_eq!(get(&resolve_with(&[], &[], &toml)), Duration::from_secs(3));
-        assert_eq!(get(&resolve_with(&[], &[], &format!("{key} = 4"))), Duration::from_secs(4));
+        assert_eq!(
+            get(&resolve_with(&[], &[], &format!("{key} = 4"))),
+            Duration::from_secs(4)
+        );
     }
 }
 
 #[test]
 fn log_level_and_engine_are_validated_from_every_source() {
-    assert_eq!(resolve_with(&["--log-level", "fatal"], &[], "").log_level, LogLevel::Error);
-    assert_eq!(resolve_with(&[], &[("CONFD_LOG_LEVEL", "WARNING")], "").log_level, LogLevel::Warn);
-    let err = resolve(&cli_from(&[]), &env_of(&[]), file_of("log-level = \"loud\""))
-        .expect_err("bad level");
+    assert_eq!(
+        resolve_with(&["--log-level", "fatal"], &[], "").log_level,
+        LogLevel::Error
+    );
+    assert_eq!(
+        resolve_with(&[], &[("CONFD_LOG_LEVEL", "WARNING")], "").log_level,
+        LogLevel::Warn
+    );
+    let err = resolve(
+        &cli_from(&[]),
+        &env_of(&[]),
+        file_of("log-level = \"loud\""),
+    )
+    .expect_err("bad level");
     assert!(err.to_string().contains("\"loud\""), "{err}");
-    let err = resolve(&cli_from(&["--template-engine", "mustache"]), &env_of(&[]), file_of(""))
-        .expect_err("bad engine");
+    let err = resolve(
+        &cli_from(&["--template-engine", "mustache"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("bad engine");
     assert!(err.to_string().contains("mustache"), "{err}");
     assert_eq!(
-        resolve_with(&[], &[("CONFD_TEMPLATE_ENGINE", "jinja")], "template_engine = \"go\"")
-            .template_engine,
+        resolve_with(
+            &[],
+            &[("CONFD_TEMPLATE_ENGINE", "jinja")],
+            "template_engine = \"go\""
+        )
+        .template_engine,
         Some(TemplateEngine::Jinja)
     );
 }
 
 #[test]
 fn invalid_environment_values_name_the_variable() {
-    let err = resolve(&cli_from(&[]), &env_of(&[("CONFD_NOOP", "maybe")]), file_of(""))
-        .expect_err("bad bool");
+    let err = resolve(
+        &cli_from(&[]),
+        &env_of(&[("CONFD_NOOP", "maybe")]),
+        file_of(""),
+    )
+    .expect_err("bad bool");
     assert!(err.to_string().contains("CONFD_NOOP"), "{err}");
-    let err = resolve(&cli_from(&[]), &env_of(&[("CONFD_INTERVAL", "soon")]), file_of(""))
-        .expect_err("bad number");
+    let err = resolve(
+        &cli_from(&[]),
+        &env_of(&[("CONFD_INTERVAL", "soon")]),
+        file_of(""),
+    )
+    .expect_err("bad number");
     assert!(err.to_string().contains("CONFD_INTERVAL"), "{err}");
 }
 
 #[test]
 fn unknown_toml_key_is_an_error_naming_it() {
-    let err = FileConfig::parse("backend = \"env\"\nnoopp = true\n", Path::new("/x/confd.toml"))
-        .expect_err("unknown key");
+    let err = FileConfig::parse(
+        "backend = \"env\"\nnoopp = true\n",
+        Path::new("/x/confd.toml"),
+    )
+    .expect_err("unknown key");
     let text = format!("{err:#}");
     assert!(text.contains("noopp"), "{text}");
     assert!(text.contains("/x/confd.toml"), "{text}");
@@ -237,7 +349,11 @@ fn unknown_toml_key_is_an_error_naming_it() {
 
 #[test]
 fn empty_environment_values_count_as_unset() {
-    let s = resolve_with(&[], &[("CONFD_PREFIX", ""), ("CONFD_NODE", "")], "prefix = \"/p\"\nnodes = [\"n\"]");
+    let s = resolve_with(
+        &[],
+        &[("CONFD_PREFIX", ""), ("CONFD_NODE", "")],
+        "prefix = \"/p\"\nnodes = [\"n\"]",
+    );
     assert_eq!(s.prefix, "/p");
     assert_eq!(s.nodes, ["n"]);
 }
@@ -246,7 +362,13 @@ fn empty_environment_values_count_as_unset() {
 fn plugin_settings_merge_flag_over_file_for_the_selected_backend() {
     let toml = "[plugins.vault-kv]\naddress = \"http://f\"\nretries = 3\nnodes = [\"a\", \"b\"]\n[plugins.other]\nx = \"y\"";
     let s = resolve_with(
-        &["--backend", "vault-kv", "--plugin-config", "address=http://flag", "--plugin-config=token=a=b"],
+        &[
+            "--backend",
+            "vault-kv",
+            "--plugin-config",
+            "address=http://flag",
+            "--plugin-config=token=a=b",
+        ],
         &[("CONFD_PLUGIN_CONFIG", "address=http://env")],
         toml,
     );
@@ -256,10 +378,18 @@ fn plugin_settings_merge_flag_over_file_for_the_selected_backend() {
     assert_eq!(vault["retries"], "3");
     assert_eq!(vault["nodes"], "a,b");
     assert_eq!(s.plugins["other"]["x"], "y");
-    let s = resolve_with(&["--backend", "vault-kv"], &[("CONFD_PLUGIN_CONFIG", "address=http://env")], toml);
+    let s = resolve_with(
+        &["--backend", "vault-kv"],
+        &[("CONFD_PLUGIN_CONFIG", "address=http://env")],
+        toml,
+    );
     assert_eq!(s.plugins["vault-kv"]["address"], "http://env");
-    let err = resolve(&cli_from(&["--plugin-config", "novalue"]), &env_of(&[]), file_of(""))
-        .expect_err("missing =");
+    let err = resolve(
+        &cli_from(&["--plugin-config", "novalue"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("missing =");
     assert!(err.to_string().contains("novalue"), "{err}");
 }
 
@@ -271,7 +401,10 @@ fn explicit_missing_config_file_is_an_error_default_is_skipped() {
     let err = load(&cli, &env_of(&[])).expect_err("missing explicit file");
     assert!(format!("{err:#}").contains("nope.toml"), "{err:#}");
     let env = env_of(&[("CONFD_CONFIG_FILE", missing.to_str().expect("utf-8 path"))]);
-    assert!(load(&cli_from(&[]), &env).is_err(), "CONFD_CONFIG_FILE is explicit too");
+    assert!(
+        load(&cli_from(&[]), &env).is_err(),
+        "CONFD_CONFIG_FILE is explicit too"
+    );
 
     let present = dir.path().join("confd.toml");
     std::fs::write(&present, "backend = \"env\"\n").expect("write");

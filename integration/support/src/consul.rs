@@ -167,7 +167,11 @@ impl ConsulEmulator {
     /// Caps every blocking query's wait (Consul caps at 10 minutes; tests
     /// use a short cap to see timeouts quickly).
     pub fn set_max_wait(&self, wait: Option<Duration>) {
-        *self.shared.max_wait.lock().unwrap_or_else(|p| p.into_inner()) = wait;
+        *self
+            .shared
+            .max_wait
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = wait;
     }
 
     /// Writes a key directly (no HTTP), bumping the index like a PUT.
@@ -180,7 +184,9 @@ impl ConsulEmulator {
 
     /// Deletes a key (or, with `recurse`, everything under the prefix).
     pub fn delete(&self, key: &str, recurse: bool) {
-        self.shared.kv().delete(key.trim_start_matches('/'), recurse);
+        self.shared
+            .kv()
+            .delete(key.trim_start_matches('/'), recurse);
         self.shared.notify();
     }
 
@@ -226,7 +232,8 @@ impl ConsulEmulator {
     /// Serves again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        let (_, server) = serve(self.shared.clone(), self.port).expect("rebinding the emulator port");
+        let (_, server) =
+            serve(self.shared.clone(), self.port).expect("rebinding the emulator port");
         self.server = Some(server);
     }
 }
@@ -291,10 +298,7 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn leader() -> impl IntoResponse {
-    (
-        [("Content-Type", "application/json")],
-        "\"127.0.0.1:8300\"",
-    )
+    ([("Content-Type", "application/json")], "\"127.0.0.1:8300\"")
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
@@ -418,7 +422,12 @@ async fn kv_handler(
 }
 
 /// One read of the KV state: status, index and body.
-fn read_kv(kv: &Kv, key: &str, query: &HashMap<String, String>, recurse: bool) -> (u64, Option<String>) {
+fn read_kv(
+    kv: &Kv,
+    key: &str,
+    query: &HashMap<String, String>,
+    recurse: bool,
+) -> (u64, Option<String>) {
     if query.contains_key("keys") {
         let separator = query.get("separator").filter(|s| !s.is_empty());
         let mut keys: Vec<String> = Vec::new();
@@ -452,7 +461,12 @@ fn read_kv(kv: &Kv, key: &str, query: &HashMap<String, String>, recurse: bool) -
     }
 }
 
-async fn get_kv(shared: &Shared, key: &str, query: &HashMap<String, String>, recurse: bool) -> Response {
+async fn get_kv(
+    shared: &Shared,
+    key: &str,
+    query: &HashMap<String, String>,
+    recurse: bool,
+) -> Response {
     let min_index: u64 = match query.get("index").map(|i| i.parse()) {
         None => 0,
         Some(Ok(i)) => i,
@@ -496,12 +510,14 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(b) = escaped {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -43,7 +43,8 @@ fn is_executable(path: &Path) -> bool {
 /// port, release it. Another process may grab it before the server binds,
 /// which is why the servers retry start-up on a fresh port.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work in tests");
+    let listener =
+        TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work in tests");
     listener
         .local_addr()
         .expect("a bound listener has an address")

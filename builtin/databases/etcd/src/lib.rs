@@ -21,6 +21,14 @@ pub use settings::{DEFAULT_DIAL_TIMEOUT, Settings};
 /// etcd's default `--max-txn-ops`: more operations in one Txn are refused.
 pub const MAX_OPS_PER_TXN: usize = 128;
 
+/// The backend's name, as `--backend` spells it.
+pub const NAME: &str = "etcd";
+
+/// A new, unconfigured backend (the factory `confd_sdk::serve` takes).
+pub fn database() -> Etcd {
+    Etcd::new()
+}
+
 /// The etcd backend. Configure it, then read and watch.
 #[derive(Default)]
 pub struct Etcd {

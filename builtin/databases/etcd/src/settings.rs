@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use confd_sdk::{Config, Error};
+use serde::Deserialize;
 
 /// etcd's own default client port, used when no node is given.
 const DEFAULT_NODE: &str = "127.0.0.1:2379";
@@ -11,17 +12,37 @@ const DEFAULT_NODE: &str = "127.0.0.1:2379";
 /// unreachable (etcd's and confd's default).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-const KNOWN: &[&str] = &[
-    "nodes",
-    "machines",
-    "cert",
-    "key",
-    "caCert",
-    "basicAuth",
-    "username",
-    "password",
-    "dialTimeout",
-];
+/// The settings as the host sends them (camelCase keys, as in confd's
+/// plugin branch; `machines` is that branch's name for `nodes`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct Raw {
+    #[serde(alias = "machines")]
+    nodes: Vec<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    ca_cert: Option<String>,
+    basic_auth: bool,
+    username: Option<String>,
+    password: Option<String>,
+    #[serde(with = "confd_sdk::config::duration")]
+    dial_timeout: Duration,
+}
+
+impl Default for Raw {
+    fn default() -> Raw {
+        Raw {
+            nodes: Vec::new(),
+            cert: None,
+            key: None,
+            ca_cert: None,
+            basic_auth: false,
+            username: None,
+            password: None,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -42,48 +63,25 @@ impl Settings {
 }
 
 pub fn decode(config: &Config) -> Result<Settings, Error> {
-    let mut nodes = Vec::new();
-    let (mut cert, mut key, mut ca_cert) = (None, None, None);
-    let mut basic_auth = false;
-    let (mut username, mut password) = (String::new(), String::new());
-    let mut dial_timeout = DEFAULT_DIAL_TIMEOUT;
-    for (name, value) in config {
-        // The host passes every known setting, unset ones as "".
-        let value = value.trim();
-        match name.as_str() {
-            "nodes" | "machines" => nodes.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string),
-            ),
-            "cert" => cert = path(value),
-            "key" => key = path(value),
-            "caCert" => ca_cert = path(value),
-            "basicAuth" => basic_auth = boolean(name, value)?,
-            "username" => username = value.to_string(),
-            "password" => password = value.to_string(),
-            "dialTimeout" => dial_timeout = duration(name, value)?,
-            other => {
-                return Err(Error::invalid_config(format!(
-                    "unknown setting `{other}` for the etcd backend (known: {})",
-                    KNOWN.join(", ")
-                )));
-            }
-        }
-    }
+    let raw: Raw = confd_sdk::config::decode(config)?;
+    let path = |value: Option<String>| value.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let (cert, key, ca_cert) = (path(raw.cert), path(raw.key), path(raw.ca_cert));
     if cert.is_some() != key.is_some() {
         return Err(Error::invalid_config(
             "`cert` and `key` must be given together for etcd client TLS",
         ));
     }
-    if basic_auth && username.is_empty() {
+    let username = raw.username.unwrap_or_default();
+    if raw.basic_auth && username.is_empty() {
         return Err(Error::invalid_config(
             "`basicAuth` is on but `username` is empty",
         ));
     }
+    if raw.dial_timeout.is_zero() {
+        return Err(Error::invalid_config("`dialTimeout` must be positive"));
+    }
     let tls = ca_cert.is_some() || cert.is_some();
+    let mut nodes = raw.nodes;
     if nodes.is_empty() {
         nodes.push(DEFAULT_NODE.to_string());
     }
@@ -104,39 +102,11 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
         cert,
         key,
         ca_cert,
-        user: basic_auth.then_some((username, password)),
-        dial_timeout,
+        user: raw
+            .basic_auth
+            .then(|| (username, raw.password.unwrap_or_default())),
+        dial_timeout: raw.dial_timeout,
     })
-}
-
-fn path(value: &str) -> Option<PathBuf> {
-    (!value.is_empty()).then(|| PathBuf::from(value))
-}
-
-fn boolean(name: &str, value: &str) -> Result<bool, Error> {
-    match value {
-        "" | "false" | "0" => Ok(false),
-        "true" | "1" => Ok(true),
-        _ => Err(Error::invalid_config(format!(
-            "`{name}` must be true or false, got {value:?}"
-        ))),
-    }
-}
-
-fn duration(name: &str, value: &str) -> Result<Duration, Error> {
-    if value.is_empty() {
-        return Ok(DEFAULT_DIAL_TIMEOUT);
-    }
-    let parsed = match value.parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(value),
-    };
-    match parsed {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(Error::invalid_config(format!(
-            "`{name}` must be a positive duration such as 5s or 500ms, got {value:?}"
-        ))),
-    }
 }
 
 #[cfg(test)]
@@ -183,7 +153,7 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let err = decode(&config(&[("nodse", "x")])).expect_err("unknown");
-        assert!(err.to_string().contains("`nodse`"), "{err}");
+        assert!(err.to_string().contains("nodse"), "{err}");
         let err = decode(&config(&[("basicAuth", "yes please")])).expect_err("bad bool");
         assert!(err.to_string().contains("basicAuth"), "{err}");
         let err = decode(&config(&[("dialTimeout", "soon")])).expect_err("bad duration");

@@ -17,10 +17,16 @@ use glob::{MatchOptions, Pattern};
 
 use crate::parse::{self, Format};
 
+/// Every file read, with its bytes, in reading order.
+type Contents = Vec<(PathBuf, Vec<u8>)>;
+
+/// The merged keys of all files.
+pub(crate) type Values = Arc<BTreeMap<String, String>>;
+
 /// What was read last time and what it flattened to.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    last: Mutex<Option<(Vec<(PathBuf, Vec<u8>)>, Arc<BTreeMap<String, String>>)>>,
+    last: Mutex<Option<(Contents, Values)>>,
 }
 
 /// The files to read, in order: each configured path in turn; a directory
@@ -82,11 +88,7 @@ fn walk(dir: &Path, filter: &Pattern, files: &mut Vec<PathBuf>) -> Result<(), Er
 impl Cache {
     /// Reads every file of the plan and returns the merged keys, reusing the
     /// last result when every file has the same bytes as then.
-    pub(crate) fn load(
-        &self,
-        paths: &[PathBuf],
-        filter: &Pattern,
-    ) -> Result<Arc<BTreeMap<String, String>>, Error> {
+    pub(crate) fn load(&self, paths: &[PathBuf], filter: &Pattern) -> Result<Values, Error> {
         let files = plan(paths, filter)?;
         let mut contents = Vec::with_capacity(files.len());
         for file in files {

@@ -205,6 +205,40 @@ async fn a_broken_file_during_a_watch_waits_for_the_fix() {
     assert_ne!(next, first);
 }
 
+/// Kubernetes updates a ConfigMap volume by swapping the `..data` symlink;
+/// the configured file (a symlink through `..data`) never sees a write.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_a_kubernetes_style_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vol = tmp.path();
+    std::fs::create_dir(vol.join("..v1")).expect("mkdir");
+    std::fs::write(vol.join("..v1/app.yaml"), "app: {x: 1}\n").expect("write");
+    symlink("..v1", vol.join("..data")).expect("symlink");
+    symlink("..data/app.yaml", vol.join("app.yaml")).expect("symlink");
+    let db = Arc::new(configured(&[&vol.join("app.yaml")]).await);
+    let wanted = keys(&["/app"]);
+    let first = db.watch_prefix("/app", &wanted, 0).await.expect("index");
+    let waiter = {
+        let db = Arc::clone(&db);
+        tokio::spawn(async move { db.watch_prefix("/app", &wanted, first).await })
+    };
+    wait_for(|| db.watchers.load(Ordering::SeqCst) == 1).await;
+    std::fs::create_dir(vol.join("..v2")).expect("mkdir");
+    std::fs::write(vol.join("..v2/app.yaml"), "app: {x: 2}\n").expect("write");
+    symlink("..v2", vol.join("..data_tmp")).expect("symlink");
+    std::fs::rename(vol.join("..data_tmp"), vol.join("..data")).expect("swap");
+    let next = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("woke")
+        .expect("task ran")
+        .expect("watch succeeded");
+    assert_ne!(next, first);
+    let got = db.get_values(&keys(&["/app"])).await.expect("readable");
+    assert_eq!(got.get("/app/x").map(String::as_str), Some("2"));
+}
+
 async fn wait_for(mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cond() {

@@ -76,12 +76,18 @@ pub(crate) async fn read_key(
     let key = transform(&path, sep);
     let mut conn = link.manager.clone();
     let kind: String = connection
-        .deadline(&link.node, redis::cmd("TYPE").arg(&key).query_async(&mut conn))
+        .deadline(
+            &link.node,
+            redis::cmd("TYPE").arg(&key).query_async(&mut conn),
+        )
         .await?;
     match kind.as_str() {
         "string" => {
             let value: Option<String> = connection
-                .deadline(&link.node, redis::cmd("GET").arg(&key).query_async(&mut conn))
+                .deadline(
+                    &link.node,
+                    redis::cmd("GET").arg(&key).query_async(&mut conn),
+                )
                 .await?;
             if let Some(value) = value {
                 values.insert(clean(&key, sep), value);
@@ -112,7 +118,10 @@ async fn read_hash(
     let sep = connection.settings.separator.as_str();
     let mut conn = link.manager.clone();
     let fields: Vec<(String, String)> = connection
-        .deadline(&link.node, redis::cmd("HGETALL").arg(key).query_async(&mut conn))
+        .deadline(
+            &link.node,
+            redis::cmd("HGETALL").arg(key).query_async(&mut conn),
+        )
         .await?;
     for (field, value) in fields {
         values.insert(clean(&format!("{key}/{field}"), sep), value);

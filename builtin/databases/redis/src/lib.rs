@@ -19,6 +19,14 @@ use tokio::sync::Mutex;
 pub use keys::{clean, is_under, transform};
 pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Settings};
 
+/// The backend's name, as `--backend` spells it.
+pub const NAME: &str = "redis";
+
+/// A new, unconfigured backend (the factory `confd_sdk::serve` takes).
+pub fn database() -> Redis {
+    Redis::new()
+}
+
 /// The redis backend. Configure it, then read and watch.
 #[derive(Default)]
 pub struct Redis {
@@ -77,7 +85,12 @@ fn client_for(node: &Node, password: Option<&str>) -> Result<redis::Client, Erro
 
 impl Connection {
     fn nodes(&self) -> String {
-        let nodes: Vec<String> = self.settings.nodes.iter().map(ToString::to_string).collect();
+        let nodes: Vec<String> = self
+            .settings
+            .nodes
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         nodes.join(", ")
     }
 
@@ -140,7 +153,10 @@ impl Connection {
         }
     }
 
-    pub async fn get_values(&self, requested: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    pub async fn get_values(
+        &self,
+        requested: &[String],
+    ) -> Result<BTreeMap<String, String>, Error> {
         let link = self.link().await?;
         let mut values = BTreeMap::new();
         for key in requested {

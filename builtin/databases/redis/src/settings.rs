@@ -3,13 +3,36 @@
 use std::time::Duration;
 
 use confd_sdk::{Config, Error};
+use serde::Deserialize;
 
 const DEFAULT_NODE: &str = "127.0.0.1:6379";
 /// How long to wait for a connection or an answer before calling the node
 /// unreachable.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-const KNOWN: &[&str] = &["nodes", "machines", "password", "separator", "dialTimeout"];
+/// The settings as the host sends them (camelCase keys; `machines` is the
+/// plugin branch's name for `nodes`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct Raw {
+    #[serde(alias = "machines")]
+    nodes: Vec<String>,
+    password: Option<String>,
+    separator: Option<String>,
+    #[serde(with = "confd_sdk::config::duration")]
+    dial_timeout: Duration,
+}
+
+impl Default for Raw {
+    fn default() -> Raw {
+        Raw {
+            nodes: Vec::new(),
+            password: None,
+            separator: None,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+        }
+    }
+}
 
 /// One redis node: `host:port`, `host:port/db` or a Unix socket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,40 +67,26 @@ pub struct Settings {
 }
 
 pub fn decode(config: &Config) -> Result<Settings, Error> {
-    let mut nodes = Vec::new();
-    let mut password = None;
-    let mut separator = "/".to_string();
-    let mut dial_timeout = DEFAULT_DIAL_TIMEOUT;
-    for (name, value) in config {
-        match name.as_str() {
-            "nodes" | "machines" => {
-                for node in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    nodes.push(parse_node(node)?);
-                }
-            }
-            "password" => password = Some(value.clone()).filter(|p| !p.is_empty()),
-            "separator" => {
-                if !value.is_empty() {
-                    separator = value.clone();
-                }
-            }
-            "dialTimeout" => dial_timeout = duration(name, value.trim())?,
-            other => {
-                return Err(Error::invalid_config(format!(
-                    "unknown setting `{other}` for the redis backend (known: {})",
-                    KNOWN.join(", ")
-                )));
-            }
-        }
+    let raw: Raw = confd_sdk::config::decode(config)?;
+    if raw.dial_timeout.is_zero() {
+        return Err(Error::invalid_config("`dialTimeout` must be positive"));
     }
+    let mut nodes = raw
+        .nodes
+        .iter()
+        .map(|n| parse_node(n))
+        .collect::<Result<Vec<_>, _>>()?;
     if nodes.is_empty() {
         nodes.push(parse_node(DEFAULT_NODE)?);
     }
     Ok(Settings {
         nodes,
-        password,
-        separator,
-        dial_timeout,
+        password: raw.password.filter(|p| !p.is_empty()),
+        separator: raw
+            .separator
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/".to_string()),
+        dial_timeout: raw.dial_timeout,
     })
 }
 
@@ -101,31 +110,20 @@ fn parse_node(node: &str) -> Result<Node, Error> {
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| bad("expected host:port or host:port/db"))?;
-    let port = port.parse::<u16>().map_err(|_| bad("the port must be a number"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("the port must be a number"))?;
     if host.is_empty() {
         return Err(bad("the host is empty"));
     }
     Ok(Node::Tcp {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
         db,
     })
-}
-
-fn duration(name: &str, value: &str) -> Result<Duration, Error> {
-    if value.is_empty() {
-        return Ok(DEFAULT_DIAL_TIMEOUT);
-    }
-    let parsed = match value.parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(value),
-    };
-    match parsed {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(Error::invalid_config(format!(
-            "`{name}` must be a positive duration such as 5s or 500ms, got {value:?}"
-        ))),
-    }
 }
 
 #[cfg(test)]
@@ -145,8 +143,16 @@ mod tests {
         assert_eq!(
             s.nodes,
             [
-                Node::Tcp { host: "a".into(), port: 1, db: 0 },
-                Node::Tcp { host: "b".into(), port: 2, db: 3 },
+                Node::Tcp {
+                    host: "a".into(),
+                    port: 1,
+                    db: 0
+                },
+                Node::Tcp {
+                    host: "b".into(),
+                    port: 2,
+                    db: 3
+                },
             ]
         );
         assert_eq!(s.separator, "/");
@@ -163,7 +169,7 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let err = decode(&config(&[("sep", ":")])).expect_err("unknown");
-        assert!(err.to_string().contains("`sep`"), "{err}");
+        assert!(err.to_string().contains("sep"), "{err}");
         let err = decode(&config(&[("nodes", "a:1/x")])).expect_err("bad db");
         assert!(err.to_string().contains("`nodes`"), "{err}");
         let err = decode(&config(&[("nodes", "nohost")])).expect_err("no port");

@@ -22,6 +22,9 @@ const LOG_LIMIT: usize = 4096;
 /// Polling period when notifications cannot be used.
 const POLL_PERIOD: Duration = Duration::from_secs(1);
 
+/// Values read for one key set, and the index they were given.
+type Snapshot = (u64, BTreeMap<String, String>);
+
 #[derive(Default)]
 pub(crate) struct Watches {
     /// Starts at 1 so that no index handed out is 0 ("no index yet").
@@ -29,7 +32,7 @@ pub(crate) struct Watches {
     subscriptions: tokio::sync::Mutex<HashMap<String, Arc<Subscription>>>,
     warned_polling: AtomicBool,
     /// Polling mode: the last values seen per key set, with their index.
-    snapshots: Mutex<HashMap<Vec<String>, (u64, BTreeMap<String, String>)>>,
+    snapshots: Mutex<HashMap<Vec<String>, Snapshot>>,
 }
 
 struct Counter(Arc<AtomicU64>);
@@ -129,7 +132,13 @@ fn common_prefix(keys: &[String]) -> String {
     };
     let mut len = first.len();
     for key in &keys[1..] {
-        len = len.min(first.bytes().zip(key.bytes()).take_while(|(a, b)| a == b).count());
+        len = len.min(
+            first
+                .bytes()
+                .zip(key.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
     }
     while !first.is_char_boundary(len) {
         len -= 1;
@@ -163,14 +172,28 @@ pub(crate) async fn watch_prefix(
         let mut subscriptions = watches.subscriptions.lock().await;
         let alive = subscriptions
             .get(&pattern)
-            .filter(|s| s.log.lock().unwrap_or_else(|p| p.into_inner()).failure.is_none())
+            .filter(|s| {
+                s.log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .failure
+                    .is_none()
+            })
             .cloned();
         match alive {
             Some(s) => Some(s),
             None => {
                 subscriptions.remove(&pattern);
                 if ensure_notifications(connection, &link).await? {
-                    let s = subscribe(connection, &link, &pattern, &channel_prefix, sep, &watches.counter).await?;
+                    let s = subscribe(
+                        connection,
+                        &link,
+                        &pattern,
+                        &channel_prefix,
+                        sep,
+                        &watches.counter,
+                    )
+                    .await?;
                     subscriptions.insert(pattern.clone(), s.clone());
                     Some(s)
                 } else {

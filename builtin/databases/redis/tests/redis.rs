@@ -54,11 +54,17 @@ async fn run(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
 
 #[tokio::test]
 async fn reads_strings_hashes_prefixes_path_aware() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let mut c = client(&server, None).await;
     run(&mut c, &["SET", "/app/name", "shop"]).await;
     run(&mut c, &["SET", "/app/db/port", "5432"]).await;
-    run(&mut c, &["HSET", "/app/db/conn", "host", "10.0.0.1", "user", "u"]).await;
+    run(
+        &mut c,
+        &["HSET", "/app/db/conn", "host", "10.0.0.1", "user", "u"],
+    )
+    .await;
     run(&mut c, &["SET", "/application/name", "other"]).await;
     run(&mut c, &["RPUSH", "/app/list", "not-config"]).await;
     let redis = backend(&server, &[]).await;
@@ -66,10 +72,16 @@ async fn reads_strings_hashes_prefixes_path_aware() {
     let single = redis.get_values(&keys(&["/app/name"])).await.expect("read");
     assert_eq!(single, map(&[("/app/name", "shop")]));
 
-    let hash = redis.get_values(&keys(&["/app/db/conn"])).await.expect("read");
+    let hash = redis
+        .get_values(&keys(&["/app/db/conn"]))
+        .await
+        .expect("read");
     assert_eq!(
         hash,
-        map(&[("/app/db/conn/host", "10.0.0.1"), ("/app/db/conn/user", "u")])
+        map(&[
+            ("/app/db/conn/host", "10.0.0.1"),
+            ("/app/db/conn/user", "u")
+        ])
     );
 
     let prefix = redis.get_values(&keys(&["/app"])).await.expect("read");
@@ -84,7 +96,10 @@ async fn reads_strings_hashes_prefixes_path_aware() {
         "/app must not return /application; lists are skipped"
     );
 
-    let glob = redis.get_values(&keys(&["/app/db/*", "/nothing"])).await.expect("read");
+    let glob = redis
+        .get_values(&keys(&["/app/db/*", "/nothing"]))
+        .await
+        .expect("read");
     assert_eq!(
         glob,
         map(&[
@@ -97,7 +112,9 @@ async fn reads_strings_hashes_prefixes_path_aware() {
 
 #[tokio::test]
 async fn custom_separator_maps_paths_to_keys() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let mut c = client(&server, None).await;
     run(&mut c, &["SET", "app:db:host", "10.0.0.2"]).await;
     run(&mut c, &["HSET", "app:web", "port", "80"]).await;
@@ -108,13 +125,18 @@ async fn custom_separator_maps_paths_to_keys() {
         values,
         map(&[("/app/db/host", "10.0.0.2"), ("/app/web/port", "80")])
     );
-    let single = redis.get_values(&keys(&["/app/db/host"])).await.expect("read");
+    let single = redis
+        .get_values(&keys(&["/app/db/host"]))
+        .await
+        .expect("read");
     assert_eq!(single, map(&[("/app/db/host", "10.0.0.2")]));
 }
 
 #[tokio::test]
 async fn watch_enables_notifications_and_wakes_only_for_its_keys() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let mut c = client(&server, None).await;
     run(&mut c, &["SET", "/w/app/a", "1"]).await;
     let redis = backend(&server, &[]).await;
@@ -122,14 +144,20 @@ async fn watch_enables_notifications_and_wakes_only_for_its_keys() {
 
     let started = Instant::now();
     let index = redis.watch_prefix("/w", &watched, 0).await.expect("index");
-    assert!(started.elapsed() < Duration::from_secs(1), "wait_index 0 returns at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "wait_index 0 returns at once"
+    );
     let flags: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("notify-keyspace-events")
         .query_async(&mut c)
         .await
         .expect("config get");
-    assert!(flags[1].contains('K') && flags[1].contains('A'), "enabled: {flags:?}");
+    assert!(
+        flags[1].contains('K') && flags[1].contains('A'),
+        "enabled: {flags:?}"
+    );
 
     let pending = tokio::time::timeout(Duration::from_millis(700), async {
         run(&mut c, &["SET", "/w/other", "x"]).await;
@@ -141,19 +169,25 @@ async fn watch_enables_notifications_and_wakes_only_for_its_keys() {
 
     // A change between the read and the next watch call is not missed.
     run(&mut c, &["SET", "/w/app/a", "2"]).await;
-    let next = tokio::time::timeout(Duration::from_secs(5), redis.watch_prefix("/w", &watched, index))
-        .await
-        .expect("woken")
-        .expect("watch ok");
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        redis.watch_prefix("/w", &watched, index),
+    )
+    .await
+    .expect("woken")
+    .expect("watch ok");
     assert!(next > index);
 
     // A hash field change wakes too.
     let waiter = redis.watch_prefix("/w", &watched, next);
     let mut c2 = client(&server, None).await;
-    let (woke, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), waiter), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        run(&mut c2, &["HSET", "/w/app/h", "f", "v"]).await;
-    });
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), waiter),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            run(&mut c2, &["HSET", "/w/app/h", "f", "v"]).await;
+        }
+    );
     assert!(woke.expect("woken").expect("watch ok") > next);
 }
 
@@ -177,16 +211,21 @@ async fn falls_back_to_polling_when_config_is_refused() {
     .await;
     assert!(pending.is_err(), "nothing changed: {pending:?}");
     run(&mut c, &["SET", "/p/a", "2"]).await;
-    let next = tokio::time::timeout(Duration::from_secs(4), redis.watch_prefix("/p", &watched, index))
-        .await
-        .expect("polling notices within a few seconds")
-        .expect("watch ok");
+    let next = tokio::time::timeout(
+        Duration::from_secs(4),
+        redis.watch_prefix("/p", &watched, index),
+    )
+    .await
+    .expect("polling notices within a few seconds")
+    .expect("watch ok");
     assert!(next > index);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
-    let Some(mut server) = RedisServer::start() else { return };
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
     let mut c = client(&server, None).await;
     run(&mut c, &["SET", "/s/a", "1"]).await;
     let redis = backend(&server, &[("dialTimeout", "1s")]).await;
@@ -194,10 +233,11 @@ async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
     let index = redis.watch_prefix("/s", &watched, 0).await.expect("index");
 
     let watch = redis.watch_prefix("/s", &watched, index);
-    let (watch_result, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), watch), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::task::block_in_place(|| server.stop());
-    });
+    let (watch_result, ()) =
+        tokio::join!(tokio::time::timeout(Duration::from_secs(5), watch), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::task::block_in_place(|| server.stop());
+        });
     let err = watch_result
         .expect("the broken watch returns promptly")
         .expect_err("the node died");
@@ -209,7 +249,10 @@ async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
     let took = started.elapsed();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains(&server.address()), "{err}");
-    assert!(took < Duration::from_millis(2500), "took {took:?} with a 1s dial timeout");
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?} with a 1s dial timeout"
+    );
 
     tokio::task::block_in_place(|| server.restart());
     let mut recovered = None;
@@ -222,15 +265,25 @@ async fn stopped_store_is_unavailable_naming_the_node_then_recovers() {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    assert_eq!(recovered, Some(map(&[("/s/a", "1")])), "works again after restart");
+    assert_eq!(
+        recovered,
+        Some(map(&[("/s/a", "1")])),
+        "works again after restart"
+    );
     // The watch works again too, with notifications re-enabled.
-    let index = redis.watch_prefix("/s", &watched, index).await.expect("re-subscribes");
+    let index = redis
+        .watch_prefix("/s", &watched, index)
+        .await
+        .expect("re-subscribes");
     let mut c = client(&server, None).await;
     let waiter = redis.watch_prefix("/s", &watched, index);
-    let (woke, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), waiter), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        run(&mut c, &["SET", "/s/b", "2"]).await;
-    });
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), waiter),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            run(&mut c, &["SET", "/s/b", "2"]).await;
+        }
+    );
     assert!(woke.expect("woken").expect("watch ok") > index);
 }
 
@@ -263,5 +316,5 @@ async fn unknown_setting_is_named() {
         .await
         .expect_err("unknown setting");
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    assert!(err.to_string().contains("`seperator`"), "{err}");
+    assert!(err.to_string().contains("seperator"), "{err}");
 }

@@ -1,0 +1,554 @@
+//! Shared by the end-to-end matrix, the fault tests and the benches: the matrix fixture
+//! (`integration/matrix/`), the five stores behind one interface, and a confd child process that
+//! never outlives its test.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use confd_test_support::{ConsulEmulator, EtcdServer, RedisServer, profile_dir, workspace_bin};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The five backends of the matrix.
+pub const BACKENDS: [&str; 5] = ["env", "file", "etcd", "redis", "consul"];
+
+/// `integration/matrix`.
+pub fn matrix_dir() -> PathBuf {
+    confd_test_support::workspace_root().join("integration/matrix")
+}
+
+/// The matrix data set (`matrix/data.txt`, `key=value` lines), in file order.
+pub fn matrix_data() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(matrix_dir().join("data.txt")).expect("read matrix/data.txt");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("data.txt lines are key=value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Expected destination files (name → bytes) and their modes, from `matrix/expect`.
+pub fn matrix_expected() -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, u32>) {
+    let dir = matrix_dir().join("expect");
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("read matrix/expect") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "MODES" {
+            files.insert(name, std::fs::read(entry.path()).expect("read expected file"));
+        }
+    }
+    let modes = std::fs::read_to_string(dir.join("MODES"))
+        .expect("read MODES")
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(f, m)| (f.to_string(), u32::from_str_radix(m, 8).expect("octal mode")))
+        .collect();
+    (files, modes)
+}
+
+/// The confd binary, copied (once per process) into a directory of its own: next to the
+/// target directory's confd lie `confd-database-*` executables that would stand in for the
+/// builtins, and the builtin path must be tested as users get it.
+pub fn isolated_confd() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let built = workspace_bin("confd", "confd");
+        let dir = profile_dir().join("confd-isolated");
+        std::fs::create_dir_all(&dir).expect("create confd-isolated dir");
+        let tmp = dir.join(format!("confd.{}.tmp", std::process::id()));
+        std::fs::copy(&built, &tmp).expect("copy confd");
+        let dest = dir.join("confd");
+        // rename is atomic: a concurrently running test binary never sees half a file.
+        std::fs::rename(&tmp, &dest).expect("install isolated confd");
+        dest
+    })
+    .clone()
+}
+
+/// The external plugin executable `confd-database-<name>` built from builtin/bins.
+pub fn plugin_bin(name: &str) -> PathBuf {
+    let package = format!("confd-database-{name}");
+    workspace_bin(&package, &package)
+}
+
+/// How confd reaches the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `--backend <name>`: the builtin, run as `confd internal-plugin database <name>`.
+    Builtin,
+    /// `--backend <name>-test`: `confd-database-<name>` copied as `confd-database-<name>-test`
+    /// into the run's working directory.
+    External,
+}
+
+/// A store holding the matrix keys, reachable by one backend.
+pub enum Store {
+    Env(BTreeMap<String, String>),
+    File {
+        path: PathBuf,
+        data: BTreeMap<String, String>,
+    },
+    Etcd {
+        server: EtcdServer,
+        rt: tokio::runtime::Runtime,
+        client: etcd_client::KvClient,
+    },
+    Redis {
+        server: RedisServer,
+        conn: Option<redis::Connection>,
+    },
+    Consul(ConsulEmulator),
+}
+
+impl Store {
+    /// Starts the store `backend` needs; `None` when its server binary is missing outside CI
+    /// (the support crate has printed a loud notice; under `CI=true` it panicked instead).
+    pub fn start(backend: &str, dir: &Path) -> Option<Store> {
+        Some(match backend {
+            "env" => Store::Env(BTreeMap::new()),
+            "file" => Store::File {
+                path: dir.join("data.json"),
+                data: BTreeMap::new(),
+            },
+            "etcd" => {
+                let server = EtcdServer::start()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let client = rt
+                    .block_on(etcd_client::Client::connect([server.endpoint()], None))
+                    .expect("connect to the test etcd")
+                    .kv_client();
+                Store::Etcd { server, rt, client }
+            }
+            "redis" => {
+                let server = RedisServer::start()?;
+                let mut store = Store::Redis { server, conn: None };
+                store.reconnect();
+                store
+            }
+            "consul" => Store::Consul(ConsulEmulator::start()),
+            other => panic!("no such matrix backend {other}"),
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Env(_) => "env",
+            Store::File { .. } => "file",
+            Store::Etcd { .. } => "etcd",
+            Store::Redis { .. } => "redis",
+            Store::Consul(_) => "consul",
+        }
+    }
+
+    fn reconnect(&mut self) {
+        if let Store::Redis { server, conn } = self {
+            let client = redis::Client::open(format!("redis://{}/", server.address()))
+                .expect("redis client");
+            *conn = Some(client.get_connection().expect("connect to the test redis"));
+        }
+    }
+
+    /// Writes `pairs` one after another, as fast as the store takes them (a burst).
+    pub fn put_all(&mut self, pairs: &[(String, String)]) {
+        match self {
+            Store::Env(vars) => {
+                for (k, v) in pairs {
+                    vars.insert(k.clone(), v.clone());
+                }
+            }
+            Store::File { path, data } => {
+                // One write per pair: a burst of file changes, each a complete file.
+                for (k, v) in pairs {
+                    data.insert(k.clone(), v.clone());
+                    write_json(path, data);
+                }
+            }
+            Store::Etcd { rt, client, .. } => {
+                for (k, v) in pairs {
+                    rt.block_on(client.put(k.as_str(), v.as_str(), None))
+                        .expect("etcd put");
+                }
+            }
+            Store::Redis { conn, .. } => {
+                let conn = conn.as_mut().expect("redis connected");
+                for (k, v) in pairs {
+                    redis::cmd("SET")
+                        .arg(k)
+                        .arg(v)
+                        .exec(conn)
+                        .expect("redis SET");
+                }
+            }
+            Store::Consul(emulator) => {
+                for (k, v) in pairs {
+                    emulator.put(k, v);
+                }
+            }
+        }
+    }
+
+    /// Stops the server (etcd, redis); the data stays for [`Store::restart`].
+    pub fn stop(&mut self) {
+        match self {
+            Store::Etcd { server, .. } => server.stop(),
+            Store::Redis { server, conn } => {
+                *conn = None;
+                server.stop();
+            }
+            Store::Consul(e) => e.stop(),
+            _ => panic!("{} has no server to stop", self.backend()),
+        }
+    }
+
+    /// Starts the server again with the same data on the same port.
+    pub fn restart(&mut self) {
+        match self {
+            Store::Etcd { server, .. } => server.restart(),
+            Store::Redis { server, .. } => server.restart(),
+            Store::Consul(e) => e.restart(),
+            _ => panic!("{} has no server to restart", self.backend()),
+        }
+        self.reconnect();
+    }
+
+    /// The backend settings as the string map a plugin receives (`nodes`, `file`).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Store::Env(_) => vec![],
+            Store::File { path, .. } => vec![("file", path.display().to_string())],
+            Store::Etcd { server, .. } => vec![("nodes", server.address())],
+            Store::Redis { server, .. } => vec![("nodes", server.address())],
+            Store::Consul(e) => vec![("nodes", e.address())],
+        }
+    }
+
+    /// The etcd client endpoint, for benches.
+    pub fn etcd_endpoint(&self) -> Option<String> {
+        match self {
+            Store::Etcd { server, .. } => Some(server.endpoint()),
+            _ => None,
+        }
+    }
+
+    /// confd's arguments selecting this store through `via`.
+    pub fn args(&self, via: Via) -> Vec<String> {
+        let mut args = Vec::new();
+        match via {
+            Via::Builtin => {
+                args.extend(["--backend".to_string(), self.backend().to_string()]);
+                for (key, value) in self.settings() {
+                    let flag = if key == "file" { "--file" } else { "--node" };
+                    args.extend([flag.to_string(), value]);
+                }
+            }
+            Via::External => {
+                // Not a builtin name, so confd passes no flags through: settings go as the
+                // plugin's own map.
+                args.extend(["--backend".to_string(), format!("{}-test", self.backend())]);
+                for (key, value) in self.settings() {
+                    args.extend(["--plugin-config".to_string(), format!("{key}={value}")]);
+                }
+            }
+        }
+        args
+    }
+
+    /// Environment variables confd needs for this store (the env backend reads its own).
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Store::Env(vars) => vars.iter().map(|(k, v)| (env_name(k), v.clone())).collect(),
+            _ => vec![],
+        }
+    }
+}
+
+/// `/matrix/database/host` → `MATRIX_DATABASE_HOST`, the env backend's mapping.
+pub fn env_name(key: &str) -> String {
+    key.trim_start_matches('/').replace('/', "_").to_uppercase()
+}
+
+/// Writes `/a/b = v` pairs as nested JSON, the file backend's input, atomically enough for a
+/// reader: the file is complete or absent only for the instant of one write call.
+fn write_json(path: &Path, data: &BTreeMap<String, String>) {
+    let mut root = serde_json::Map::new();
+    for (key, value) in data {
+        let parts: Vec<&str> = key.trim_start_matches('/').split('/').collect();
+        let mut node = &mut root;
+        for part in &parts[..parts.len() - 1] {
+            node = node
+                .entry(part.to_string())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+                .as_object_mut()
+                .expect("a key is never both a value and a directory in test data");
+        }
+        node.insert(
+            parts[parts.len() - 1].to_string(),
+            serde_json::Value::String(value.clone()),
+        );
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(root)).expect("json");
+    std::fs::write(path, text).expect("write the file backend's data");
+}
+
+/// One confd run's directories: `confdir` (a copy with `@OUT@` filled in), `out` (the
+/// destinations), `cwd` (the working directory, where external plugins are installed) and
+/// `store` (the file backend's data).
+pub struct Run {
+    pub dir: tempfile::TempDir,
+}
+
+impl Run {
+    /// A fresh run of the confdir `src` (normally `matrix/confdir`).
+    pub fn new(src: &Path) -> Run {
+        let run = Run {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for sub in ["out", "cwd", "store"] {
+            std::fs::create_dir_all(run.dir.path().join(sub)).expect("create run dir");
+        }
+        copy_confdir(src, &run.confdir(), &run.out());
+        run
+    }
+
+    pub fn confdir(&self) -> PathBuf {
+        self.dir.path().join("confdir")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+    pub fn cwd(&self) -> PathBuf {
+        self.dir.path().join("cwd")
+    }
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Copies `confd-database-<backend>` into the working directory as
+    /// `confd-database-<backend>-test`.
+    pub fn install_plugin(&self, backend: &str) {
+        let dest = self.cwd().join(format!("confd-database-{backend}-test"));
+        std::fs::copy(plugin_bin(backend), &dest).expect("copy the plugin");
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the plugin");
+    }
+
+    /// confd with a clean environment (nothing from the developer's shell leaks in), run in
+    /// `cwd`, pointed at this run's confdir and `store` through `via`.
+    pub fn command(&self, confd: &Path, store: &Store, via: Via) -> Command {
+        if via == Via::External {
+            self.install_plugin(store.backend());
+        }
+        let mut cmd = Command::new(confd);
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(self.cwd())
+            .arg("--confdir")
+            .arg(self.confdir())
+            .args(store.args(via))
+            .envs(store.env());
+        cmd
+    }
+
+    /// Every destination file (name → bytes), without the reload log.
+    pub fn outputs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(self.out()).expect("read out dir") {
+            let entry = entry.expect("dir entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "reload.log" && entry.file_type().expect("file type").is_file() {
+                files.insert(name, std::fs::read(entry.path()).expect("read output"));
+            }
+        }
+        files
+    }
+
+    /// How often each resource's reload_cmd ran (`reload.log` lines).
+    pub fn reloads(&self) -> BTreeMap<String, usize> {
+        let text = std::fs::read_to_string(self.out().join("reload.log")).unwrap_or_default();
+        let mut counts = BTreeMap::new();
+        for line in text.lines() {
+            *counts.entry(line.to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Copies `src` to `dest` recursively, replacing `@OUT@` with `out` in every file.
+pub fn copy_confdir(src: &Path, dest: &Path, out: &Path) {
+    std::fs::create_dir_all(dest).expect("create confdir copy");
+    for entry in std::fs::read_dir(src).expect("read confdir") {
+        let entry = entry.expect("dir entry");
+        let target = dest.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_confdir(&entry.path(), &target, out);
+        } else {
+            let text = std::fs::read_to_string(entry.path()).expect("read confdir file");
+            let text = text.replace("@OUT@", out.to_str().expect("utf-8 temp path"));
+            std::fs::write(&target, text).expect("write confdir file");
+        }
+    }
+}
+
+/// A running confd whose stderr goes to a file; killed (with its children) on drop so a failed
+/// assertion never leaves a daemon behind.
+pub struct Confd {
+    child: Child,
+    stderr_path: PathBuf,
+    status: Option<ExitStatus>,
+    seen_children: Vec<u32>,
+}
+
+impl Confd {
+    pub fn spawn(mut cmd: Command, stderr_path: PathBuf) -> Confd {
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn confd");
+        Confd {
+            child,
+            stderr_path,
+            status: None,
+            seen_children: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What confd wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// confd's child processes that are plugins (`confd-database-*` or
+    /// `confd internal-plugin`), remembered for the drop-time cleanup.
+    pub fn plugin_pids(&mut self) -> Vec<u32> {
+        let pids: Vec<u32> = children_of(self.pid())
+            .into_iter()
+            .filter(|pid| {
+                let cmd = cmdline(*pid);
+                cmd.contains("confd-database-") || cmd.contains("internal-plugin")
+            })
+            .collect();
+        for pid in &pids {
+            if !self.seen_children.contains(pid) {
+                self.seen_children.push(*pid);
+            }
+        }
+        pids
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.pid() as i32), signal);
+    }
+
+    /// The exit status if confd has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits up to `timeout` for confd to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.try_wait()
+    }
+}
+
+impl Drop for Confd {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            self.plugin_pids();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for pid in &self.seen_children {
+            if is_alive(*pid) {
+                let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Direct children of `pid`, from `/proc/*/stat` (the kernel here lacks `/proc/<pid>/children`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| stat_field(*candidate, 1).is_some_and(|ppid| ppid == pid.to_string()))
+        .collect()
+}
+
+/// Field `n` after the command name in `/proc/<pid>/stat` (0: state, 1: ppid).
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n).map(str::to_string)
+}
+
+/// The command line of `pid`, arguments joined by spaces.
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    stat_field(pid, 0).is_some_and(|state| state != "Z")
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `VmHWM` (peak resident set) of `pid` in KiB, while it runs.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Permission bits of a file.
+pub fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
