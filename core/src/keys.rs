@@ -68,24 +68,23 @@ pub fn relative_to(key: &str, prefix: &str) -> Option<String> {
     }
 }
 
-/// What the template of a resource sees: the backend's answer, keeping only
-/// keys that equal a query key or lie below one (a backend that answers
-/// loosely cannot leak unrequested keys), made relative to `prefix`.
-pub fn store_values(
-    values: &BTreeMap<String, String>,
-    prefix: &str,
-    query_keys: &[String],
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (key, value) in values {
-        if !query_keys.iter().any(|q| is_under(key, q)) {
-            continue;
-        }
-        if let Some(relative) = relative_to(key, prefix) {
-            out.insert(relative, value.clone());
-        }
-    }
-    out
+/// What the template of a resource sees: the backend's answer with every key
+/// made relative to `prefix` by path segments. A key outside the prefix is
+/// kept as it is (confd's string trim leaves it alone too).
+///
+/// Selecting keys (equal to a query key or below it as a path) is the
+/// backend's job under the `Database::get_values` contract; it is not
+/// repeated here because some backends map names lossily (env: key `/my_app`
+/// reads `MY_APP_COLOR`, which comes back as `/my/app/color`, and confd shows
+/// it to the template; the conformance set pins that).
+pub fn store_values(values: &BTreeMap<String, String>, prefix: &str) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|(key, value)| {
+            let relative = relative_to(key, prefix).unwrap_or_else(|| key.clone());
+            (relative, value.clone())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,33 +146,17 @@ mod tests {
     }
 
     #[test]
-    fn store_values_filters_and_relativizes() {
-        let values: BTreeMap<String, String> = [
-            ("/p/app/x", "1"),
-            ("/p/app", "0"),
-            ("/p/application/y", "2"),
-            ("/p/other", "3"),
-            ("/q/app/x", "4"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let got = store_values(&values, "/p", &["/p/app".to_string()]);
-        let want: BTreeMap<String, String> = [("/app", "0"), ("/app/x", "1")]
+    fn store_values_are_relative_to_the_prefix() {
+        let values: BTreeMap<String, String> = [("/p/app/x", "1"), ("/p", "0"), ("/pq/y", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let got = store_values(&values, "/p");
+        let want: BTreeMap<String, String> = [("/app/x", "1"), ("/", "0"), ("/pq/y", "2")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn keys_that_escape_the_prefix_are_dropped() {
-        let values: BTreeMap<String, String> =
-            [("/x".to_string(), "1".to_string())].into_iter().collect();
-        // `..` in a resource key can point outside the prefix; the template
-        // could not name such a key relative to the prefix, so it is dropped.
-        let q = query_key("/p", "/../x");
-        assert_eq!(q, "/x");
-        assert!(store_values(&values, "/p", &[q]).is_empty());
+        assert_eq!(store_values(&values, "/"), values);
     }
 }

@@ -25,7 +25,7 @@ use crate::sync::{Outcome, SyncError, sync_resource};
 pub type Backends = BTreeMap<String, SharedDatabase>;
 
 /// How many groups one pass works on at once.
-const CONCURRENCY: usize = 64;
+const CONCURRENCY: usize = 16;
 
 /// What a run did, summed over all its passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -177,11 +177,7 @@ async fn fetch(group: &Group<'_>, backends: &Backends) -> Result<Store, SyncErro
             backend: group.backend.to_string(),
             source,
         })?;
-    Ok(Store::new(keys::store_values(
-        &values,
-        group.prefix,
-        group.query_keys,
-    )))
+    Ok(Store::new(keys::store_values(&values, group.prefix)))
 }
 
 async fn pass(

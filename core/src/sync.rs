@@ -321,7 +321,7 @@ fn create_stage(dest: &Path, content: &[u8], wanted: Wanted) -> Result<NamedTemp
     let path = stage.path().to_path_buf();
     stage.write_all(content).map_err(io_err("write", &path))?;
     apply_metadata(stage.as_file(), &path, wanted)?;
-    //NOFSYNC
+    stage.as_file().sync_all().map_err(io_err("fsync", &path))?;
     Ok(stage)
 }
 
@@ -385,7 +385,7 @@ fn install(
     }
     let dir = dest_dir(dest);
     File::open(dir)
-        .map(|_d| ())
+        .and_then(|d| d.sync_all())
         .map_err(io_err("fsync directory", dir))
 }
 

@@ -106,14 +106,11 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// A script that prints something that is not a handshake line and exits.
-fn garbage_plugin(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("garbage-plugin");
-    std::fs::write(&path, "#!/bin/sh\necho 'hello, I am not a plugin'\n").expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
-    path
-}
+/// A program that prints something other than a handshake line and stays up
+/// (so the host sees the line rather than the exit). `sh -c` rather than a
+/// script file: executing a file written moments ago fails with ETXTBSY when
+/// another test thread forks while the file is still open for writing.
+const GARBAGE_SCRIPT: &str = "echo 'hello, I am not a plugin'; exec sleep 30";
 
 // ---------------------------------------------------------------------------
 // The Go host loading plugins built with our SDK.
@@ -229,35 +226,45 @@ fn go_host_and_go_plugin_agree() {
 #[test]
 fn go_host_refuses_non_plugin_executables() {
     let go = require_go!();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let garbage = garbage_plugin(dir.path());
-    for (program, expected) in [
-        (
-            Path::new("/bin/true"),
-            "Unrecognized remote plugin message: \n",
-        ),
-        (
-            garbage.as_path(),
-            "Unrecognized remote plugin message: hello, I am not a plugin\n",
-        ),
-    ] {
-        let run = run_go_host(&go.host, &[program.to_str().expect("utf-8 path")], &[]);
-        assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
-        let error = run.step("start")["error"]
-            .as_str()
-            .expect("start error")
-            .to_string();
-        assert!(
-            error.starts_with(expected),
-            "unexpected error for {}: {error:?}\n{}",
-            program.display(),
-            run.describe()
-        );
-        assert!(
-            run.stderr()
-                .contains("confd-interop-host: start failed: Unrecognized remote plugin message")
-        );
-    }
+    // `/bin/true` exits silently: go-plugin reports the exit or the empty
+    // stdout, whichever it notices first.
+    let run = run_go_host(&go.host, &["/bin/true"], &[]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
+    let error = run.step("start")["error"]
+        .as_str()
+        .expect("start error")
+        .to_string();
+    assert!(
+        error.starts_with("Unrecognized remote plugin message: \n")
+            || error.starts_with("plugin exited before we could connect"),
+        "unexpected error for /bin/true: {error:?}\n{}",
+        run.describe()
+    );
+
+    let began = std::time::Instant::now();
+    let run = run_go_host(&go.host, &["/bin/sh", "-c", GARBAGE_SCRIPT], &[]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
+    let error = run.step("start")["error"]
+        .as_str()
+        .expect("start error")
+        .to_string();
+    assert!(
+        error.starts_with("Unrecognized remote plugin message: hello, I am not a plugin\n"),
+        "unexpected error for a garbage line: {error:?}\n{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr()
+            .contains("confd-interop-host: start failed: Unrecognized remote plugin message"),
+        "{}",
+        run.describe()
+    );
+    // The Go host killed the sleeping program instead of waiting for it.
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        began.elapsed()
+    );
 }
 
 /// The hclog entries the Go host logged (its stderr is hclog JSON).
@@ -642,8 +649,6 @@ fn our_host_refuses_go_plugin_with_wrong_cookie() {
 
 #[test]
 fn our_host_refuses_non_plugin_executables() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let garbage = garbage_plugin(dir.path());
     runtime().block_on(async {
         let err = PluginClient::start(PluginCommand::new("true", "/bin/true"), options())
             .await
@@ -658,15 +663,16 @@ fn our_host_refuses_non_plugin_executables() {
             "{message}"
         );
 
-        let err = PluginClient::start(PluginCommand::new("garbage", &garbage), options())
+        let began = std::time::Instant::now();
+        let command = PluginCommand::new("garbage", "/bin/sh")
+            .arg("-c")
+            .arg(GARBAGE_SCRIPT);
+        let err = PluginClient::start(command, options())
             .await
-            .expect_err("a script printing garbage is no plugin");
+            .expect_err("a program printing garbage is no plugin");
         let message = err.to_string();
         assert!(matches!(err, PluginError::BadHandshake { .. }), "{message}");
-        assert!(
-            message.contains(&garbage.display().to_string()),
-            "{message}"
-        );
+        assert!(message.starts_with("plugin /bin/sh: "), "{message}");
         assert!(
             message.contains("\"hello, I am not a plugin\""),
             "the line is quoted: {message}"
@@ -674,6 +680,12 @@ fn our_host_refuses_non_plugin_executables() {
         assert!(
             message.contains("is the program a confd plugin?"),
             "{message}"
+        );
+        // Refusing the line killed the sleeping program rather than waiting for it.
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            began.elapsed()
         );
     });
 }

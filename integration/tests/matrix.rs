@@ -117,7 +117,12 @@ fn watch(backend: &str, via: Via) {
     let reloads = run.reloads();
     let count = |name: &str| reloads.get(name).copied().unwrap_or(0);
     assert_eq!(
-        (count("app"), count("app-jinja"), count("upstream"), count("features")),
+        (
+            count("app"),
+            count("app-jinja"),
+            count("upstream"),
+            count("features")
+        ),
         (2, 2, 1, 1),
         "reload_cmd must run once per burst, and only for changed resources: {reloads:?}\nstderr:\n{}",
         confd.stderr()

@@ -31,6 +31,7 @@ use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use crate::proto::goplugin::{self, stdio_data};
 use crate::proto::v1::{self, database_client::DatabaseClient};
+use crate::proto::values_list;
 use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
@@ -452,7 +453,6 @@ impl Database for PluginClient {
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
         let process = self.current();
-        let mut client = self.database(&process);
         let request = v1::GetValuesRequest {
             keys: keys.to_vec(),
         };
@@ -461,10 +461,14 @@ impl Database for PluginClient {
                 &process,
                 "GetValues",
                 self.options.call_timeout,
-                client.get_values(request),
+                get_values_as_list(process.channel.clone(), request),
             )
             .await?;
-        Ok(response.values)
+        Ok(response
+            .values
+            .into_iter()
+            .map(|entry| (entry.key, entry.value))
+            .collect())
     }
 
     async fn watch_prefix(
@@ -517,6 +521,27 @@ impl Database for PluginClient {
             Err(err) => Err(err),
         }
     }
+}
+
+/// `Database/GetValues`, decoding the values map as a list (see [`crate::proto::values_list`]).
+async fn get_values_as_list(
+    channel: Channel,
+    request: v1::GetValuesRequest,
+) -> Result<Response<values_list::GetValuesResponse>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/confd.plugin.v1.Database/GetValues");
+    grpc.unary(
+        tonic::Request::new(request),
+        path,
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
 }
 
 /// The last stderr lines, quoted in start errors.
@@ -686,6 +711,14 @@ async fn reap(
     let _ = exit.send(Some(status.map_err(|e| e.to_string())));
 }
 
+/// Waits for the reaper's verdict; owned, so no lock guard is held across an await.
+async fn wait_exited(exit: &mut watch::Receiver<ExitState>) -> ExitState {
+    exit.wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|state| state.clone())
+}
+
 async fn handshake_and_connect(
     command: &PluginCommand,
     path: &Path,
@@ -724,8 +757,7 @@ async fn handshake_and_connect(
     let line = tokio::select! {
         biased;
         read = &mut line_rx => read,
-        state = exit.wait_for(Option::is_some) => {
-            let state = state.map(|s| s.clone()).unwrap_or(None);
+        state = wait_exited(&mut exit) => {
             // A line printed just before exiting is still in the pipe.
             match tokio::time::timeout(Duration::from_millis(200), &mut line_rx).await {
                 Ok(read) => read,
@@ -744,13 +776,11 @@ async fn handshake_and_connect(
         Ok((Ok(n), line)) if n > 0 => line,
         _ => {
             // EOF: usually the process is exiting; say how, if we learn it soon.
-            let state =
-                tokio::time::timeout(Duration::from_secs(1), exit.wait_for(Option::is_some))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok().map(|s| s.clone()));
+            let state = tokio::time::timeout(Duration::from_secs(1), wait_exited(&mut exit))
+                .await
+                .unwrap_or(None);
             return Err(match state {
-                Some(state) => PluginError::ExitedBeforeHandshake {
+                Some(_) => PluginError::ExitedBeforeHandshake {
                     path: path.to_path_buf(),
                     status: exited(&state),
                     stderr: String::new(),
@@ -905,4 +935,28 @@ fn spawn_stdio_forwarder(name: String, channel: Channel) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn client_futures_are_send() {
+        // The host spawns these on a multi-threaded runtime.
+        let start = PluginClient::start(
+            PluginCommand::new("x", "/nonexistent"),
+            ClientOptions::default(),
+        );
+        assert_send(&start);
+        fn with_client(client: &PluginClient) {
+            assert_send(&client.shutdown());
+            assert_send(&client.ping());
+            assert_send(&client.get_values(&[]));
+            assert_send(&client.watch_prefix("/", &[], 0));
+        }
+        let _ = with_client;
+    }
 }

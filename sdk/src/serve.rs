@@ -398,9 +398,7 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
         request: Request<v1::GetValuesRequest>,
     ) -> Result<Response<v1::GetValuesResponse>, Status> {
         let values = self.db.get_values(&request.into_inner().keys).await?;
-        Ok(Response::new(v1::GetValuesResponse {
-            values,
-        }))
+        Ok(Response::new(v1::GetValuesResponse { values }))
     }
 
     type WatchPrefixStream = BoxStream<v1::WatchPrefixResponse>;

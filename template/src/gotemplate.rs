@@ -37,6 +37,7 @@ const BUILTINS: &[&str] = &[
 ];
 
 const PRINT_FN: &str = "confd:print";
+const VERB_V_FN: &str = "confd:v";
 const METHOD_FN: &str = "confd:method";
 const TIME_MARKER: &str = "confd:time";
 
@@ -112,6 +113,7 @@ impl GoTemplate {
         let mut funcs: BTreeMap<String, ValueFunc> = BTreeMap::new();
         funcs.insert(PRINT_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
         funcs.insert(METHOD_FN.to_string(), Arc::new(call_method));
+        funcs.insert(VERB_V_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
         let mut trees = Vec::new();
         let defined: Vec<String> = parsed.templates().iter().map(|t| t.to_string()).collect();
         for tree_name in parsed.templates() {
@@ -411,6 +413,7 @@ impl Rewriter<'_> {
     fn pipe(&mut self, pipe: &mut PipeNode) {
         for (i, cmd) in pipe.commands.iter_mut().enumerate() {
             rewrite_method_call(cmd, i > 0);
+            wrap_printf_v_args(cmd);
             for arg in &mut cmd.args {
                 self.expr(arg);
             }
@@ -472,6 +475,69 @@ fn rewrite_method_call(cmd: &mut CommandNode, piped: bool) {
     ];
     args.extend(cmd.args.drain(1..));
     cmd.args = args;
+}
+
+/// gotmpl's `printf` formats a float for `%v` with Rust's rules (`1000000`); Go prints `1e+06`.
+/// When the format is a literal, every argument that a `%v` consumes is wrapped in a hidden
+/// function that turns floats (and lists and maps holding them) into Go's text first.
+fn wrap_printf_v_args(cmd: &mut CommandNode) {
+    let (Some(Expr::Identifier(_, name)), Some(Expr::String(_, format))) =
+        (cmd.args.first(), cmd.args.get(1))
+    else {
+        return;
+    };
+    if name.as_str() != "printf" {
+        return;
+    }
+    let Some(verbs) = printf_verbs(format) else {
+        return;
+    };
+    for (i, verb) in verbs.into_iter().enumerate() {
+        let Some(arg) = cmd.args.get_mut(i + 2) else {
+            break;
+        };
+        if verb != 'v' {
+            continue;
+        }
+        let pos = arg.pos();
+        let inner = std::mem::replace(arg, Expr::Nil(pos));
+        *arg = Expr::Pipe(
+            pos,
+            PipeNode {
+                pos,
+                decl: Vec::new(),
+                commands: vec![CommandNode {
+                    pos,
+                    args: vec![Expr::Identifier(pos, SmolStr::new(VERB_V_FN)), inner],
+                }],
+                is_assign: false,
+            },
+        );
+    }
+}
+
+/// The verbs of a printf format in argument order; `None` for formats that pick arguments by
+/// index or take a width or precision from an argument (`%[2]v`, `%*d`), left as they are.
+fn printf_verbs(format: &str) -> Option<Vec<char>> {
+    let mut verbs = Vec::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        loop {
+            match chars.next()? {
+                '%' => break,
+                '[' | '*' => return None,
+                '+' | '-' | '#' | ' ' | '0'..='9' | '.' => {}
+                verb => {
+                    verbs.push(verb);
+                    break;
+                }
+            }
+        }
+    }
+    Some(verbs)
 }
 
 /// A gotmpl function for one call site of a table function.
@@ -895,6 +961,18 @@ mod tests {
                 .as_deref(),
             Ok("[web]\n")
         );
+    }
+
+    #[test]
+    fn printf_v_formats_floats_like_go() {
+        assert_eq!(
+            render(r#"{{$d := json (getv "/j")}}{{printf "%v|%5v|%.1f|%d%%|%v|%s" $d.big $d.ratio $d.big 3 $d.tags "s"}}"#)
+                .as_deref(),
+            Ok("1e+06|  1.5|1000000.0|3%|[a b]|s")
+        );
+        assert_eq!(printf_verbs("a %v %% %-5.2f %d"), Some(vec!['v', 'f', 'd']));
+        assert_eq!(printf_verbs("%[1]v"), None);
+        assert_eq!(printf_verbs("%*d"), None);
     }
 
     #[test]

@@ -301,10 +301,19 @@ async fn resources_without_keys_fetch_nothing() {
 
 /// The host may spawn these futures on a multi-threaded runtime.
 #[allow(dead_code)]
-fn futures_are_send(r: &[confd_core::Resource], b: &confd_core::Backends, o: &confd_core::RunOptions) {
+fn futures_are_send(
+    r: &[confd_core::Resource],
+    b: &confd_core::Backends,
+    o: &confd_core::RunOptions,
+) {
     fn is_send<T: Send>(_: T) {}
     is_send(run_once(r, b, o));
-    is_send(confd_core::run_interval(r, b, o, std::future::pending::<()>()));
+    is_send(confd_core::run_interval(
+        r,
+        b,
+        o,
+        std::future::pending::<()>(),
+    ));
     is_send(confd_core::run_watch(r, b, o, std::future::pending::<()>()));
 }
 
@@ -319,9 +328,17 @@ async fn two_hundred_resources_of_fifty_keys() {
             tmpl.push_str(&format!("key{k} = {{{{getv \"/svc{r}/key{k}\"}}}}\n"));
         }
         c.template(&format!("t{r}.tmpl"), &tmpl);
-        c.resource(&format!("r{r}.conf"), &format!("t{r}.tmpl"), &[&format!("/svc{r}")], "");
+        c.resource(
+            &format!("r{r}.conf"),
+            &format!("t{r}.tmpl"),
+            &[&format!("/svc{r}")],
+            "",
+        );
     }
-    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let db = MemDb::new(&pairs);
     let opts = c.opts();
     let start = Instant::now();
@@ -340,4 +357,40 @@ async fn two_hundred_resources_of_fifty_keys() {
         c.read("r7.conf").expect("written").lines().nth(3),
         Some("key3 = value-7-3")
     );
+}
+
+/// Unmounts a bind mount when the test ends, pass or fail.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn bind_mounted_dest_is_written_in_place() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    let outside = c.dir.path().join("outside.conf");
+    fs::write(&outside, "name=old\n").expect("source");
+    fs::write(c.dest("app.conf"), "name=old\n").expect("dest");
+    let mounted = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&outside)
+        .arg(c.dest("app.conf"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: bind mounts are not permitted here");
+        return;
+    }
+    let _guard = Unmount(c.dest("app.conf"));
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(1, 0, 0));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+    assert_eq!(fs::read_to_string(&outside).expect("source"), "name=demo\n");
+    assert_eq!(c.listing(), ["app.conf"], "the stage file is removed");
 }

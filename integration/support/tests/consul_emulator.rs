@@ -49,14 +49,22 @@ async fn kv_put_get_list_keys_delete() {
     assert_eq!(body, r#"["app/db/","app/name"]"#);
 
     let (status, index, body) = get(&format!("{base}/v1/kv/nothing?recurse")).await;
-    assert_eq!((status, index, body.as_str()), (404, Some(2), ""), "404 keeps the header");
+    assert_eq!(
+        (status, index, body.as_str()),
+        (404, Some(2), ""),
+        "404 keeps the header"
+    );
 
     http.delete(format!("{base}/v1/kv/app?recurse"))
         .send()
         .await
         .expect("delete");
     let (status, index, _) = get(&format!("{base}/v1/kv/app?recurse")).await;
-    assert_eq!((status, index), (404, Some(3)), "the graveyard keeps the index");
+    assert_eq!(
+        (status, index),
+        (404, Some(3)),
+        "the graveyard keeps the index"
+    );
 
     let (status, _, body) = get(&format!("{base}/v1/status/leader")).await;
     assert_eq!((status, body.as_str()), (200, "\"127.0.0.1:8300\""));
@@ -71,9 +79,16 @@ async fn blocking_queries_park_until_the_index_moves_or_wait_expires() {
     let started = Instant::now();
     let (status, index, _) = get(&url).await;
     let waited = started.elapsed();
-    assert_eq!((status, index), (200, Some(1)), "timeout returns the same index");
+    assert_eq!(
+        (status, index),
+        (200, Some(1)),
+        "timeout returns the same index"
+    );
     assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
-    assert!(waited < Duration::from_millis(300 + 300 / 16 + 200), "jitter at most wait/16: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(300 + 300 / 16 + 200),
+        "jitter at most wait/16: {waited:?}"
+    );
 
     let url = format!("{}/v1/kv/w?recurse&index=1&wait=10s", consul.url());
     let (result, ()) = tokio::join!(get(&url), async {
@@ -126,7 +141,11 @@ async fn stop_refuses_connections_and_restart_keeps_data() {
     let mut consul = ConsulEmulator::start();
     consul.put("k", "v");
     consul.stop();
-    assert!(reqwest::get(format!("{}/v1/kv/k", consul.url())).await.is_err());
+    assert!(
+        reqwest::get(format!("{}/v1/kv/k", consul.url()))
+            .await
+            .is_err()
+    );
     consul.restart();
     let (status, _, _) = get(&format!("{}/v1/kv/k", consul.url())).await;
     assert_eq!(status, 200);

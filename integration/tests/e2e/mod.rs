@@ -25,7 +25,8 @@ pub fn matrix_dir() -> PathBuf {
 
 /// The matrix data set (`matrix/data.txt`, `key=value` lines), in file order.
 pub fn matrix_data() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(matrix_dir().join("data.txt")).expect("read matrix/data.txt");
+    let text =
+        std::fs::read_to_string(matrix_dir().join("data.txt")).expect("read matrix/data.txt");
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -43,14 +44,22 @@ pub fn matrix_expected() -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, u32>) {
         let entry = entry.expect("dir entry");
         let name = entry.file_name().to_string_lossy().into_owned();
         if name != "MODES" {
-            files.insert(name, std::fs::read(entry.path()).expect("read expected file"));
+            files.insert(
+                name,
+                std::fs::read(entry.path()).expect("read expected file"),
+            );
         }
     }
     let modes = std::fs::read_to_string(dir.join("MODES"))
         .expect("read MODES")
         .lines()
         .filter_map(|l| l.split_once(' '))
-        .map(|(f, m)| (f.to_string(), u32::from_str_radix(m, 8).expect("octal mode")))
+        .map(|(f, m)| {
+            (
+                f.to_string(),
+                u32::from_str_radix(m, 8).expect("octal mode"),
+            )
+        })
         .collect();
     (files, modes)
 }
