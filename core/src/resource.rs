@@ -195,6 +195,18 @@ pub fn load_resources(opts: &RunOptions) -> Result<Vec<Resource>, LoadError> {
             Err(mut errs) => errors.append(&mut errs),
         }
     }
+    let mut writers: HashMap<&Path, &Path> = HashMap::new();
+    for r in &resources {
+        if let Some(first) = writers.insert(r.dest(), r.source_file()) {
+            // Allowed (confd allows it) but the winner depends on timing.
+            tracing::warn!(
+                "{} is the dest of both {} and {}; the last write wins",
+                r.dest().display(),
+                first.display(),
+                r.source_file().display()
+            );
+        }
+    }
     if errors.is_empty() {
         Ok(resources)
     } else {

@@ -269,6 +269,13 @@ pub async fn run_watch(
             });
         }
     }
+    if groups.is_empty() {
+        // Nothing to render or watch; keep running like a daemon with an
+        // empty conf.d would, until told to stop.
+        tracing::warn!("no template resources to watch; waiting for shutdown");
+        shutdown.await;
+        return Ok(Summary::default());
+    }
     let summary = Mutex::new(Summary::default());
     let cancel = CancellationToken::new();
     let stop = AtomicBool::new(false);

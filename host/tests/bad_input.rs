@@ -230,9 +230,7 @@ fn plugin_that_cannot_start_is_exit_1_naming_it() {
     let s = Scratch::new();
     s.template("good.tmpl", "x\n").resource("a.toml", GOOD);
     let plugin = s.path().join("confd-database-broken");
-    std::fs::write(&plugin, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n").expect("write");
-    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    crate::common::write_script(&plugin, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n");
     let before = tree(&s.out());
     let mut cmd = crate::common::clean_command(&crate::common::confd_bin());
     let output = cmd

@@ -97,9 +97,32 @@ pub fn env_list() -> Vec<(String, String)> {
 }
 
 /// Copies an executable, keeping it executable.
+///
+/// The copy runs in a `cp` child process on purpose: a write descriptor opened in this
+/// (multi-threaded) test process leaks into children other tests fork at the same moment,
+/// and executing the copy then fails with ETXTBSY ("text file busy").
 pub fn copy_exe(from: &Path, to: &Path) {
-    std::fs::copy(from, to).expect("copy executable");
+    let status = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp {} {} failed",
+        from.display(),
+        to.display()
+    );
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Writes an executable script at `path` without ever holding a write descriptor to it in
+/// this process (see [`copy_exe`]).
+pub fn write_script(path: &Path, text: &str) {
+    let source = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(source.path(), text).expect("write script source");
+    copy_exe(source.path(), path);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// A temporary directory with an `out/` directory and a confdir built from resource and

@@ -78,6 +78,11 @@ fn store_outage(backend: &str) {
         outage_lines.join("\n")
     );
 
+    println!(
+        "OBSERVED {backend} outage log: {}",
+        outage_lines.first().copied().unwrap_or_default()
+    );
+
     store.restart();
     let back = Instant::now();
     store.put_all(&pairs(&[("/matrix/database/port", "7001")]));

@@ -533,7 +533,8 @@ async fn get_values_as_list(
         .max_encoding_message_size(MAX_MESSAGE);
     grpc.ready()
         .await
-        .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+        // Keep the transport error as the source: `translate` reads it as "plugin unreachable".
+        .map_err(|e| Status::from_error(e.into()))?;
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/confd.plugin.v1.Database/GetValues");
     grpc.unary(

@@ -18,6 +18,14 @@
 //! }
 //! ```
 //!
+//! Settings arrive as a string map; [`config::decode`] turns them into a typed
+//! struct with clear, secret-safe errors. Logs written with `tracing` reach the
+//! host as hclog JSON lines on stderr.
+//!
+//! The host side is [`PluginClient`]: it starts a plugin executable, checks its
+//! handshake, and is itself a [`Database`], so the host cannot tell a plugin
+//! from an in-process backend. See `docs/writing-a-plugin.md`.
+//!
 //! The wire protocol is HashiCorp go-plugin's gRPC flavour, so a plugin built
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
 //! confd host. The protobuf types never leave this crate.

@@ -214,3 +214,26 @@ async fn interval_mode_repeats_until_shutdown() {
     assert!(summary.unchanged >= 1 || db.gets() >= 2);
     assert_eq!(summary.failed, 0);
 }
+
+#[tokio::test]
+async fn watch_without_resources_waits_for_shutdown() {
+    let db = MemDb::new(&[]);
+    let backends = db.backends();
+    let (stop, shutdown) = shutdown_pair();
+    let opts = confd_core::RunOptions::default();
+    let start = Instant::now();
+    let watch = async {
+        let r = run_watch(&[], &backends, &opts, shutdown).await;
+        (r, start.elapsed())
+    };
+    let driver = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stop.send(());
+    };
+    let ((summary, ran), ()) = tokio::join!(watch, driver);
+    assert!(
+        ran >= Duration::from_millis(200),
+        "returned before shutdown: {ran:?}"
+    );
+    assert_eq!(summary.expect("ok"), confd_core::Summary::default());
+}

@@ -16,6 +16,8 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// `(cert, key, ca)` when serving TLS with client certificates.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl EtcdServer {
@@ -23,6 +25,16 @@ impl EtcdServer {
     /// notice) when etcd is not installed outside CI; panics under CI or when
     /// the server does not come up.
     pub fn start() -> Option<EtcdServer> {
+        EtcdServer::launch(None)
+    }
+
+    /// Starts etcd serving TLS on the client port with the given server
+    /// certificate, requiring client certificates signed by `certs.ca()`.
+    pub fn start_tls(certs: &crate::TestCertificates) -> Option<EtcdServer> {
+        EtcdServer::launch(Some((certs.server_cert(), certs.server_key(), certs.ca())))
+    }
+
+    fn launch(tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Option<EtcdServer> {
         let binary = require_binary("etcd", "etcd-server")?;
         let mut last_error = String::new();
         // A freed port may be taken again before etcd binds it: retry.
@@ -33,6 +45,7 @@ impl EtcdServer {
                 client_port: free_port(),
                 peer_port: free_port(),
                 child: None,
+                tls: tls.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Some(server),
@@ -44,7 +57,8 @@ impl EtcdServer {
 
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The client address without a scheme, e.g. `127.0.0.1:40123`.
@@ -73,7 +87,15 @@ impl EtcdServer {
         let err_log = log.try_clone().map_err(|e| e.to_string())?;
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((cert, key, ca)) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()))
+                .arg(format!("--trusted-ca-file={}", ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let mut child = command
             .arg("--name=test")
             .arg(format!(
                 "--data-dir={}",
@@ -92,7 +114,13 @@ impl EtcdServer {
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", self.binary.display()))?;
         let port = self.client_port;
+        let tls = self.tls.is_some();
         let ready = wait_ready(&mut child, Duration::from_secs(20), || {
+            // Over TLS a plain HTTP probe cannot work; an accepting port
+            // after etcd started listening is the readiness signal.
+            if tls {
+                return std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            }
             tcp_exchange(
                 port,
                 b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",

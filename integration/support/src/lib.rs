@@ -14,9 +14,11 @@ mod consul;
 mod etcd;
 mod process;
 mod redis;
+mod tls;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
 pub use etcd::EtcdServer;
 pub use process::{free_port, require_binary};
 pub use redis::{RedisOptions, RedisServer};
+pub use tls::TestCertificates;

@@ -161,11 +161,21 @@ impl Store {
         }
     }
 
+    /// A fresh client connection (after a server restart the old one is broken).
     fn reconnect(&mut self) {
-        if let Store::Redis { server, conn } = self {
-            let client = redis::Client::open(format!("redis://{}/", server.address()))
-                .expect("redis client");
-            *conn = Some(client.get_connection().expect("connect to the test redis"));
+        match self {
+            Store::Redis { server, conn } => {
+                let client = redis::Client::open(format!("redis://{}/", server.address()))
+                    .expect("redis client");
+                *conn = Some(client.get_connection().expect("connect to the test redis"));
+            }
+            Store::Etcd { server, rt, client } => {
+                *client = rt
+                    .block_on(etcd_client::Client::connect([server.endpoint()], None))
+                    .expect("reconnect to the test etcd")
+                    .kv_client();
+            }
+            _ => {}
         }
     }
 

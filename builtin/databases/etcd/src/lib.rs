@@ -249,6 +249,15 @@ impl Connection {
                 }
                 Err(e) => return Err(self.error(e).await),
             };
+            if let Some(header) = message.header()
+                && header.revision() > 0
+                && u64::try_from(header.revision()).unwrap_or(0) < wait_index
+            {
+                // The store is behind the caller's index: it was rebuilt or
+                // restored. Waiting would hide every change until it caught
+                // up; start again from its current revision instead.
+                return Ok(u64::try_from(header.revision()).unwrap_or(1).max(1));
+            }
             if message.compact_revision() > 0 {
                 // The revisions after wait_index are gone: everything must
                 // be read again, from at least the compaction point.

@@ -286,3 +286,83 @@ async fn calls_before_configure_fail_clearly() {
         .expect_err("not configured");
     assert_eq!(err.kind(), ErrorKind::NotConfigured);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let Some(certs) = confd_test_support::TestCertificates::generate() else {
+        return;
+    };
+    let Some(server) = EtcdServer::start_tls(&certs) else {
+        return;
+    };
+    let read = |p: std::path::PathBuf| std::fs::read(p).expect("certificate file");
+    let tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(certs.ca())))
+        .identity(etcd_client::Identity::from_pem(
+            read(certs.client_cert()),
+            read(certs.client_key()),
+        ));
+    let options = etcd_client::ConnectOptions::new().with_tls(tls);
+    // The port accepts before the single member has elected itself: retry.
+    let mut written = false;
+    for _ in 0..50 {
+        let client = Client::connect([server.endpoint()], Some(options.clone())).await;
+        if let Ok(mut client) = client
+            && client.put("/tls/a", "secure", None).await.is_ok()
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written, "the TLS test client could write");
+
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    let etcd = backend(
+        &server,
+        &[
+            ("caCert", &path(certs.ca())),
+            ("cert", &path(certs.client_cert())),
+            ("key", &path(certs.client_key())),
+        ],
+    )
+    .await;
+    assert_eq!(
+        etcd.get_values(&keys(&["/tls"]))
+            .await
+            .expect("read over TLS"),
+        map(&[("/tls/a", "secure")])
+    );
+
+    let no_client_cert = backend(
+        &server,
+        &[("caCert", &path(certs.ca())), ("dialTimeout", "1s")],
+    )
+    .await;
+    let err = no_client_cert
+        .get_values(&keys(&["/tls"]))
+        .await
+        .expect_err("the server requires a client certificate");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains(&server.address()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_ahead_of_the_store_starts_again() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    put_all(&server, &[("/b/a", "1")]).await;
+    let etcd = backend(&server, &[]).await;
+    let watched = keys(&["/b"]);
+    let current = etcd.watch_prefix("/b", &watched, 0).await.expect("index");
+    // An index from before the store was rebuilt, far beyond its revision.
+    let index = tokio::time::timeout(
+        Duration::from_secs(2),
+        etcd.watch_prefix("/b", &watched, current + 1000),
+    )
+    .await
+    .expect("returns at once instead of waiting for revision 1000")
+    .expect("watch ok");
+    assert_eq!(index, current);
+}

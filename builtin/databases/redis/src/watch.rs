@@ -27,7 +27,7 @@ type Snapshot = (u64, BTreeMap<String, String>);
 
 #[derive(Default)]
 pub(crate) struct Watches {
-    /// Starts at 1 so that no index handed out is 0 ("no index yet").
+    /// Never 0, which means "no index yet".
     counter: Counter,
     subscriptions: tokio::sync::Mutex<HashMap<String, Arc<Subscription>>>,
     warned_polling: AtomicBool,
@@ -38,8 +38,16 @@ pub(crate) struct Watches {
 struct Counter(Arc<AtomicU64>);
 
 impl Default for Counter {
+    /// Seeded from the wall clock in microseconds, so a new backend (a
+    /// restarted plugin, a reconfigure) hands out indexes above any the old
+    /// one did: a caller's stale index then reads as "subscribed after your
+    /// read" and returns at once instead of waiting for the counter to
+    /// catch up.
     fn default() -> Counter {
-        Counter(Arc::new(AtomicU64::new(1)))
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        Counter(Arc::new(AtomicU64::new(micros.max(1))))
     }
 }
 

@@ -318,3 +318,25 @@ async fn unknown_setting_is_named() {
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     assert!(err.to_string().contains("seperator"), "{err}");
 }
+
+#[tokio::test]
+async fn a_new_backend_does_not_wait_on_an_index_from_an_old_one() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let watched = keys(&["/n"]);
+    let old = backend(&server, &[]).await;
+    let old_index = old.watch_prefix("/n", &watched, 0).await.expect("index");
+    drop(old);
+    // A restarted plugin gets the host's last index: it must not block
+    // until its own counter catches up, and must not miss anything.
+    let new = backend(&server, &[]).await;
+    let index = tokio::time::timeout(
+        Duration::from_secs(2),
+        new.watch_prefix("/n", &watched, old_index),
+    )
+    .await
+    .expect("returns at once")
+    .expect("watch ok");
+    assert!(index > old_index);
+}

@@ -1,0 +1,35 @@
+//! The complete plugin shown in docs/writing-a-plugin.md (there split into lib.rs and main.rs);
+//! built by `cargo test` so the documented code keeps compiling. Keep the two in sync.
+
+#[rustfmt::skip]
+mod lib {
+use confd_sdk::{Config, Database, Error, async_trait};
+use std::{collections::BTreeMap, sync::RwLock};
+
+/// Settings `data.<path> = <value>` become the store.
+#[derive(Default)]
+pub struct Memory(RwLock<BTreeMap<String, String>>);
+
+#[async_trait]
+impl Database for Memory {
+    async fn configure(&self, config: Config) -> Result<(), Error> {
+        let data = config.into_iter().filter_map(|(k, v)| Some((k.strip_prefix("data.")?.to_owned(), v)));
+        *self.0.write().map_err(|_| Error::internal("lock poisoned"))? = data.collect();
+        Ok(())
+    }
+
+    async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        let data = self.0.read().map_err(|_| Error::internal("lock poisoned"))?;
+        let wanted = |k: &str| keys.iter().any(|p| k == p || k.starts_with(&format!("{p}/")));
+        Ok(data.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    async fn watch_prefix(&self, _prefix: &str, _keys: &[String], _index: u64) -> Result<u64, Error> {
+        Err(Error::unimplemented("the memory store never changes"))
+    }
+}
+}
+
+fn main() {
+    confd_sdk::serve(confd_sdk::ServeOpts::new("memory", lib::Memory::default));
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, built in release, each printing its figures as ratios against a
+# baseline measured in the same invocation; a summary of the end-to-end figures comes last.
+# Budget: about 10 minutes on the 2-core reference machine (the builds are most of it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+# The benches locate confd and the plugins through the support crate, which builds them in the
+# bench's own (release) profile; building up front keeps build time out of every measurement.
+cargo build --release -p confd -p confd-database-env -p confd-database-file -p confd-database-etcd
+cargo bench -p confd-integration --no-run
+
+run() {
+    local name=$1
+    shift
+    echo
+    echo "== $name"
+    "$@" 2>&1 | tee "$log/$name.txt"
+}
+
+# Component benches owned by their crates (plugin transport, template engines), when present.
+if grep -q '^\[\[bench\]\]' examples/memory/Cargo.toml 2>/dev/null; then
+    run plugin_transport cargo bench -p confd-database-memory
+fi
+if grep -q '^\[\[bench\]\]' template/Cargo.toml 2>/dev/null; then
+    run templates cargo bench -p confd-template
+fi
+
+run oneshot cargo bench -p confd-integration --bench oneshot
+run watch_latency cargo bench -p confd-integration --bench watch_latency
+run scale cargo bench -p confd-integration --bench scale
+
+echo
+echo "================ summary (end-to-end) ================"
+sed -n '/^one-shot,/,/^targets:/p' "$log/oneshot.txt"
+grep '^engines' "$log/oneshot.txt" || true
+grep '^baseline' "$log/oneshot.txt" || true
+echo
+sed -n '/^watch latency/,/^ratios:/p' "$log/watch_latency.txt"
+echo
+sed -n '/^scale:/,$p' "$log/scale.txt"
