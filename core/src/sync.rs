@@ -354,14 +354,26 @@ fn install(
     wanted: Wanted,
     keep: bool,
 ) -> Result<(), SyncError> {
+    if !keep {
+        return replace(stage, dest, content, wanted);
+    }
     // With keep-stage-file the stage must survive, yet the destination must
-    // still be replaced atomically: rename a second copy instead.
-    let (to_rename, kept) = if keep {
-        (create_stage(dest, content, wanted)?, Some(stage))
-    } else {
-        (stage, None)
-    };
-    match to_rename.persist(dest) {
+    // still be replaced atomically: rename a second copy instead. The stage
+    // is kept whatever happens to the copy.
+    let result =
+        create_stage(dest, content, wanted).and_then(|copy| replace(copy, dest, content, wanted));
+    discard(stage, true);
+    result
+}
+
+/// Renames `stage` over `dest` and makes the rename durable.
+fn replace(
+    stage: NamedTempFile,
+    dest: &Path,
+    content: &[u8],
+    wanted: Wanted,
+) -> Result<(), SyncError> {
+    match stage.persist(dest) {
         Ok(_) => {}
         Err(e)
             if matches!(
@@ -370,7 +382,8 @@ fn install(
             ) =>
         {
             // A bind-mounted file (typical in containers) cannot be renamed
-            // over; writing in place is the only way left.
+            // over; writing in place is the only way left. Dropping `e`
+            // removes the stage file.
             tracing::warn!(
                 "rename over {} failed ({}); writing it in place (not atomic)",
                 dest.display(),
@@ -379,9 +392,6 @@ fn install(
             write_in_place(dest, content, wanted)?;
         }
         Err(e) => return Err(io_err("rename stage file to", dest)(e.error)),
-    }
-    if let Some(stage) = kept {
-        discard(stage, true);
     }
     let dir = dest_dir(dest);
     File::open(dir)

@@ -68,6 +68,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(settings.log_level);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     if settings.list_backends {
         print!("{}", Registry::discover().listing());
         return ExitCode::SUCCESS;

@@ -54,6 +54,8 @@ pub struct Settings {
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
     pub list_backends: bool,
+    /// Problems worth a warning but not an error, logged once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 /// confd's log levels, mapped onto tracing's.
@@ -246,8 +248,11 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
 
 /// Applies flag > environment > file > default to every key.
 pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Settings> {
+    let mut warnings = Vec::new();
     if file.client_insecure.is_some() {
-        tracing::warn!("confd.toml: client_insecure has no effect (it never had one in confd)");
+        warnings.push(
+            "confd.toml: client_insecure has no effect (it never had one in confd)".to_string(),
+        );
     }
     let log_level_text = pick_string(
         cli.log_level.clone(),
@@ -422,6 +427,7 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
         backend,
         plugins,
         list_backends: cli.list_backends,
+        warnings,
     })
 }
 

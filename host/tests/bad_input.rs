@@ -241,3 +241,24 @@ fn plugin_that_cannot_start_is_exit_1_naming_it() {
         .expect("run");
     assert_failed(&s, &output, 1, &["broken", "cannot start"], &before);
 }
+
+#[test]
+fn plugin_rejecting_its_settings_is_exit_1_naming_backend_and_key() {
+    let s = Scratch::new();
+    s.template("good.tmpl", "x\n").resource("a.toml", GOOD);
+    let before = tree(&s.out());
+    let mut cmd = crate::common::clean_command(&crate::common::confd_bin());
+    let output = cmd
+        .current_dir(s.path())
+        .args(["--onetime", "--backend", "file", "--confdir"])
+        .arg(s.confdir())
+        .output()
+        .expect("run");
+    assert_failed(
+        &s,
+        &output,
+        1,
+        &["file backend rejected its settings", "\"file\""],
+        &before,
+    );
+}

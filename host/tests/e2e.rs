@@ -344,3 +344,59 @@ fn sigterm_in_interval_mode_stops_plugins_and_exits_zero() {
     }
     assert_eq!(processes_mentioning(&needle), Vec::<String>::new());
 }
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_with_file_rerenders_on_change_and_stops_on_sigint() {
+    let run = Run::new();
+    let data = run.path().join("myapp.yaml");
+    std::fs::copy(integration_dir().join("data/myapp.yaml"), &data).expect("copy data");
+    let confd = run.private_confd();
+    let child = clean_command(&confd)
+        .current_dir(run.path())
+        .args([
+            "--watch",
+            "--debounce",
+            "50ms",
+            "--backend",
+            "file",
+            "--file",
+        ])
+        .arg(&data)
+        .arg("--confdir")
+        .arg(run.path().join("confdir"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn confd");
+    let app = run.path().join("out/jinja/app.conf");
+    wait_for("the first render", Duration::from_secs(20), || {
+        std::fs::read_to_string(&app).is_ok_and(|t| t.contains("user = ROB"))
+    });
+    let yaml = std::fs::read_to_string(&data).expect("read data");
+    std::fs::write(&data, yaml.replace("user: rob", "user: alice")).expect("write data");
+    wait_for("the re-render", Duration::from_secs(20), || {
+        std::fs::read_to_string(&app).is_ok_and(|t| t.contains("user = ALICE"))
+    });
+    let go_app = run.path().join("out/go/app.conf");
+    wait_for("the Go template re-render", Duration::from_secs(20), || {
+        std::fs::read_to_string(&go_app).is_ok_and(|t| t.contains("user = ALICE"))
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait confd");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let needle = confd.parent().expect("bin dir").display().to_string();
+    wait_for("the plugin to exit", Duration::from_secs(5), || {
+        processes_mentioning(&needle).is_empty()
+    });
+}

@@ -413,3 +413,11 @@ fn explicit_missing_config_file_is_an_error_default_is_skipped() {
     assert_eq!(s.backend, "env");
     assert_eq!(s.config_file.as_deref(), Some(present.as_path()));
 }
+
+#[test]
+fn client_insecure_is_accepted_with_a_warning() {
+    let s = resolve_with(&[], &[], "client_insecure = true");
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].contains("client_insecure"));
+    assert!(resolve_with(&[], &[], "").warnings.is_empty());
+}
