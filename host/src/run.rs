@@ -161,7 +161,7 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
         .context("cannot find the confd executable to run builtin backends")
         .map_err(Failure::failed)?;
     let plugin_dev = std::env::var_os("CONFD_PLUGIN_DEV").is_some_and(|v| !v.is_empty());
-    let launches = names
+    let mut launches = names
         .iter()
         .map(|name| {
             registry
@@ -169,7 +169,6 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
                 .map_err(|e| Failure::usage(anyhow!("{e} (used by a template resource)")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut launches = launches;
     for launch in &mut launches {
         backends::apply_srv(launch, &settings)
             .await

@@ -309,7 +309,7 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
         }
     }
 
-    Ok(Settings {
+    let settings = Settings {
         confdir: PathBuf::from(
             pick_string(cli.confdir.clone(), env, "CONFD_CONFDIR", file.confdir)
                 .unwrap_or_else(|| "/etc/confd".to_string()),
@@ -428,7 +428,12 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
         plugins,
         list_backends: cli.list_backends,
         warnings,
-    })
+    };
+    if settings.interval == 0 {
+        // Zero would re-render in a busy loop.
+        bail!("invalid interval 0: expected at least 1 second");
+    }
+    Ok(settings)
 }
 
 /// An environment variable, with an empty value treated as unset (so `CONFD_X=` in a unit

@@ -197,7 +197,7 @@ fn unknown_backend_lists_known_ones_and_writes_nothing() {
     let s = Scratch::new();
     s.template("good.tmpl", "x\n").resource("a.toml", GOOD);
     let before = tree(&s.out());
-    let mut cmd = crate::common::clean_command(&crate::common::confd_bin());
+    let mut cmd = crate::common::clean_command(&s.confd());
     let output = cmd
         .current_dir(s.path())
         .args(["--onetime", "--backend", "nope", "--confdir"])
@@ -232,7 +232,7 @@ fn plugin_that_cannot_start_is_exit_1_naming_it() {
     let plugin = s.path().join("confd-database-broken");
     crate::common::write_script(&plugin, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n");
     let before = tree(&s.out());
-    let mut cmd = crate::common::clean_command(&crate::common::confd_bin());
+    let mut cmd = crate::common::clean_command(&s.confd());
     let output = cmd
         .current_dir(s.path())
         .args(["--onetime", "--backend", "broken", "--confdir"])
@@ -247,7 +247,7 @@ fn plugin_rejecting_its_settings_is_exit_1_naming_backend_and_key() {
     let s = Scratch::new();
     s.template("good.tmpl", "x\n").resource("a.toml", GOOD);
     let before = tree(&s.out());
-    let mut cmd = crate::common::clean_command(&crate::common::confd_bin());
+    let mut cmd = crate::common::clean_command(&s.confd());
     let output = cmd
         .current_dir(s.path())
         .args(["--onetime", "--backend", "file", "--confdir"])

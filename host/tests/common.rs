@@ -96,12 +96,22 @@ pub fn env_list() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Copies an executable, keeping it executable.
+/// A temporary directory under cargo's per-target scratch directory, on the same file
+/// system as the built binaries so [`copy_exe`] can hard-link them.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
+}
+
+/// Places an executable at `to`: a hard link when possible (debug binaries are hundreds of
+/// megabytes), else a copy.
 ///
 /// The copy runs in a `cp` child process on purpose: a write descriptor opened in this
 /// (multi-threaded) test process leaks into children other tests fork at the same moment,
 /// and executing the copy then fails with ETXTBSY ("text file busy").
 pub fn copy_exe(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_ok() {
+        return;
+    }
     let status = Command::new("cp")
         .arg(from)
         .arg(to)
@@ -133,7 +143,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = temp_dir();
         std::fs::create_dir_all(dir.path().join("out")).expect("mkdir out");
         std::fs::create_dir_all(dir.path().join("confdir/conf.d")).expect("mkdir conf.d");
         std::fs::create_dir_all(dir.path().join("confdir/templates")).expect("mkdir templates");
@@ -164,9 +174,21 @@ impl Scratch {
         self
     }
 
+    /// A private confd in `<scratch>/confd-bin/`: plugins that other builds left next to the
+    /// shared binary (target/debug/confd-database-env...) would otherwise replace builtins.
+    pub fn confd(&self) -> PathBuf {
+        let dir = self.path().join("confd-bin");
+        let confd = dir.join("confd");
+        if !confd.exists() {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            copy_exe(&confd_bin(), &confd);
+        }
+        confd
+    }
+
     /// confd --onetime --backend env --confdir <confdir> <extra>, run from the scratch dir.
     pub fn run_env(&self, vars: &[(&str, &str)], extra: &[&str]) -> Output {
-        let mut cmd = clean_command(&confd_bin());
+        let mut cmd = clean_command(&self.confd());
         cmd.current_dir(self.path())
             .args(["--onetime", "--backend", "env", "--confdir"])
             .arg(self.confdir())

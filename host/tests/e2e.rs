@@ -18,7 +18,7 @@ struct Run {
 
 impl Run {
     fn new() -> Run {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::common::temp_dir();
         let out = dir.path().join("out");
         std::fs::create_dir_all(out.join("go")).expect("mkdir");
         std::fs::create_dir_all(out.join("jinja")).expect("mkdir");

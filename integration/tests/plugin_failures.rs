@@ -31,6 +31,8 @@ async fn a_plugin_that_dies_during_a_call() {
     .await
     .expect("starts");
     let pid = client.pid().expect("pid");
+    let address = client.address();
+    let socket = Path::new(address.strip_prefix("unix:").expect("unix socket")).to_owned();
     client
         .configure(Default::default())
         .await
@@ -62,6 +64,10 @@ async fn a_plugin_that_dies_during_a_call() {
     );
     client.shutdown().await;
     assert_gone(pid).await;
+    assert!(
+        !socket.exists(),
+        "the host removed the crashed plugin's socket"
+    );
 }
 
 #[tokio::test]

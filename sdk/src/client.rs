@@ -214,19 +214,6 @@ impl Process {
             Err(_) => Err("the reaper task is gone".into()),
         }
     }
-
-    /// Removes a socket our SDK created when the plugin could not clean up (it was killed).
-    fn remove_stale_socket(&self) {
-        if let Address::Unix(path) = &self.address
-            && path.exists()
-            && path.file_name().is_some_and(|n| n == "plugin.sock")
-        {
-            let _ = std::fs::remove_file(path);
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-    }
 }
 
 /// A plugin process seen as a [`Database`].
@@ -343,7 +330,6 @@ impl PluginClient {
         }
         process.kill();
         let status = process.wait_exit().await;
-        process.remove_stale_socket();
         tracing::debug!(plugin = %self.command.name, status = %describe_exit(&status), "plugin stopped");
     }
 
@@ -570,7 +556,8 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
 
     let (exit_tx, exit_rx) = watch::channel::<ExitState>(None);
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
-    tokio::spawn(reap(child, pid, kill_rx, exit_tx));
+    let socket: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    tokio::spawn(reap(child, pid, kill_rx, exit_tx, socket.clone()));
     let process_guard = KillGuard(Some(kill_tx));
 
     let tail: StderrTail = Arc::new(Mutex::new(VecDeque::new()));
@@ -588,6 +575,9 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
     .await;
     match result {
         Ok((channel, address)) => {
+            if let (Address::Unix(path), Ok(mut slot)) = (&address, socket.lock()) {
+                *slot = Some(path.clone());
+            }
             spawn_stdio_forwarder(command.name.clone(), channel.clone());
             Ok(Process {
                 pid,
@@ -613,6 +603,18 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
                 _ => {}
             }
             Err(err)
+        }
+    }
+}
+
+/// Removes a socket directory our SDK created, when the plugin could not (it was killed or
+/// crashed). Only our layout (`<private dir>/plugin.sock`) is touched: a Go plugin's socket
+/// sits directly in /tmp.
+fn remove_stale_socket(path: &Path) {
+    if path.file_name().is_some_and(|n| n == "plugin.sock") && path.exists() {
+        let _ = std::fs::remove_file(path);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -695,6 +697,7 @@ async fn reap(
     pid: u32,
     kill: oneshot::Receiver<()>,
     exit: watch::Sender<ExitState>,
+    socket: Arc<Mutex<Option<PathBuf>>>,
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
@@ -709,6 +712,9 @@ async fn reap(
             child.wait().await
         }
     };
+    if let Some(path) = socket.lock().ok().and_then(|mut s| s.take()) {
+        remove_stale_socket(&path);
+    }
     let _ = exit.send(Some(status.map_err(|e| e.to_string())));
 }
 

@@ -45,6 +45,7 @@ pub(crate) struct Handshake {
 
 /// Why a handshake line was refused; each rule has its own message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeProblem {
     /// Not 4 to 7 `|`-separated fields (also: an empty line).
     FieldCount(usize),
@@ -60,6 +61,8 @@ pub enum HandshakeProblem {
     MissingProtocol,
     /// Field 5 is `netrpc` (or anything but `grpc`).
     Protocol(String),
+    /// Field 6 carries a TLS certificate: the plugin serves AutoMTLS, which we never ask for.
+    AutoMtls,
 }
 
 impl fmt::Display for HandshakeProblem {
@@ -91,6 +94,10 @@ impl fmt::Display for HandshakeProblem {
             HandshakeProblem::Address(a) => write!(f, "invalid address {a:?}"),
             HandshakeProblem::MissingProtocol => f.write_str(
                 "no protocol field, which go-plugin reads as netrpc; confd plugins must speak grpc",
+            ),
+            HandshakeProblem::AutoMtls => f.write_str(
+                "the plugin serves TLS (AutoMTLS certificate in field 6), which confd does not support; \
+                 is PLUGIN_CLIENT_CERT set in confd's environment?",
             ),
             HandshakeProblem::Protocol(p) => write!(
                 f,
@@ -137,8 +144,11 @@ pub(crate) fn parse(line: &str, offered: &[u32]) -> Result<Handshake, HandshakeP
         Some(&"grpc") => {}
         Some(other) => return Err(HandshakeProblem::Protocol((*other).to_string())),
     }
-    // Field 6 (AutoMTLS certificate) is ignored unless long, as go-plugin does; we never
-    // ask for AutoMTLS, so a certificate here means a confused plugin, but it is harmless.
+    // Field 6 counts as a certificate only when long, as in go-plugin. We never ask for
+    // AutoMTLS, so a plugin that serves TLS anyway would fail later with a murky TLS error.
+    if fields.get(5).is_some_and(|cert| cert.len() > 50) {
+        return Err(HandshakeProblem::AutoMtls);
+    }
     Ok(Handshake {
         app_version,
         address,

@@ -421,3 +421,9 @@ fn client_insecure_is_accepted_with_a_warning() {
     assert!(s.warnings[0].contains("client_insecure"));
     assert!(resolve_with(&[], &[], "").warnings.is_empty());
 }
+
+#[test]
+fn zero_interval_is_refused() {
+    let err = resolve(&cli_from(&[]), &env_of(&[]), file_of("interval = 0")).expect_err("zero");
+    assert!(err.to_string().contains("interval"), "{err}");
+}
