@@ -71,6 +71,31 @@ async fn a_plugin_that_dies_during_a_call() {
 }
 
 #[tokio::test]
+async fn a_plugin_that_dies_during_a_watch() {
+    let client = PluginClient::start(
+        PluginCommand::new("misbehave", BIN).env("MISBEHAVE", "crash"),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("starts");
+    let pid = client.pid().expect("pid");
+    assert_eq!(client.watch_prefix("/", &[], 0).await.expect("index"), 1);
+    let err = client
+        .watch_prefix("/", &[], 1)
+        .await
+        .expect_err("the plugin died while we waited");
+    assert_eq!(err.kind(), ErrorKind::PluginFailed, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(BIN), "names the plugin: {text}");
+    assert!(
+        text.contains("died during WatchPrefix (exit status: 8)"),
+        "{text}"
+    );
+    client.shutdown().await;
+    assert_gone(pid).await;
+}
+
+#[tokio::test]
 async fn a_plugin_that_hangs_in_a_call_hits_the_deadline() {
     let client = PluginClient::start(
         PluginCommand::new("misbehave", BIN).env("MISBEHAVE", "hang"),

@@ -104,12 +104,9 @@ impl Default for ClientOptions {
 #[non_exhaustive]
 pub enum PluginError {
     /// The executable could not be run at all.
-    #[error("plugin {}: cannot run it: {source}", .path.display())]
-    Spawn {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the message, not a `source`, so `{:#}` does not print it twice.
+    #[error("plugin {}: cannot run it: {cause}", .path.display())]
+    Spawn { path: PathBuf, cause: io::Error },
     /// The process ended before printing its handshake line.
     #[error("plugin {}: exited before the handshake ({status}){}", .path.display(), stderr_note(.stderr))]
     ExitedBeforeHandshake {
@@ -546,9 +543,9 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
     let deadline = tokio::time::Instant::now() + options.start_timeout;
     let mut child = build_command(command)
         .spawn()
-        .map_err(|source| PluginError::Spawn {
+        .map_err(|cause| PluginError::Spawn {
             path: path.clone(),
-            source,
+            cause,
         })?;
     let pid = child.id().unwrap_or_default();
     let stdout = child.stdout.take();

@@ -29,9 +29,20 @@ impl HclogLayer {
 pub(crate) fn init(module: &str) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     let level = level_from_env();
+    // The HTTP/2 stack logs every frame at debug; a plugin's debug log is for the plugin's own
+    // lines, and a Go host would otherwise drown in them.
+    let transport = level.min(LevelFilter::WARN);
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("h2", transport)
+        .with_target("hyper", transport)
+        .with_target("hyper_util", transport)
+        .with_target("tower", transport)
+        .with_target("tonic", transport);
     let _ = tracing_subscriber::registry()
-        .with(HclogLayer::new(module).with_filter(level))
+        .with(HclogLayer::new(module).with_filter(filter))
         .try_init();
 }
 

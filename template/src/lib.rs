@@ -104,7 +104,8 @@ pub enum ErrorPhase {
 pub struct TemplateError {
     /// Load or render.
     pub phase: ErrorPhase,
-    /// The template's name (the base name of `src`) or path.
+    /// The template's name: the base name of `src` for Go templates (as confd names them), the path
+    /// relative to the templates directory for Jinja (so an included template is told apart).
     pub template: String,
     /// The 1-based line, where the engine knows it.
     pub line: Option<usize>,

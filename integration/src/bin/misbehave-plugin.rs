@@ -1,6 +1,7 @@
 //! A plugin that breaks on demand, so the host's handling of plugins that die or hang in the
 //! middle of a call is tested against a real gRPC peer. `MISBEHAVE=crash` exits with status 7
-//! inside GetValues; `MISBEHAVE=hang` never answers GetValues. Everything else works.
+//! inside GetValues (status 8 inside a WatchPrefix with an index); `MISBEHAVE=hang` never
+//! answers GetValues. Everything else works.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,11 @@ impl Database for Misbehave {
     }
 
     async fn watch_prefix(&self, _p: &str, _k: &[String], index: u64) -> Result<u64, Error> {
+        if self.mode == "crash" && index > 0 {
+            // die while the host is waiting on the watch stream
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            std::process::exit(8);
+        }
         Ok(index + 1)
     }
 }

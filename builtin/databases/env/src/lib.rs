@@ -30,6 +30,7 @@
 //! use `--onetime` or `--interval`.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use confd_sdk::{Config, Database, DatabaseInfo, Error};
 
@@ -54,7 +55,64 @@ struct Settings {}
 enum Source {
     #[default]
     Process,
-    Fixed(Vec<(String, String)>),
+    Fixed(Arc<Vars>),
+}
+
+/// Variables sorted by name (byte order), so the names under a prefix form
+/// one contiguous run found by binary search. A run asks once per resource
+/// group (hundreds of times) and a container may hold thousands of
+/// variables: copying and sorting them on every request dominated a run.
+#[derive(Debug)]
+struct Vars(Vec<(String, String)>);
+
+impl Vars {
+    fn new(mut vars: Vec<(String, String)>) -> Vars {
+        // Stable: of two identical names (possible only in a fixed list) the
+        // later one wins, as an overwriting insert would have it.
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+        Vars(vars)
+    }
+
+    /// The process environment, read once: it does not change while confd
+    /// runs (see the crate docs on watching).
+    fn process() -> &'static Vars {
+        static VARS: OnceLock<Vars> = OnceLock::new();
+        VARS.get_or_init(|| {
+            Vars::new(
+                std::env::vars_os()
+                    .filter_map(|(name, value)| match name.into_string() {
+                        // A name that is not UTF-8 cannot be asked for by any key.
+                        Ok(name) => Some((name, value.to_string_lossy().into_owned())),
+                        Err(name) => {
+                            tracing::debug!(?name, "skipping a variable whose name is not UTF-8");
+                            None
+                        }
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Indices of the variables named `prefix` or `prefix_...`.
+    fn matching(&self, prefix: &str, out: &mut Vec<usize>) {
+        let start = self.0.partition_point(|(name, _)| name.as_str() < prefix);
+        for (offset, (name, _)) in self.0[start..].iter().enumerate() {
+            if !name.starts_with(prefix) {
+                break;
+            }
+            if name_matches(name, prefix) {
+                out.push(start + offset);
+            }
+        }
+    }
 }
 
 /// The `env` database. Cheap to create; holds no state besides its source.
@@ -78,27 +136,18 @@ impl EnvDatabase {
         V: Into<String>,
     {
         EnvDatabase {
-            source: Source::Fixed(
+            source: Source::Fixed(Arc::new(Vars::new(
                 vars.into_iter()
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
-            ),
+            ))),
         }
     }
 
-    fn vars(&self) -> Vec<(String, String)> {
+    fn vars(&self) -> &Vars {
         match &self.source {
-            Source::Fixed(vars) => vars.clone(),
-            Source::Process => std::env::vars_os()
-                .filter_map(|(name, value)| match name.into_string() {
-                    // A name that is not UTF-8 cannot be asked for by any key.
-                    Ok(name) => Some((name, value.to_string_lossy().into_owned())),
-                    Err(name) => {
-                        tracing::debug!(?name, "skipping a variable whose name is not UTF-8");
-                        None
-                    }
-                })
-                .collect(),
+            Source::Fixed(vars) => vars,
+            Source::Process => Vars::process(),
         }
     }
 }
@@ -133,16 +182,20 @@ impl Database for EnvDatabase {
 }
 
 /// Selects the variables the keys ask for and maps them to store keys.
-fn lookup(mut vars: Vec<(String, String)>, keys: &[String]) -> BTreeMap<String, String> {
-    let prefixes: Vec<String> = keys.iter().map(|k| key_to_name(k)).collect();
-    // Descending name order with overwrite: the smallest name mapping to a
-    // key is inserted last and wins (see the crate docs).
-    vars.sort_by(|a, b| b.0.cmp(&a.0));
+fn lookup(vars: &Vars, keys: &[String]) -> BTreeMap<String, String> {
+    let mut hits = Vec::new();
+    for key in keys {
+        vars.matching(&key_to_name(key), &mut hits);
+    }
+    // Ascending name order, first insert kept: the smallest name mapping to a
+    // key wins (see the crate docs), whichever key asked for it.
+    hits.sort_unstable();
+    hits.dedup();
     let mut out = BTreeMap::new();
-    for (name, value) in vars {
-        if prefixes.iter().any(|p| name_matches(&name, p)) {
-            out.insert(name_to_key(&name), value);
-        }
+    for i in hits {
+        let (name, value) = &vars.0[i];
+        out.entry(name_to_key(name))
+            .or_insert_with(|| value.clone());
     }
     out
 }
@@ -319,6 +372,56 @@ mod tests {
             get(&vars, &["/app"]).await,
             map(&[("/app/db/host", "canonical")])
         );
+    }
+
+    /// Overlapping keys (`/` and `/app`) still let the canonical name win,
+    /// whichever key found it first.
+    #[tokio::test]
+    async fn overlapping_keys_keep_the_collision_rule() {
+        let vars = [
+            ("APP_db_host", "lower"),
+            ("APP_DB_HOST", "canonical"),
+            ("APP_DB", "db"),
+            ("OTHER", "o"),
+        ];
+        let expected = map(&[
+            ("/app/db/host", "canonical"),
+            ("/app/db", "db"),
+            ("/other", "o"),
+        ]);
+        assert_eq!(get(&vars, &["/app/db/host", "/", "/app"]).await, expected);
+        assert_eq!(get(&vars, &["/app", "/app/db", "/"]).await, expected);
+    }
+
+    /// A fixed list naming a variable twice behaves like an environment built
+    /// from it: the later definition wins.
+    #[tokio::test]
+    async fn a_repeated_name_in_a_fixed_list_takes_the_later_value() {
+        let vars = [("A_X", "first"), ("B", "b"), ("A_X", "second")];
+        assert_eq!(get(&vars, &["/a"]).await, map(&[("/a/x", "second")]));
+    }
+
+    /// Many variables, many prefixes sharing leading characters: every lookup
+    /// finds exactly its own variables.
+    #[tokio::test]
+    async fn lookups_among_many_variables_find_only_their_own() {
+        let mut vars = Vec::new();
+        for r in 0..30 {
+            for k in 0..5 {
+                vars.push((format!("R{r}_K{k}"), format!("{r}-{k}")));
+            }
+        }
+        let db = EnvDatabase::with_vars(vars);
+        for r in [1, 3, 10, 29] {
+            let got = db
+                .get_values(&keys(&[&format!("/r{r}")]))
+                .await
+                .expect("env never fails");
+            let expected: BTreeMap<String, String> = (0..5)
+                .map(|k| (format!("/r{r}/k{k}"), format!("{r}-{k}")))
+                .collect();
+            assert_eq!(got, expected, "/r{r}");
+        }
     }
 
     #[tokio::test]
