@@ -32,6 +32,7 @@
 
 mod client;
 pub mod config;
+pub mod keys;
 mod database;
 mod error;
 mod handshake;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use confd_sdk::keys::{common_prefix, is_under};
 use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
 use serde::Deserialize;
 
@@ -375,36 +376,7 @@ fn join_path(key: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Whether `path` is `requested` or lies below it (`/app` covers `/app/x`,
-/// never `/application`).
-pub fn is_under(path: &str, requested: &str) -> bool {
-    let base = requested.trim_end_matches('/');
-    base.is_empty()
-        || path == base
-        || path
-            .strip_prefix(base)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
 
-fn common_prefix(keys: &[String]) -> String {
-    let Some(first) = keys.first() else {
-        return String::new();
-    };
-    let mut len = first.len();
-    for key in &keys[1..] {
-        len = len.min(
-            first
-                .bytes()
-                .zip(key.bytes())
-                .take_while(|(a, b)| a == b)
-                .count(),
-        );
-    }
-    while !first.is_char_boundary(len) {
-        len -= 1;
-    }
-    first[..len].to_string()
-}
 
 #[confd_sdk::async_trait]
 impl Database for Consul {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use confd_sdk::keys::{common_prefix, is_under};
 use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
@@ -317,41 +318,7 @@ async fn probe(node: &str) -> String {
     }
 }
 
-/// Whether store key `key` is `requested` or lies below it as a path
-/// (`/app` covers `/app/x`, never `/application`).
-pub fn is_under(key: &str, requested: &str) -> bool {
-    let base = requested.trim_end_matches('/');
-    if base.is_empty() {
-        return true;
-    }
-    key == requested
-        || key == base
-        || key
-            .strip_prefix(base)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
 
-/// The longest common string prefix of `keys`: one prefix watch covers
-/// them all, and events are filtered per key afterwards.
-fn common_prefix(keys: &[String]) -> String {
-    let Some(first) = keys.first() else {
-        return String::new();
-    };
-    let mut len = first.len();
-    for key in &keys[1..] {
-        len = len.min(
-            first
-                .bytes()
-                .zip(key.bytes())
-                .take_while(|(a, b)| a == b)
-                .count(),
-        );
-    }
-    while !first.is_char_boundary(len) {
-        len -= 1;
-    }
-    first[..len].to_string()
-}
 
 #[confd_sdk::async_trait]
 impl Database for Etcd {
@@ -412,11 +379,4 @@ mod tests {
         assert!(is_under("/anything", "/"));
     }
 
-    #[test]
-    fn common_prefix_of_keys() {
-        let keys = ["/app/db/a", "/app/db/b", "/app/dc"].map(String::from);
-        assert_eq!(common_prefix(&keys), "/app/d");
-        assert_eq!(common_prefix(&["/x".to_string()]), "/x");
-        assert_eq!(common_prefix(&[]), "");
-    }
 }

@@ -36,16 +36,7 @@ pub fn clean(key: &str, separator: &str) -> String {
     }
 }
 
-/// Whether `path` is `requested` or lies below it (`/app` covers `/app/x`,
-/// never `/application`).
-pub fn is_under(path: &str, requested: &str) -> bool {
-    let base = requested.trim_end_matches('/');
-    base.is_empty()
-        || path == base
-        || path
-            .strip_prefix(base)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
+pub use confd_sdk::keys::is_under;
 
 /// Escapes redis glob characters so a key is matched literally.
 pub(crate) fn escape_glob(text: &str) -> String {

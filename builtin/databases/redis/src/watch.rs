@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confd_sdk::Error;
+use confd_sdk::keys::common_prefix;
 use futures_util::StreamExt as _;
 
 use crate::keys::{clean, escape_glob, is_under, transform};
@@ -133,26 +134,6 @@ async fn ensure_notifications(connection: &Connection, link: &Link) -> Result<bo
     }
 }
 
-/// The longest common string prefix of the keys; one pattern covers all.
-fn common_prefix(keys: &[String]) -> String {
-    let Some(first) = keys.first() else {
-        return String::new();
-    };
-    let mut len = first.len();
-    for key in &keys[1..] {
-        len = len.min(
-            first
-                .bytes()
-                .zip(key.bytes())
-                .take_while(|(a, b)| a == b)
-                .count(),
-        );
-    }
-    while !first.is_char_boundary(len) {
-        len -= 1;
-    }
-    first[..len].to_string()
-}
 
 /// Whether a change at `path` can affect what `keys` read: below a key, or
 /// a hash above it whose fields are the key's subkeys.
