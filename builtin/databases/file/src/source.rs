@@ -3,14 +3,20 @@
 //! (one per resource) parse the data once.
 //!
 //! The cache is keyed by the exact bytes of every file read, not by
-//! timestamps: re-reading a few files costs microseconds and cannot be fooled
-//! by a write within one mtime tick, which the watch relies on.
+//! timestamps alone, so a write within one timestamp tick is never missed
+//! (the watch relies on that). Re-reading is skipped only when every file's
+//! identity, size and change time are as before *and* its last change lies
+//! well before the previous read: a later write would then have to carry a
+//! newer change time (the same reasoning as git's "racily clean" check).
+//! Without that, a large data file was read and compared once per resource.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use confd_sdk::Error;
 use glob::{MatchOptions, Pattern};
@@ -23,10 +29,63 @@ type Contents = Vec<(PathBuf, Vec<u8>)>;
 /// The merged keys of all files.
 pub(crate) type Values = Arc<BTreeMap<String, String>>;
 
+/// How long before a read a file's last change must lie for its unchanged
+/// metadata to prove unchanged bytes: far beyond any file system's timestamp
+/// granularity (FAT's 2 s is the coarsest in use).
+const SETTLED: Duration = Duration::from_secs(3);
+
+/// What identifies a file's bytes without reading them, when settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+
+    /// Whether the last change happened at least [`SETTLED`] before `read_at`.
+    fn settled_before(&self, read_at: SystemTime) -> bool {
+        let Ok(since_epoch) = read_at.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let Some(limit) = since_epoch.checked_sub(SETTLED) else {
+            return false;
+        };
+        let (secs, nanos) = self.ctime;
+        match (u64::try_from(secs), u32::try_from(nanos)) {
+            (Ok(secs), Ok(nanos)) => Duration::new(secs, nanos) < limit,
+            _ => false,
+        }
+    }
+}
+
+/// One read of every file.
+#[derive(Debug)]
+struct Snapshot {
+    contents: Contents,
+    /// Each file's metadata taken before reading it, in `contents` order.
+    stamps: Vec<Stamp>,
+    /// The wall clock before the first file was read.
+    read_at: SystemTime,
+    values: Values,
+}
+
 /// What was read last time and what it flattened to.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    last: Mutex<Option<(Contents, Values)>>,
+    last: Mutex<Option<Snapshot>>,
 }
 
 /// The files to read, in order: each configured path in turn; a directory
@@ -90,26 +149,48 @@ impl Cache {
     /// last result when every file has the same bytes as then.
     pub(crate) fn load(&self, paths: &[PathBuf], filter: &Pattern) -> Result<Values, Error> {
         let files = plan(paths, filter)?;
-        let mut contents = Vec::with_capacity(files.len());
-        for file in files {
+        let read_at = SystemTime::now();
+        let mut stamps = Vec::with_capacity(files.len());
+        for file in &files {
             // Check the extension before reading, so a stray file is named
             // even when it cannot be read.
-            Format::for_path(&file).map_err(|ext| bad_extension(&file, &ext))?;
+            Format::for_path(file).map_err(|ext| bad_extension(file, &ext))?;
+            let meta = fs::metadata(file).map_err(|e| io_error(file, &e))?;
+            stamps.push(Stamp::of(&meta));
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(seen) = last.as_ref()
+            && seen.stamps == stamps
+            && seen.contents.iter().map(|(path, _)| path).eq(files.iter())
+            && seen.stamps.iter().all(|s| s.settled_before(seen.read_at))
+        {
+            return Ok(Arc::clone(&seen.values));
+        }
+        let mut contents = Vec::with_capacity(files.len());
+        for file in files {
             let bytes = fs::read(&file).map_err(|e| io_error(&file, &e))?;
             contents.push((file, bytes));
         }
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, values)) = last.as_ref()
-            && *seen == contents
+        if let Some(seen) = last.as_mut()
+            && seen.contents == contents
         {
-            return Ok(Arc::clone(values));
+            // Same bytes: keep the values, remember the newer metadata (a
+            // file touched long ago but rewritten identically settles too).
+            seen.stamps = stamps;
+            seen.read_at = read_at;
+            return Ok(Arc::clone(&seen.values));
         }
         let mut values = BTreeMap::new();
         for (file, bytes) in &contents {
             read_into(file, bytes, &mut values)?;
         }
         let values = Arc::new(values);
-        *last = Some((contents, Arc::clone(&values)));
+        *last = Some(Snapshot {
+            contents,
+            stamps,
+            read_at,
+            values: Arc::clone(&values),
+        });
         Ok(values)
     }
 }

@@ -197,3 +197,72 @@ fn symlinked_files_are_read_and_symlinked_directories_skipped() {
         .collect();
     assert_eq!(names, ["b.yaml", "real/a.yaml"]);
 }
+
+/// Forgets the bytes the cache saw, so a re-read is visible as a new parse.
+fn corrupt_cached_bytes(cache: &Cache) {
+    let mut last = cache.last.lock().expect("not poisoned");
+    let seen = last.as_mut().expect("loaded once");
+    seen.contents[0].1.push(b'#');
+}
+
+#[test]
+fn files_changed_just_before_the_read_are_read_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "a.yaml", "k: 1\n");
+    let cache = Cache::default();
+    let paths = [tmp.path().join("a.yaml")];
+    let first = cache.load(&paths, &pattern("*")).expect("parses");
+    corrupt_cached_bytes(&cache);
+    let again = cache.load(&paths, &pattern("*")).expect("parses");
+    assert!(
+        !Arc::ptr_eq(&first, &again),
+        "a file written within the settling time must be read again"
+    );
+    assert_eq!(again.get("/k").map(String::as_str), Some("1"));
+}
+
+#[test]
+fn settled_files_with_unchanged_metadata_are_not_read_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "a.yaml", "k: 1\n");
+    let cache = Cache::default();
+    let paths = [tmp.path().join("a.yaml")];
+    let first = cache.load(&paths, &pattern("*")).expect("parses");
+    // As if the previous read happened long after the file's last change.
+    cache
+        .last
+        .lock()
+        .expect("not poisoned")
+        .as_mut()
+        .expect("loaded")
+        .read_at = SystemTime::now() + SETTLED * 2;
+    corrupt_cached_bytes(&cache);
+    let again = cache.load(&paths, &pattern("*")).expect("parses");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "settled and unchanged: no read"
+    );
+    // Any change of the metadata (here a rewrite) forces the read again.
+    write(tmp.path(), "a.yaml", "k: 22\n");
+    let changed = cache.load(&paths, &pattern("*")).expect("parses");
+    assert_eq!(changed.get("/k").map(String::as_str), Some("22"));
+}
+
+#[test]
+fn settling_is_measured_on_the_change_time() {
+    let stamp = |secs: i64| Stamp {
+        dev: 1,
+        ino: 2,
+        len: 3,
+        ctime: (secs, 0),
+        mtime: (0, 0),
+    };
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    assert!(stamp(990).settled_before(at));
+    assert!(!stamp(998).settled_before(at));
+    assert!(
+        !stamp(1005).settled_before(at),
+        "a change time in the future"
+    );
+    assert!(!stamp(-5).settled_before(at), "a change time before 1970");
+}
