@@ -38,6 +38,7 @@ const BUILTINS: &[&str] = &[
 
 const PRINT_FN: &str = "confd:print";
 const VERB_V_FN: &str = "confd:v";
+const VERB_S_FN: &str = "confd:s";
 const METHOD_FN: &str = "confd:method";
 const TIME_MARKER: &str = "confd:time";
 
@@ -114,6 +115,7 @@ impl GoTemplate {
         funcs.insert(PRINT_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
         funcs.insert(METHOD_FN.to_string(), Arc::new(call_method));
         funcs.insert(VERB_V_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
+        funcs.insert(VERB_S_FN.to_string(), Arc::new(|args| Ok(go_print_s(args))));
         let mut trees = Vec::new();
         let defined: Vec<String> = parsed.templates().iter().map(|t| t.to_string()).collect();
         for tree_name in parsed.templates() {
@@ -477,9 +479,10 @@ fn rewrite_method_call(cmd: &mut CommandNode, piped: bool) {
     cmd.args = args;
 }
 
-/// gotmpl's `printf` formats a float for `%v` with Rust's rules (`1000000`); Go prints `1e+06`.
-/// When the format is a literal, every argument that a `%v` consumes is wrapped in a hidden
-/// function that turns floats (and lists and maps holding them) into Go's text first.
+/// gotmpl's `printf` formats a float for `%v` with Rust's rules (`1000000`); Go prints `1e+06`,
+/// and `%s` of a list or pair is an error marker where Go prints `[a b]`. When the format is a
+/// literal, every argument that a `%v` or `%s` consumes is wrapped in a hidden function that
+/// turns it into Go's text first.
 fn wrap_printf_v_args(cmd: &mut CommandNode) {
     let (Some(Expr::Identifier(_, name)), Some(Expr::String(_, format))) =
         (cmd.args.first(), cmd.args.get(1))
@@ -496,9 +499,11 @@ fn wrap_printf_v_args(cmd: &mut CommandNode) {
         let Some(arg) = cmd.args.get_mut(i + 2) else {
             break;
         };
-        if verb != 'v' {
-            continue;
-        }
+        let wrapper = match verb {
+            'v' => VERB_V_FN,
+            's' => VERB_S_FN,
+            _ => continue,
+        };
         let pos = arg.pos();
         let inner = std::mem::replace(arg, Expr::Nil(pos));
         *arg = Expr::Pipe(
@@ -508,7 +513,7 @@ fn wrap_printf_v_args(cmd: &mut CommandNode) {
                 decl: Vec::new(),
                 commands: vec![CommandNode {
                     pos,
-                    args: vec![Expr::Identifier(pos, SmolStr::new(VERB_V_FN)), inner],
+                    args: vec![Expr::Identifier(pos, SmolStr::new(wrapper)), inner],
                 }],
                 is_assign: false,
             },
@@ -721,6 +726,16 @@ fn go_print(args: &[Value]) -> Value {
         }
         Value::Function(_) => v.clone(),
         other => Value::String(Arc::from(go_format(other))),
+    }
+}
+
+/// `%s` of a list, map or key/value pair prints Go's `%v` text (`[a b]`, `{/k v}`); gotmpl
+/// would print `%!s(list=...)`. Scalars keep gotmpl's own `%s` handling.
+fn go_print_s(args: &[Value]) -> Value {
+    match args.last() {
+        Some(v @ (Value::List(_) | Value::Map(_))) => Value::String(Arc::from(go_format(v))),
+        Some(v) => v.clone(),
+        None => Value::Nil,
     }
 }
 
@@ -971,6 +986,11 @@ mod tests {
             Ok("1e+06|  1.5|1000000.0|3%|[a b]|s")
         );
         assert_eq!(printf_verbs("a %v %% %-5.2f %d"), Some(vec!['v', 'f', 'd']));
+        // `%s` of a list or a pair prints like `%v`, as Go does; scalars are untouched.
+        assert_eq!(
+            render(r#"{{printf "%s|%s|%s" (split "a,b" ",") (get "/app/name") "s"}}"#).as_deref(),
+            Ok("[a b]|{/app/name web}|s")
+        );
         assert_eq!(printf_verbs("%[1]v"), None);
         assert_eq!(printf_verbs("%*d"), None);
     }
