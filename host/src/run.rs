@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use confd_sdk::{ClientOptions, Database, ErrorKind, PluginClient, PluginCommand, SharedDatabase};
@@ -244,8 +245,31 @@ async fn process(
         .iter()
         .map(|p| (p.name.clone(), p.client.clone() as SharedDatabase))
         .collect();
+    // In the long-running modes a plugin that dies also ends the run, with exit 1: without an
+    // automatic restart (not built yet), exiting lets systemd or the container runtime restart
+    // confd instead of leaving a daemon that retries a dead backend forever.
+    let lost = Arc::new(std::sync::Mutex::new(None::<String>));
+    let watched: Vec<(String, Arc<PluginClient>)> = plugins
+        .iter()
+        .map(|p| (p.name.clone(), p.client.clone()))
+        .collect();
+    let lost_slot = lost.clone();
+    let signalled = stop.clone();
     let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            message = first_dead_plugin(&watched) => {
+                // Under systemd's default KillMode the plugins get the same SIGTERM as confd:
+                // give that signal a moment to arrive before calling the exit unexpected.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if !*signalled.borrow() {
+                    tracing::error!("{message}; stopping so that confd can be restarted");
+                    if let Ok(mut slot) = lost_slot.lock() {
+                        *slot = Some(message);
+                    }
+                }
+            }
+        }
     };
     let summary = if settings.onetime {
         // A signal lets the pass finish: nothing is left half done.
@@ -265,11 +289,32 @@ async fn process(
         failed = summary.failed,
         "done"
     );
-    Ok(if summary.failed > 0 {
+    let plugin_lost = lost.lock().map(|slot| slot.is_some()).unwrap_or(true);
+    Ok(if summary.failed > 0 || plugin_lost {
         EXIT_FAILED
     } else {
         EXIT_OK
     })
+}
+
+/// Resolves when the first plugin process has exited, with a message naming it and how it
+/// ended. Polling is enough here: it only decides when a long-running confd gives up.
+async fn first_dead_plugin(plugins: &[(String, Arc<PluginClient>)]) -> String {
+    loop {
+        for (name, client) in plugins {
+            if !client.is_alive() {
+                let how = client
+                    .exit_status()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "exit status unknown".to_string());
+                return format!(
+                    "the {name} backend plugin ({}) exited unexpectedly ({how})",
+                    client.program().display()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Refuses `--watch` up front when a backend says it cannot watch. A plugin without the
