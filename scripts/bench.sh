@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+scripts/setup-debian.sh test   # etcd for the watch benches, protoc for the build
 
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
