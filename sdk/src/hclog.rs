@@ -27,9 +27,9 @@ impl HclogLayer {
 /// Installs the hclog layer as the global subscriber; a second call (an in-process test, or a
 /// host that already set one up) keeps the existing subscriber.
 pub(crate) fn init(module: &str) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::filter::{LevelFilter, Targets};
     let level = level_from_env();
     // The HTTP/2 stack logs every frame at debug; a plugin's debug log is for the plugin's own
     // lines, and a Go host would otherwise drown in them.

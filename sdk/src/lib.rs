@@ -32,11 +32,11 @@
 
 mod client;
 pub mod config;
-pub mod keys;
 mod database;
 mod error;
 mod handshake;
 mod hclog;
+pub mod keys;
 mod proto;
 mod serve;
 

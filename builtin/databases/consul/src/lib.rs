@@ -376,8 +376,6 @@ fn join_path(key: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-
-
 #[confd_sdk::async_trait]
 impl Database for Consul {
     async fn configure(&self, config: Config) -> Result<(), Error> {

@@ -318,8 +318,6 @@ async fn probe(node: &str) -> String {
     }
 }
 
-
-
 #[confd_sdk::async_trait]
 impl Database for Etcd {
     async fn configure(&self, config: Config) -> Result<(), Error> {
@@ -378,5 +376,4 @@ mod tests {
         assert!(!is_under("/ap", "/app"));
         assert!(is_under("/anything", "/"));
     }
-
 }

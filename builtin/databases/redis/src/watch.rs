@@ -134,7 +134,6 @@ async fn ensure_notifications(connection: &Connection, link: &Link) -> Result<bo
     }
 }
 
-
 /// Whether a change at `path` can affect what `keys` read: below a key, or
 /// a hash above it whose fields are the key's subkeys.
 fn affects(path: &str, keys: &[String]) -> bool {
