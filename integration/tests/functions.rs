@@ -11,7 +11,6 @@ use std::process::Command;
 
 use e2e::{Run, Store, Via};
 
-
 /// Output subdirectories of a run and the expected directory each must equal.
 const OUTPUTS: [(&str, &str); 3] = [
     ("go", "expect"),
