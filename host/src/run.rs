@@ -354,6 +354,14 @@ fn stop_signal() -> watch::Receiver<bool> {
                 };
                 tracing::info!("received {name}: finishing the render in progress, then exiting");
                 let _ = tx.send(true);
+                // A second signal means the operator will not wait: stop now. Plugins die with us
+                // (they get SIGKILL through PR_SET_PDEATHSIG) and destinations are never partial.
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::warn!("received {name} again: exiting at once");
+                std::process::exit(i32::from(EXIT_FAILED));
             });
         }
         (Err(err), _) | (_, Err(err)) => {

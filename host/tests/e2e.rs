@@ -400,3 +400,64 @@ fn watch_with_file_rerenders_on_change_and_stops_on_sigint() {
         processes_mentioning(&needle).is_empty()
     });
 }
+
+#[test]
+fn a_second_sigint_exits_at_once_without_waiting_for_the_pass() {
+    let run = Run::new();
+    let marker = run.path().join("reload-started");
+    // A pass that cannot finish soon: its reload command sleeps.
+    std::fs::write(
+        run.path().join("confdir/conf.d/zz-slow.toml"),
+        format!(
+            "[template]\nsrc = \"app.conf.tmpl\"\ndest = \"{}\"\nprefix = \"/myapp\"\nkeys = [\"/database\", \"/upstream\"]\nreload_cmd = \"touch {} && sleep 5\"\n",
+            run.path().join("out/slow.conf").display(),
+            marker.display()
+        ),
+    )
+    .expect("write resource");
+    let confd = run.private_confd();
+    let child = clean_command(&confd)
+        .current_dir(run.path())
+        .envs(env_list())
+        .args(["--onetime", "--backend", "env", "--confdir"])
+        .arg(run.path().join("confdir"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn confd");
+    wait_for("the slow reload to start", Duration::from_secs(20), || {
+        marker.exists()
+    });
+    let pid = child.id().to_string();
+    let started = Instant::now();
+    for _ in 0..2 {
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().expect("wait confd");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the second SIGINT must not wait for the 5 s reload: {:?}\n{}",
+        started.elapsed(),
+        text(&output)
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("again: exiting at once"),
+        "{}",
+        text(&output)
+    );
+    // The destination was installed before the reload began: complete, never partial.
+    let written = std::fs::read_to_string(run.path().join("out/slow.conf")).expect("slow.conf");
+    let expected = std::fs::read_to_string(integration_dir().join("expect/app.conf"))
+        .expect("expected app.conf");
+    assert_eq!(written, expected);
+    // The plugin dies with confd (parent-death signal): no orphan.
+    let needle = run.path().join("confd-bin").display().to_string();
+    wait_for("the plugin to go", Duration::from_secs(5), || {
+        processes_mentioning(&needle).is_empty()
+    });
+}
