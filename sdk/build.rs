@@ -11,8 +11,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // Values arrive and leave as the trait's BTreeMap: no HashMap round trip per call.
-        .btree_map(".confd.plugin.v1.GetValuesResponse.values")
+        // The values answer is encoded and decoded by hand (sdk/src/values.rs).
+        .extern_path(
+            ".confd.plugin.v1.GetValuesResponse",
+            "crate::values::GetValuesResponse",
+        )
+        // Values sent along with a watch answer arrive as the map the trait returns.
+        .btree_map(".confd.plugin.v1.WatchPrefixResponse.values")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

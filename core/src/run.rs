@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confd_sdk::{ErrorKind, SharedDatabase};
@@ -19,7 +19,7 @@ use crate::engine::Store;
 use crate::keys;
 use crate::options::RunOptions;
 use crate::resource::Resource;
-use crate::sync::{Outcome, SyncError, sync_resource};
+use crate::sync::{Outcome, SyncError, sync_resource, sync_resource_in_place};
 
 /// The databases of a run, by backend name.
 pub type Backends = BTreeMap<String, SharedDatabase>;
@@ -88,24 +88,39 @@ impl Group<'_> {
 }
 
 fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
+    group_indices(resources)
+        .iter()
+        .map(|members| group_of(resources, members))
+        .collect()
+}
+
+/// The members of each group, as indexes into `resources`, in order of
+/// first appearance.
+fn group_indices(resources: &[Resource]) -> Vec<Vec<usize>> {
     let mut index: BTreeMap<(&str, &str, &[String]), usize> = BTreeMap::new();
-    let mut out: Vec<Group<'_>> = Vec::new();
-    for r in resources {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
         let key = (r.backend(), r.prefix(), r.query_keys());
         match index.get(&key) {
-            Some(&i) => out[i].members.push(r),
+            Some(&g) => out[g].push(i),
             None => {
                 index.insert(key, out.len());
-                out.push(Group {
-                    backend: r.backend(),
-                    prefix: r.prefix(),
-                    query_keys: r.query_keys(),
-                    members: vec![r],
-                });
+                out.push(vec![i]);
             }
         }
     }
     out
+}
+
+/// The group made of `members` (indexes from [`group_indices`], never empty).
+fn group_of<'a>(resources: &'a [Resource], members: &[usize]) -> Group<'a> {
+    let first = &resources[members[0]];
+    Group {
+        backend: first.backend(),
+        prefix: first.prefix(),
+        query_keys: first.query_keys(),
+        members: members.iter().map(|&i| &resources[i]).collect(),
+    }
 }
 
 fn known(backends: &Backends) -> String {
@@ -116,18 +131,23 @@ fn known(backends: &Backends) -> String {
     }
 }
 
-/// Fetches once for the group and syncs each member. A fetch error fails
-/// every member and renders nothing, so an outage never touches a file.
-/// Returns whether the fetch succeeded.
+/// Fetches once for the group (unless a watch answer brought the values) and
+/// syncs each member. A fetch error fails every member and renders nothing, so
+/// an outage never touches a file. Returns whether the fetch succeeded.
 async fn process_group(
     group: &Group<'_>,
     backends: &Backends,
     opts: &RunOptions,
     stop: &AtomicBool,
     summary: &Mutex<Summary>,
+    in_place: bool,
+    watched: Option<BTreeMap<String, String>>,
 ) -> bool {
     let mut local = Summary::default();
-    let fetched = fetch(group, backends).await;
+    let fetched = match watched {
+        Some(values) => Ok(Store::new(keys::store_values(&values, group.prefix))),
+        None => fetch(group, backends).await,
+    };
     let ok = fetched.is_ok();
     match fetched {
         Err(err) => {
@@ -139,7 +159,11 @@ async fn process_group(
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let outcome = sync_resource(resource, &store, opts).await;
+                let outcome = if in_place {
+                    sync_resource_in_place(resource, &store, opts).await
+                } else {
+                    sync_resource(resource, &store, opts).await
+                };
                 if let Err(err) = &outcome {
                     tracing::error!(
                         "{} ({}): {err}",
@@ -195,7 +219,9 @@ async fn pass(
     loop {
         while running.len() < CONCURRENCY && !stop.load(Ordering::SeqCst) {
             match next.next() {
-                Some(g) => running.push(process_group(g, backends, opts, stop, summary)),
+                Some(g) => {
+                    running.push(process_group(g, backends, opts, stop, summary, false, None));
+                }
                 None => break,
             }
         }
@@ -276,15 +302,37 @@ pub async fn run_watch(
         shutdown.await;
         return Ok(Summary::default());
     }
-    let summary = Mutex::new(Summary::default());
-    let cancel = CancellationToken::new();
-    let stop = AtomicBool::new(false);
+    // Each group is its own task on the runtime's workers rather than one
+    // branch of a future polled wherever the caller runs (the host's
+    // `block_on` thread): a watch response then wakes its group on the
+    // worker that read it, not across threads, and groups render in parallel.
+    let shared = Arc::new(WatchShared {
+        resources: resources.to_vec(),
+        backends: backends.clone(),
+        opts: opts.clone(),
+        cancel: CancellationToken::new(),
+        stop: AtomicBool::new(false),
+        summary: Mutex::new(Summary::default()),
+    });
+    // Dropping the set (the caller gave up on this future) aborts every group.
+    let mut tasks = tokio::task::JoinSet::new();
+    for members in group_indices(resources) {
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            let group = group_of(&shared.resources, &members);
+            watch_group(
+                &group,
+                &shared.backends,
+                &shared.opts,
+                &shared.cancel,
+                &shared.stop,
+                &shared.summary,
+            )
+            .await
+        });
+    }
     let result = {
-        let all = futures_util::future::try_join_all(
-            groups
-                .iter()
-                .map(|g| watch_group(g, backends, opts, &cancel, &stop, &summary)),
-        );
+        let all = join_groups(&mut tasks);
         let mut all = std::pin::pin!(all);
         let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
@@ -292,14 +340,42 @@ pub async fn run_watch(
             r = &mut all => r,
             () = &mut shutdown => {
                 tracing::info!("shutting down: stopping watches");
-                cancel.cancel();
+                shared.cancel.cancel();
                 all.await
             }
         }
     };
-    // Errors end every other watch too (try_join_all drops them).
+    // An error ends every other watch too.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     result?;
-    Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
+    Ok(*lock(&shared.summary))
+}
+
+/// What the watch tasks of one run share.
+struct WatchShared {
+    resources: Vec<Resource>,
+    backends: Backends,
+    opts: RunOptions,
+    cancel: CancellationToken,
+    stop: AtomicBool,
+    summary: Mutex<Summary>,
+}
+
+/// Waits for every group; the first error is returned at once. A panic in
+/// a group is re-raised here, as it would be had the group run inline.
+async fn join_groups(
+    tasks: &mut tokio::task::JoinSet<Result<(), WatchError>>,
+) -> Result<(), WatchError> {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Capped exponential backoff with jitter: 100 ms doubling up to 2 s, each
@@ -362,7 +438,7 @@ async fn watch_group(
     };
     if group.query_keys.is_empty() {
         // Nothing to watch: the store is empty forever. Render once and wait.
-        process_group(group, backends, opts, stop, summary).await;
+        process_group(group, backends, opts, stop, summary, false, None).await;
         cancel.cancelled().await;
         return Ok(());
     }
@@ -383,13 +459,18 @@ async fn watch_group(
         after_failure = true;
         // Index first, read second: a change between the two is caught by
         // the next watch call instead of being lost.
-        let Step::Done(first) =
-            cancellable(cancel, db.watch_prefix(group.prefix, group.query_keys, 0)).await
+        // A plugin may bring the values along (read after the index): then
+        // there is no separate read.
+        let Step::Done(first) = cancellable(
+            cancel,
+            db.watch_prefix_values(group.prefix, group.query_keys, 0),
+        )
+        .await
         else {
             return Ok(());
         };
-        let mut index = match first {
-            Ok(i) => i,
+        let (mut index, watched) = match first {
+            Ok(answer) => answer,
             Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
             Err(e) => {
                 tracing::error!(
@@ -401,21 +482,26 @@ async fn watch_group(
                 continue 'restart;
             }
         };
-        if !process_group(group, backends, opts, stop, summary).await {
+        if !process_group(group, backends, opts, stop, summary, false, watched).await {
             continue 'restart;
         }
         backoff.reset();
         loop {
             let Step::Done(woke) = cancellable(
                 cancel,
-                db.watch_prefix(group.prefix, group.query_keys, index),
+                db.watch_prefix_values(group.prefix, group.query_keys, index),
             )
             .await
             else {
                 return Ok(());
             };
-            match woke {
-                Ok(i) => index = i,
+            // The values of the newest answer, if it brought them: at least as
+            // new as its index, so a later change wakes the next watch call.
+            let mut watched = match woke {
+                Ok((i, values)) => {
+                    index = i;
+                    values
+                }
                 Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
                 Err(e) => {
                     tracing::error!(
@@ -426,13 +512,13 @@ async fn watch_group(
                     );
                     continue 'restart;
                 }
-            }
+            };
             if !opts.debounce.is_zero() {
                 let deadline = Instant::now() + max_coalesce(opts.debounce);
                 loop {
                     let quiet =
                         tokio::time::sleep_until((Instant::now() + opts.debounce).min(deadline));
-                    let more = db.watch_prefix(group.prefix, group.query_keys, index);
+                    let more = db.watch_prefix_values(group.prefix, group.query_keys, index);
                     let step = cancellable(cancel, async {
                         tokio::select! {
                             () = quiet => None,
@@ -443,9 +529,13 @@ async fn watch_group(
                     match step {
                         Step::Cancelled => return Ok(()),
                         Step::Done(None) => break,
-                        Step::Done(Some(Ok(i))) => index = i,
-                        // Render what we have; the next watch call reports the error.
-                        Step::Done(Some(Err(_))) => break,
+                        Step::Done(Some(Ok((i, values)))) => (index, watched) = (i, values),
+                        // Render what we have, read afresh; the next watch call
+                        // reports the error.
+                        Step::Done(Some(Err(_))) => {
+                            watched = None;
+                            break;
+                        }
                     }
                 }
             }
@@ -455,7 +545,7 @@ async fn watch_group(
                 group.backend,
                 group.dests()
             );
-            if !process_group(group, backends, opts, stop, summary).await {
+            if !process_group(group, backends, opts, stop, summary, true, watched).await {
                 continue 'restart;
             }
         }

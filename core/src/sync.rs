@@ -77,7 +77,27 @@ pub async fn sync_resource(
             src: resource.src().to_string(),
             message: e.to_string(),
         })?;
-    sync_content(resource, content.into_bytes(), opts).await
+    sync_content(resource, content.into_bytes(), opts, false).await
+}
+
+/// [`sync_resource`] for a render that a watch event triggered: the file
+/// work runs on the calling worker thread (`block_in_place`, which hands the
+/// worker's other tasks to another thread) instead of hopping to the
+/// blocking pool and back, a thread wake-up less between the event and the
+/// new file. On a current-thread runtime it uses the pool as usual.
+pub(crate) async fn sync_resource_in_place(
+    resource: &Resource,
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<Outcome, SyncError> {
+    let content = resource
+        .template()
+        .render(store)
+        .map_err(|e| SyncError::Render {
+            src: resource.src().to_string(),
+            message: e.to_string(),
+        })?;
+    sync_content(resource, content.into_bytes(), opts, true).await
 }
 
 /// The metadata a destination must end up with.
@@ -94,6 +114,7 @@ pub async fn sync_content(
     resource: &Resource,
     content: Vec<u8>,
     opts: &RunOptions,
+    in_place: bool,
 ) -> Result<Outcome, SyncError> {
     let dest = resource.dest().to_path_buf();
     let explicit_mode = resource.mode();
@@ -104,49 +125,51 @@ pub async fn sync_content(
         .gid()
         .unwrap_or_else(|| nix::unistd::getegid().as_raw());
     let want_old = opts.noop && opts.diff;
-
-    let (content, plan) = blocking(move || {
-        let plan = compare(&dest, &content, explicit_mode, uid, gid, want_old);
-        (content, plan)
+    let steps = Steps {
+        noop: opts.noop,
+        // With a check the stage must wait for it; without one the whole
+        // file work is one trip to the blocking pool: each trip is a thread
+        // hop on the path from a watch event to the new file.
+        check: !opts.sync_only && resource.check_cmd().is_some(),
+        keep: opts.keep_stage_file,
+    };
+    let prepare_dest = dest.clone();
+    let prepared = blocking(in_place, move || {
+        prepare(
+            &prepare_dest,
+            content,
+            explicit_mode,
+            uid,
+            gid,
+            want_old,
+            steps,
+        )
     })
-    .await?;
-    let plan = plan?;
+    .await??;
     let dest = resource.dest();
-    if plan.differences.is_empty() {
-        tracing::debug!("Target config {} in sync", dest.display());
-        return Ok(Outcome::Unchanged);
-    }
-    tracing::info!(
-        "Target config {} out of sync ({})",
-        dest.display(),
-        plan.differences.join(", ")
-    );
-    if opts.noop {
-        tracing::warn!("Noop mode enabled. {} will not be modified", dest.display());
-        if opts.diff {
-            let text = unified_diff(dest, plan.old.as_deref().unwrap_or_default(), &content);
-            let mut out = io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+    let staged = match prepared {
+        Prepared::Unchanged => return Ok(Outcome::Unchanged),
+        Prepared::Pending { content, old } => {
+            tracing::warn!("Noop mode enabled. {} will not be modified", dest.display());
+            if opts.diff {
+                let text = unified_diff(dest, old.as_deref().unwrap_or_default(), &content);
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            return Ok(Outcome::Pending);
         }
-        return Ok(Outcome::Pending);
-    }
-
-    let wanted = plan.wanted;
-    let keep = opts.keep_stage_file;
-    let stage_dest = dest.to_path_buf();
-    let (content, staged) = blocking(move || {
-        let staged = create_stage(&stage_dest, &content, wanted);
-        (content, staged)
-    })
-    .await?;
-    let stage = staged?;
-    let stage_path = stage.path().to_path_buf();
-
-    if !opts.sync_only
-        && let Some(check) = resource.check_cmd()
-    {
-        {
+        Prepared::Installed => None,
+        Prepared::Staged {
+            stage,
+            content,
+            wanted,
+        } => Some((stage, content, wanted)),
+    };
+    if let Some((stage, content, wanted)) = staged {
+        let keep = steps.keep;
+        if let Some(check) = resource.check_cmd() {
+            let stage_path = stage.path().to_path_buf();
             let cmd = substitute(check, Some(&stage_path), dest);
             tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
             match command::run(&cmd, resource.check_cmd_timeout()).await {
@@ -164,10 +187,12 @@ pub async fn sync_content(
                 }
             }
         }
+        let install_dest = dest.to_path_buf();
+        blocking(in_place, move || {
+            install(stage, &install_dest, &content, wanted, keep)
+        })
+        .await??;
     }
-
-    let install_dest = dest.to_path_buf();
-    blocking(move || install(stage, &install_dest, &content, wanted, keep)).await??;
 
     if !opts.sync_only
         && let Some(reload) = resource.reload_cmd()
@@ -194,11 +219,88 @@ pub async fn sync_content(
     Ok(Outcome::Updated)
 }
 
+/// Which steps `prepare` takes after comparing.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    noop: bool,
+    check: bool,
+    keep: bool,
+}
+
+/// How far `prepare` got.
+enum Prepared {
+    /// Content, mode and owner already match.
+    Unchanged,
+    /// `--noop`: differs; `old` is the current content when a diff is wanted.
+    Pending {
+        content: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
+    /// Staged and fsynced, waiting for `check_cmd` before `install`.
+    Staged {
+        stage: NamedTempFile,
+        content: Vec<u8>,
+        wanted: Wanted,
+    },
+    /// The destination was replaced.
+    Installed,
+}
+
+/// Compare, and unless in sync or `--noop`: stage, and without a check
+/// also install. Runs on the blocking pool.
+fn prepare(
+    dest: &Path,
+    content: Vec<u8>,
+    explicit_mode: Option<u32>,
+    uid: u32,
+    gid: u32,
+    want_old: bool,
+    steps: Steps,
+) -> Result<Prepared, SyncError> {
+    let plan = compare(dest, &content, explicit_mode, uid, gid, want_old)?;
+    if plan.differences.is_empty() {
+        tracing::debug!("Target config {} in sync", dest.display());
+        return Ok(Prepared::Unchanged);
+    }
+    tracing::info!(
+        "Target config {} out of sync ({})",
+        dest.display(),
+        plan.differences.join(", ")
+    );
+    if steps.noop {
+        return Ok(Prepared::Pending {
+            content,
+            old: plan.old,
+        });
+    }
+    let stage = create_stage(dest, &content, plan.wanted)?;
+    if steps.check {
+        return Ok(Prepared::Staged {
+            stage,
+            content,
+            wanted: plan.wanted,
+        });
+    }
+    install(stage, dest, &content, plan.wanted, steps.keep)?;
+    Ok(Prepared::Installed)
+}
+
 /// Runs blocking file work off the async threads (fsync can take
-/// milliseconds on real disks and resources sync concurrently).
+/// milliseconds on real disks and resources sync concurrently): on the
+/// blocking pool, or with `in_place` on a multi-thread runtime right here
+/// after handing this worker's other tasks to another thread.
 async fn blocking<T: Send + 'static>(
+    in_place: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, SyncError> {
+    if in_place
+        && matches!(
+            tokio::runtime::Handle::current().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::MultiThread
+        )
+    {
+        return Ok(tokio::task::block_in_place(f));
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SyncError::Io {

@@ -174,6 +174,16 @@ pub enum Command {
     },
 }
 
+/// `confd internal-plugin <kind> <name>` exactly, recognised without clap: a builtin plugin
+/// process then maps and runs only the serving code, which keeps its resident memory near that of
+/// a standalone plugin executable. Any other shape goes through `parse` and its errors.
+pub fn internal_plugin(args: &[OsString]) -> Option<(&str, &str)> {
+    match args {
+        [_, sub, kind, name] if sub == "internal-plugin" => Some((kind.to_str()?, name.to_str()?)),
+        _ => None,
+    }
+}
+
 /// Parses argv after rewriting Go-style single-dash long flags, so old scripts keep working.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(normalize_args(args.into_iter().collect()))
@@ -340,6 +350,26 @@ mod tests {
             }
             None => panic!("subcommand missing"),
         }
+    }
+
+    #[test]
+    fn internal_plugin_is_recognised_without_clap_only_in_its_exact_shape() {
+        assert_eq!(
+            internal_plugin(&os(&["confd", "internal-plugin", "database", "env"])),
+            Some(("database", "env"))
+        );
+        assert_eq!(
+            internal_plugin(&os(&["confd", "internal-plugin", "database"])),
+            None
+        );
+        assert_eq!(
+            internal_plugin(&os(&["confd", "internal-plugin", "database", "env", "-x"])),
+            None
+        );
+        assert_eq!(
+            internal_plugin(&os(&["confd", "--backend", "env", "internal-plugin"])),
+            None
+        );
     }
 
     #[test]

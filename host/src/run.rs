@@ -47,19 +47,17 @@ impl Failure {
 
 /// The whole program: parse, dispatch, map the outcome to an exit status.
 pub fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args_os()) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some((kind, name)) = cli::internal_plugin(&args) {
+        return serve_internal(kind, name);
+    }
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         // clap prints help/version (exit 0) and usage errors (exit 2) itself.
         Err(err) => err.exit(),
     };
     if let Some(Command::InternalPlugin { kind, name }) = &cli.command {
-        return match backends::serve_builtin(kind, name) {
-            Ok(never) => match never {},
-            Err(err) => {
-                eprintln!("confd: {err:#}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        };
+        return serve_internal(kind, name);
     }
     let settings = match settings::load(&cli, &ProcessEnv) {
         Ok(s) => s,
@@ -78,6 +76,10 @@ pub fn main() -> ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // File writes and DNS lookups run on blocking threads; the default allows hundreds, and
+        // each thread that allocates gets its own malloc arena. Eight keep 16 concurrent resource
+        // groups moving (their fsyncs queue in the file system journal anyway).
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {
@@ -98,21 +100,37 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+fn serve_internal(kind: &str, name: &str) -> ExitCode {
+    match backends::serve_builtin(kind, name) {
+        Ok(never) => match never {},
+        Err(err) => {
+            eprintln!("confd: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
 fn init_logging(level: LogLevel) {
-    // gRPC plumbing logs every frame at debug; keep it out unless asked for trace.
-    let quiet = if level == LogLevel::Trace {
-        ""
-    } else {
-        ",h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn"
-    };
-    let directive = format!("{}{quiet}", level.as_filter());
-    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let level = level.as_filter();
+    // gRPC plumbing logs every frame at debug; keep it out unless asked for trace. A plain
+    // target list, not an EnvFilter: no regex engine to load for a fixed set of targets.
+    let mut filter = Targets::new().with_default(level);
+    if level < tracing::level_filters::LevelFilter::TRACE {
+        for target in ["h2", "hyper", "hyper_util", "tower", "tonic"] {
+            filter =
+                filter.with_target(target, level.min(tracing::level_filters::LevelFilter::WARN));
+        }
+    }
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init();
 }
 

@@ -5,3 +5,4 @@ mod common;
 mod bad_input;
 mod cli;
 mod e2e;
+mod symbol_order;

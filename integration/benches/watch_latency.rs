@@ -2,6 +2,10 @@
 //! trip, the time from the put returning until a plain etcd watcher in this process sees the
 //! event (the store's notification latency, the baseline), and until confd's destination file
 //! holds the new value. confd's added latency is the file time minus the watcher time.
+//!
+//! `CONFD_BENCH_CHANGES=N` changes the number of changes; `CONFD_BENCH_CONFD=/path/to/confd`
+//! measures that binary instead of the workspace's (to compare saved builds run after run on the
+//! same quiet machine).
 
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
@@ -66,7 +70,10 @@ fn main() {
         }
     });
 
-    let mut cmd = std::process::Command::new(e2e::isolated_confd());
+    let binary = std::env::var_os("CONFD_BENCH_CONFD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(e2e::isolated_confd);
+    let mut cmd = std::process::Command::new(&binary);
     cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
         .arg("--watch")
@@ -107,8 +114,14 @@ fn main() {
         .map(|(f, w)| f.saturating_sub(*w))
         .collect();
 
-    println!("\nwatch latency, etcd, {changes} changes, --debounce 0, dest polled every 50 us");
-    println!("{:<44} {:>9} {:>9}", "", "p50", "p99");
+    println!(
+        "\nwatch latency, etcd, {changes} changes, --debounce 0, dest polled every 50 us ({})",
+        binary.display()
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>9}",
+        "", "min", "p50", "p90", "p99"
+    );
     for (name, values) in [
         ("put round trip (baseline)", &put_rtt),
         ("put returned -> plain etcd watcher event", &watcher),
@@ -116,9 +129,11 @@ fn main() {
         ("confd added (file - watcher), per change", &added),
     ] {
         println!(
-            "{:<44} {:>9} {:>9}",
+            "{:<44} {:>9} {:>9} {:>9} {:>9}",
             name,
+            ms(pct(values, 0)),
             ms(pct(values, 50)),
+            ms(pct(values, 90)),
             ms(pct(values, 99))
         );
     }

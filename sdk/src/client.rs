@@ -25,13 +25,14 @@ use tokio::sync::{oneshot, watch};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Response, Status};
 
+use crate::child_env::ChildEnv;
 use crate::handshake::{self, Address, HandshakeProblem};
 use crate::hclog;
 use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use crate::proto::goplugin::{self, stdio_data};
 use crate::proto::v1::{self, database_client::DatabaseClient};
-use crate::proto::values_list;
+use crate::values::GetValuesResponse;
 use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
@@ -191,6 +192,9 @@ struct Process {
     /// Sending (or dropping) kills the process group; the reaper then records the exit.
     kill: Mutex<Option<oneshot::Sender<()>>>,
     shutting_down: AtomicBool,
+    /// Set once the plugin answered `GetValuesStream` with Unimplemented but `GetValues`
+    /// worked: it predates the streaming call, so it is not tried again.
+    unary_values_only: AtomicBool,
 }
 
 impl Process {
@@ -248,6 +252,39 @@ impl PluginClient {
             slot: Arc::new(RwLock::new(Arc::new(process))),
             last_config: Mutex::new(None),
         })
+    }
+
+    /// One `WatchPrefix` call; with `want_values` the plugin may send the keys' values along.
+    async fn watch(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+        want_values: bool,
+    ) -> Result<(u64, Option<BTreeMap<String, String>>), Error> {
+        let process = self.current();
+        let mut client = self.database(&process);
+        let request = v1::WatchPrefixRequest {
+            prefix: prefix.to_string(),
+            keys: keys.to_vec(),
+            wait_index,
+            want_values,
+        };
+        // Dropping this future drops the response stream, which cancels the call on the plugin.
+        let mut stream = self
+            .finish(&process, "WatchPrefix", None, client.watch_prefix(request))
+            .await?;
+        match stream.message().await {
+            Ok(Some(response)) => Ok((
+                response.index,
+                response.has_values.then_some(response.values),
+            )),
+            Ok(None) => Err(Error::internal(format!(
+                "plugin {}: WatchPrefix ended without sending an index",
+                self.path_display()
+            ))),
+            Err(status) => Err(self.translate(&process, "WatchPrefix", status).await),
+        }
     }
 
     fn current(&self) -> Arc<Process> {
@@ -439,19 +476,38 @@ impl Database for PluginClient {
         let request = v1::GetValuesRequest {
             keys: keys.to_vec(),
         };
-        let response = self
-            .finish(
-                &process,
-                "GetValues",
-                self.options.call_timeout,
-                get_values_as_list(process.channel.clone(), request),
-            )
-            .await?;
-        Ok(response
-            .values
-            .into_iter()
-            .map(|entry| (entry.key, entry.value))
-            .collect())
+        let timeout = self.options.call_timeout;
+        let entries = if process.unary_values_only.load(Ordering::Relaxed) {
+            let call = get_values_unary(process.channel.clone(), request);
+            self.finish(&process, "GetValues", timeout, call)
+                .await?
+                .into_entries()
+        } else {
+            let call = get_values_stream(process.channel.clone(), request.clone());
+            match self
+                // Named like the unary call: which of the two carried the read is a detail
+                // operators need not tell apart.
+                .finish(&process, "GetValues", timeout, call)
+                .await
+            {
+                Err(err) if err.kind() == ErrorKind::Unimplemented => {
+                    // Most likely a plugin built before GetValuesStream existed; unless
+                    // GetValues answers Unimplemented too (then it was the database's own
+                    // answer), use GetValues from now on.
+                    let call = get_values_unary(process.channel.clone(), request);
+                    let unary = self.finish(&process, "GetValues", timeout, call).await;
+                    if !matches!(&unary, Err(e) if e.kind() == ErrorKind::Unimplemented) {
+                        tracing::debug!(plugin = %self.command.name, "plugin does not offer GetValuesStream; using GetValues");
+                        process.unary_values_only.store(true, Ordering::Relaxed);
+                    }
+                    unary?.into_entries()
+                }
+                other => other?,
+            }
+        };
+        // Bulk-built: the entries arrive sorted from our plugins, and a key repeated later in
+        // the list replaces the earlier one, as in a protobuf map.
+        Ok(entries.into_iter().collect())
     }
 
     async fn watch_prefix(
@@ -460,25 +516,16 @@ impl Database for PluginClient {
         keys: &[String],
         wait_index: u64,
     ) -> Result<u64, Error> {
-        let process = self.current();
-        let mut client = self.database(&process);
-        let request = v1::WatchPrefixRequest {
-            prefix: prefix.to_string(),
-            keys: keys.to_vec(),
-            wait_index,
-        };
-        // Dropping this future drops the response stream, which cancels the call on the plugin.
-        let mut stream = self
-            .finish(&process, "WatchPrefix", None, client.watch_prefix(request))
-            .await?;
-        match stream.message().await {
-            Ok(Some(response)) => Ok(response.index),
-            Ok(None) => Err(Error::internal(format!(
-                "plugin {}: WatchPrefix ended without sending an index",
-                self.path_display()
-            ))),
-            Err(status) => Err(self.translate(&process, "WatchPrefix", status).await),
-        }
+        Ok(self.watch(prefix, keys, wait_index, false).await?.0)
+    }
+
+    async fn watch_prefix_values(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<(u64, Option<BTreeMap<String, String>>), Error> {
+        self.watch(prefix, keys, wait_index, true).await
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
@@ -506,26 +553,66 @@ impl Database for PluginClient {
     }
 }
 
-/// `Database/GetValues`, decoding the values map as a list (see [`crate::proto::values_list`]).
-async fn get_values_as_list(
-    channel: Channel,
-    request: v1::GetValuesRequest,
-) -> Result<Response<values_list::GetValuesResponse>, Status> {
+/// A ready gRPC client for the values calls. Unlike the generated client, it keeps the transport
+/// error as the status's source, which `translate` reads as "plugin unreachable".
+async fn ready_grpc(channel: Channel) -> Result<tonic::client::Grpc<Channel>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     grpc.ready()
         .await
-        // Keep the transport error as the source: `translate` reads it as "plugin unreachable".
         .map_err(|e| Status::from_error(e.into()))?;
+    Ok(grpc)
+}
+
+/// `Database/GetValues`.
+async fn get_values_unary(
+    channel: Channel,
+    request: v1::GetValuesRequest,
+) -> Result<Response<GetValuesResponse>, Status> {
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/confd.plugin.v1.Database/GetValues");
-    grpc.unary(
-        tonic::Request::new(request),
-        path,
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
+    ready_grpc(channel)
+        .await?
+        .unary(
+            tonic::Request::new(request),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+}
+
+/// `Database/GetValuesStream`, all batches joined in order into one list.
+async fn get_values_stream(
+    channel: Channel,
+    request: v1::GetValuesRequest,
+) -> Result<Response<Vec<(String, String)>>, Status> {
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/confd.plugin.v1.Database/GetValuesStream",
+    );
+    let mut stream: tonic::Streaming<GetValuesResponse> = ready_grpc(channel)
+        .await?
+        .server_streaming(
+            tonic::Request::new(request),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await?
+        .into_inner();
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.message().await? {
+        batches.push(batch.into_entries());
+    }
+    if batches.len() == 1 {
+        return Ok(Response::new(batches.pop().unwrap_or_default()));
+    }
+    // One list sized once: growing it batch by batch would move every entry again.
+    let total = batches.iter().map(Vec::len).sum::<usize>();
+    let mut entries = Vec::with_capacity(total);
+    for batch in batches {
+        entries.extend(batch);
+    }
+    Ok(Response::new(entries))
 }
 
 /// The last stderr lines, quoted in start errors.
@@ -542,7 +629,7 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
     let path = command.program.clone();
     let deadline = tokio::time::Instant::now() + options.start_timeout;
     let mut child = build_command(command)
-        .spawn()
+        .and_then(|mut cmd| cmd.spawn())
         .map_err(|cause| PluginError::Spawn {
             path: path.clone(),
             cause,
@@ -583,6 +670,7 @@ async fn launch(command: &PluginCommand, options: &ClientOptions) -> Result<Proc
                 exit: exit_rx,
                 kill: Mutex::new(process_guard.disarm()),
                 shutting_down: AtomicBool::new(false),
+                unary_values_only: AtomicBool::new(false),
             })
         }
         Err(mut err) => {
@@ -633,16 +721,20 @@ impl Drop for KillGuard {
     }
 }
 
-fn build_command(command: &PluginCommand) -> tokio::process::Command {
+fn build_command(command: &PluginCommand) -> io::Result<tokio::process::Command> {
+    let mut set: Vec<(OsString, OsString)> = vec![
+        (
+            handshake::MAGIC_COOKIE_KEY.into(),
+            handshake::MAGIC_COOKIE_VALUE.into(),
+        ),
+        ("PLUGIN_PROTOCOL_VERSIONS".into(), offered_versions().into()),
+        ("PLUGIN_MIN_PORT".into(), "10000".into()),
+        ("PLUGIN_MAX_PORT".into(), "25000".into()),
+    ];
+    set.extend(command.env.iter().cloned());
+    let env = ChildEnv::new(&set, &["PLUGIN_CLIENT_CERT", "PLUGIN_MULTIPLEX_GRPC"])?;
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
-        .env_remove("PLUGIN_CLIENT_CERT")
-        .env_remove("PLUGIN_MULTIPLEX_GRPC")
-        .env(handshake::MAGIC_COOKIE_KEY, handshake::MAGIC_COOKIE_VALUE)
-        .env("PLUGIN_PROTOCOL_VERSIONS", offered_versions())
-        .env("PLUGIN_MIN_PORT", "10000")
-        .env("PLUGIN_MAX_PORT", "25000")
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -650,34 +742,38 @@ fn build_command(command: &PluginCommand) -> tokio::process::Command {
         // Its own process group: a Ctrl-C in the terminal reaches the host only, which then
         // shuts the plugin down in order; and we can kill whatever the plugin itself started.
         .process_group(0);
-    die_with_parent(&mut cmd);
-    cmd
+    in_child(&mut cmd, env);
+    Ok(cmd)
 }
 
-#[cfg(target_os = "linux")]
+/// What the forked child does before exec: take its environment (see `ChildEnv`) and, on
+/// Linux, arrange to die with the host.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut tokio::process::Command) {
+fn in_child(cmd: &mut tokio::process::Command, env: ChildEnv) {
     let parent = std::process::id();
-    // SAFETY: the closure runs in the forked child before exec. It only calls prctl and getppid,
-    // which are async-signal-safe, and builds an io::Error without allocating. The death signal
-    // fires when the spawning thread ends; tokio spawns from runtime threads that live as long
-    // as the runtime, and the runtime ending kills the plugin anyway (kill_on_drop).
+    // SAFETY: the closure runs in the forked child before exec. Installing the prepared
+    // environment is one pointer store; prctl and getppid are async-signal-safe, and the
+    // io::Errors are built without allocating. The death signal fires when the spawning thread
+    // ends; tokio spawns from runtime threads that live as long as the runtime, and the runtime
+    // ending kills the plugin anyway (kill_on_drop).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
+            env.install();
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The host may have died between fork and prctl; then nobody would kill us.
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
             }
-            // The host may have died between fork and prctl; then nobody would kill us.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
+            let _ = parent;
             Ok(())
         });
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut tokio::process::Command) {}
 
 fn offered_versions() -> String {
     handshake::APP_PROTOCOL_VERSIONS
@@ -942,10 +1038,293 @@ fn spawn_stdio_forwarder(name: String, channel: Channel) {
 }
 
 #[cfg(test)]
+impl PluginClient {
+    /// A client over an already connected channel with no process behind it, for talking to
+    /// in-process test servers.
+    fn attached(channel: Channel, address: Address) -> PluginClient {
+        let (_exit_tx, exit) = watch::channel::<ExitState>(None);
+        PluginClient {
+            command: PluginCommand::new("scripted", "/scripted"),
+            options: ClientOptions::default(),
+            slot: Arc::new(RwLock::new(Arc::new(Process {
+                pid: 0,
+                channel,
+                address,
+                exit,
+                kill: Mutex::new(None),
+                shutting_down: AtomicBool::new(false),
+                unary_values_only: AtomicBool::new(false),
+            }))),
+            last_config: Mutex::new(None),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::Stream;
+    use tonic::{Code, Request};
+
     use super::*;
+    use crate::proto::v1::database_server::{self, DatabaseServer};
 
     fn assert_send<T: Send>(_: &T) {}
+
+    type Batch = Result<Vec<(&'static str, &'static str)>, (Code, &'static str)>;
+
+    fn status((code, message): (Code, &'static str)) -> Status {
+        Status::new(code, message)
+    }
+
+    fn response(pairs: &[(&str, &str)]) -> GetValuesResponse {
+        GetValuesResponse::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// A plugin whose answers are scripted: `stream: None` is a plugin built before
+    /// `GetValuesStream` existed.
+    struct Scripted {
+        stream: Option<Vec<Batch>>,
+        unary: Batch,
+        stream_calls: Arc<AtomicUsize>,
+        unary_calls: Arc<AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl database_server::Database for Scripted {
+        async fn configure(
+            &self,
+            _: Request<v1::ConfigureRequest>,
+        ) -> Result<Response<v1::ConfigureResponse>, Status> {
+            Ok(Response::new(v1::ConfigureResponse {}))
+        }
+
+        async fn get_values(
+            &self,
+            _: Request<v1::GetValuesRequest>,
+        ) -> Result<Response<GetValuesResponse>, Status> {
+            self.unary_calls.fetch_add(1, Ordering::SeqCst);
+            match &self.unary {
+                Ok(pairs) => Ok(Response::new(response(pairs))),
+                Err(err) => Err(status(*err)),
+            }
+        }
+
+        type WatchPrefixStream =
+            Pin<Box<dyn Stream<Item = Result<v1::WatchPrefixResponse, Status>> + Send + 'static>>;
+
+        /// Answers at once with index 7, bringing the unary values along when asked to.
+        async fn watch_prefix(
+            &self,
+            request: Request<v1::WatchPrefixRequest>,
+        ) -> Result<Response<Self::WatchPrefixStream>, Status> {
+            let values = match (&self.unary, request.into_inner().want_values) {
+                (Ok(pairs), true) => Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let answer = v1::WatchPrefixResponse {
+                index: 7,
+                has_values: values.is_some(),
+                values: values.unwrap_or_default(),
+            };
+            Ok(Response::new(Box::pin(futures_util::stream::iter([Ok(
+                answer,
+            )]))))
+        }
+
+        async fn info(
+            &self,
+            _: Request<v1::InfoRequest>,
+        ) -> Result<Response<v1::InfoResponse>, Status> {
+            Err(Status::unimplemented("no info"))
+        }
+
+        type GetValuesStreamStream =
+            Pin<Box<dyn Stream<Item = Result<GetValuesResponse, Status>> + Send + 'static>>;
+
+        async fn get_values_stream(
+            &self,
+            _: Request<v1::GetValuesRequest>,
+        ) -> Result<Response<Self::GetValuesStreamStream>, Status> {
+            self.stream_calls.fetch_add(1, Ordering::SeqCst);
+            let Some(batches) = &self.stream else {
+                // what tonic and grpc-go answer for a method the server does not know
+                return Err(Status::unimplemented(
+                    "unknown method GetValuesStream for service confd.plugin.v1.Database",
+                ));
+            };
+            let batches: Vec<Result<GetValuesResponse, Status>> = batches
+                .iter()
+                .map(|batch| match batch {
+                    Ok(pairs) => Ok(response(pairs)),
+                    Err(err) => Err(status(*err)),
+                })
+                .collect();
+            Ok(Response::new(Box::pin(futures_util::stream::iter(batches))))
+        }
+    }
+
+    struct Served {
+        client: PluginClient,
+        stream_calls: Arc<AtomicUsize>,
+        unary_calls: Arc<AtomicUsize>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn serve(stream: Option<Vec<Batch>>, unary: Batch) -> Served {
+        let stream_calls = Arc::new(AtomicUsize::new(0));
+        let unary_calls = Arc::new(AtomicUsize::new(0));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plugin.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let service = DatabaseServer::new(Scripted {
+            stream,
+            unary,
+            stream_calls: stream_calls.clone(),
+            unary_calls: unary_calls.clone(),
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+        );
+        let address = Address::Unix(path);
+        let channel = connect(&address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        Served {
+            client: PluginClient::attached(channel, address),
+            stream_calls,
+            unary_calls,
+            _dir: dir,
+        }
+    }
+
+    fn values_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        values(pairs)
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn stream_batches_join_in_order_and_a_repeated_key_keeps_its_last_value() {
+        let served = serve(
+            Some(vec![
+                Ok(vec![("/a", "1"), ("/b", "old")]),
+                Ok(vec![("/b", "new"), ("/c", "3")]),
+            ]),
+            Err((Code::Internal, "unary must not be called")),
+        )
+        .await;
+        let got = served.client.get_values(&["/".into()]).await.expect("get");
+        assert_eq!(got, values(&[("/a", "1"), ("/b", "new"), ("/c", "3")]));
+        assert_eq!(served.stream_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(served.unary_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn values_come_with_a_watch_answer_only_when_asked_for() {
+        let served = serve(
+            Some(vec![Ok(vec![("/s", "read")])]),
+            Ok(vec![("/w", "watched")]),
+        )
+        .await;
+        let keys = vec!["/".to_string()];
+        let (index, values) = served
+            .client
+            .watch_prefix_values("/", &keys, 3)
+            .await
+            .expect("watch");
+        assert_eq!(index, 7);
+        assert_eq!(values, Some(values_of(&[("/w", "watched")])));
+        // a plain watch does not ask, and reads stay reads
+        assert_eq!(
+            served
+                .client
+                .watch_prefix("/", &keys, 7)
+                .await
+                .expect("watch"),
+            7
+        );
+        let read = served.client.get_values(&keys).await.expect("get");
+        assert_eq!(read, values_of(&[("/s", "read")]));
+        assert_eq!(served.stream_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(served.unary_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_batches_is_an_empty_result() {
+        let served = serve(Some(vec![]), Err((Code::Internal, "unused"))).await;
+        let got = served.client.get_values(&["/".into()]).await.expect("get");
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn an_error_mid_stream_fails_the_whole_call() {
+        let served = serve(
+            Some(vec![
+                Ok(vec![("/a", "1")]),
+                Err((Code::Unavailable, "store went away")),
+                Ok(vec![("/b", "2")]),
+            ]),
+            Ok(vec![("/unary", "must not be used")]),
+        )
+        .await;
+        let err = served
+            .client
+            .get_values(&["/".into()])
+            .await
+            .expect_err("no partial result");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.message().contains("store went away"), "{err}");
+        assert_eq!(served.unary_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_plugin_without_the_stream_is_read_with_get_values_from_then_on() {
+        let served = serve(None, Ok(vec![("/a", "1"), ("/b", "2")])).await;
+        for _ in 0..3 {
+            let got = served.client.get_values(&["/".into()]).await.expect("get");
+            assert_eq!(got, values(&[("/a", "1"), ("/b", "2")]));
+        }
+        assert_eq!(served.stream_calls.load(Ordering::SeqCst), 1, "asked once");
+        assert_eq!(served.unary_calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn unimplemented_from_the_database_itself_is_not_taken_for_an_old_plugin() {
+        let served = serve(
+            Some(vec![Err((Code::Unimplemented, "reads are not offered"))]),
+            Err((Code::Unimplemented, "reads are not offered")),
+        )
+        .await;
+        for _ in 0..2 {
+            let err = served
+                .client
+                .get_values(&["/".into()])
+                .await
+                .expect_err("unimplemented");
+            assert_eq!(err.kind(), ErrorKind::Unimplemented, "{err}");
+        }
+        assert_eq!(served.stream_calls.load(Ordering::SeqCst), 2, "still tried");
+    }
 
     #[test]
     fn client_futures_are_send() {

@@ -47,6 +47,19 @@ pub trait Database: Send + Sync + 'static {
         wait_index: u64,
     ) -> Result<u64, Error>;
 
+    /// `watch_prefix`, then the values of `keys` as read right after the watch returned, for
+    /// a caller that reads next anyway (the host's watch loop). `None` means "read them
+    /// yourself". A plugin process sends them along with its watch answer, which saves the
+    /// host a round trip per change; the default reads nothing.
+    async fn watch_prefix_values(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<(u64, Option<BTreeMap<String, String>>), Error> {
+        Ok((self.watch_prefix(prefix, keys, wait_index).await?, None))
+    }
+
     /// Name, version and capabilities, when the implementation offers them.
     async fn info(&self) -> Result<DatabaseInfo, Error> {
         Err(Error::unimplemented("info is not offered"))
@@ -77,6 +90,14 @@ impl<T: Database + ?Sized> Database for Arc<T> {
         wait_index: u64,
     ) -> Result<u64, Error> {
         (**self).watch_prefix(prefix, keys, wait_index).await
+    }
+    async fn watch_prefix_values(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        wait_index: u64,
+    ) -> Result<(u64, Option<BTreeMap<String, String>>), Error> {
+        (**self).watch_prefix_values(prefix, keys, wait_index).await
     }
     async fn info(&self) -> Result<DatabaseInfo, Error> {
         (**self).info().await

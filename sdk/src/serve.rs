@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
@@ -15,7 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::handshake::{self, Address};
 use crate::proto::goplugin::{self, grpc_broker_server, grpc_controller_server, grpc_stdio_server};
 use crate::proto::v1::{self, database_server};
-use crate::{Database, DatabaseInfo, ErrorKind};
+use crate::values::{BatchWriter, Batcher, GetValuesResponse};
+use crate::{Database, DatabaseInfo, Error, ErrorKind};
 
 /// How long in-flight calls get to finish after `Shutdown` before the process exits anyway.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
@@ -27,7 +29,13 @@ pub struct ServeOpts<D> {
     version: String,
     capabilities: Vec<String>,
     factory: Box<dyn FnOnce() -> D + Send>,
+    visit: Option<VisitValues<D>>,
 }
+
+/// Calls its callback with every entry `get_values` would return, in ascending key order.
+type VisitValues<D> = Arc<
+    dyn Fn(&D, &[String], &mut dyn FnMut(&str, &str)) -> Result<(), crate::Error> + Send + Sync,
+>;
 
 impl<D: Database> ServeOpts<D> {
     /// A plugin called `name` serving the database `factory` builds (called once).
@@ -37,7 +45,28 @@ impl<D: Database> ServeOpts<D> {
             version: String::new(),
             capabilities: Vec::new(),
             factory: Box::new(factory),
+            visit: None,
         }
+    }
+
+    /// Optional: answers reads by visiting the entries instead of building the map
+    /// `get_values` returns. `visit(db, keys, f)` must call `f(key, value)` for exactly the
+    /// entries `get_values(keys)` returns, in ascending key order. It runs on the async runtime,
+    /// like `get_values`: it may take the store's lock but must not wait for anything else.
+    ///
+    /// The streaming read then encodes entries straight from the store while confd decodes
+    /// the previous batch: no copy of every key and value, no map to free, and the answer
+    /// starts flowing before the last entry is found. `get_values` still serves the unary
+    /// `GetValues` (Go hosts, older confd) and every in-process use.
+    pub fn visit_values(
+        mut self,
+        visit: impl Fn(&D, &[String], &mut dyn FnMut(&str, &str)) -> Result<(), crate::Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.visit = Some(Arc::new(visit));
+        self
     }
 
     /// The version reported by `Info` (e.g. `env!("CARGO_PKG_VERSION")`).
@@ -153,6 +182,8 @@ pub async fn serve_until_shutdown<D: Database>(
             database_server::DatabaseServer::new(DatabaseService {
                 db,
                 fallback_info,
+                visit: opts.visit,
+                last_visit_large: Arc::default(),
                 shutdown: shutdown_rx.clone(),
             })
             .max_decoding_message_size(MAX_MESSAGE)
@@ -226,6 +257,13 @@ pub async fn serve_until_shutdown<D: Database>(
 
 /// Large values (a whole store in one GetValues) must pass; go-plugin hosts allow 2 GiB.
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Below this many entries `GetValuesStream` answers in one message.
+const STREAM_MIN_ENTRIES: usize = 512;
+/// Encoded size of one `GetValuesStream` batch.
+const STREAM_BATCH_BYTES: usize = 64 * 1024;
+/// Batches encoded ahead of the transport.
+const STREAM_QUEUE: usize = 4;
 
 fn ignore_sigint() {
     // Registering a handler replaces the default "terminate" action for the whole process; the
@@ -380,6 +418,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 struct DatabaseService<D> {
     db: Arc<D>,
     fallback_info: DatabaseInfo,
+    visit: Option<VisitValues<D>>,
+    /// Whether the visitor's last answer filled a batch (see `visit_in_batches`).
+    last_visit_large: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -396,9 +437,39 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
     async fn get_values(
         &self,
         request: Request<v1::GetValuesRequest>,
-    ) -> Result<Response<v1::GetValuesResponse>, Status> {
+    ) -> Result<Response<GetValuesResponse>, Status> {
         let values = self.db.get_values(&request.into_inner().keys).await?;
-        Ok(Response::new(v1::GetValuesResponse { values }))
+        Ok(Response::new(GetValuesResponse::from_map(values)))
+    }
+
+    type GetValuesStreamStream = BoxStream<GetValuesResponse>;
+
+    async fn get_values_stream(
+        &self,
+        request: Request<v1::GetValuesRequest>,
+    ) -> Result<Response<Self::GetValuesStreamStream>, Status> {
+        let keys = request.into_inner().keys;
+        if let Some(visit) = &self.visit {
+            return Ok(Response::new(self.visit_in_batches(visit.clone(), keys)));
+        }
+        let values = self.db.get_values(&keys).await?;
+        let stream: Self::GetValuesStreamStream = if values.len() < STREAM_MIN_ENTRIES {
+            // Too small to gain from overlap: one message, no task.
+            Box::pin(futures_util::stream::iter([Ok(
+                GetValuesResponse::from_map(values),
+            )]))
+        } else {
+            // The batches are encoded on their own task, so the next one is being encoded while
+            // the transport sends the last and the host decodes it. A full channel (slow host)
+            // pauses encoding; a cancelled call closes it and ends the task.
+            let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+            tokio::spawn(Batcher::new(STREAM_BATCH_BYTES).run(values, move |batch| {
+                let tx = tx.clone();
+                async move { tx.send(Ok(batch)).await.is_ok() }
+            }));
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+        };
+        Ok(Response::new(stream))
     }
 
     type WatchPrefixStream = BoxStream<v1::WatchPrefixResponse>;
@@ -413,10 +484,25 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
         // The watch runs inside the response stream, so when the host cancels the call and tonic
         // drops the stream, the database's future is dropped with it.
         let once = futures_util::stream::once(async move {
+            let watched = async {
+                let index = db
+                    .watch_prefix(&req.prefix, &req.keys, req.wait_index)
+                    .await?;
+                // The host reads the keys next; reading them here saves it a round trip. A
+                // failed read is left for the host's own GetValues to report.
+                let values = if req.want_values && !req.keys.is_empty() {
+                    db.get_values(&req.keys).await.ok()
+                } else {
+                    None
+                };
+                Ok::<_, Error>(v1::WatchPrefixResponse {
+                    index,
+                    has_values: values.is_some(),
+                    values: values.unwrap_or_default(),
+                })
+            };
             tokio::select! {
-                r = db.watch_prefix(&req.prefix, &req.keys, req.wait_index) => r
-                    .map(|index| v1::WatchPrefixResponse { index })
-                    .map_err(Status::from),
+                r = watched => r.map_err(Status::from),
                 () = stopped(shutdown) => Err(Status::unavailable("plugin is shutting down")),
             }
         });
@@ -437,6 +523,53 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
             version: info.version,
             capabilities: info.capabilities,
         }))
+    }
+}
+
+impl<D: Database> DatabaseService<D> {
+    /// `GetValuesStream` through the plugin's visitor: batches are encoded straight from the
+    /// store. A large answer is visited on a task of its own, so the transport sends each
+    /// batch (on another worker) while the next is encoded; its queue is unbounded because the
+    /// visitor cannot wait, and at worst holds the encoded answer, as a unary answer would.
+    /// A small one is visited right here, as a handoff would cost more than it overlaps. Which
+    /// one comes is guessed from the previous answer; a wrong guess only costs the overlap.
+    /// An error from the visitor ends the stream with its status, after the batches sent.
+    fn visit_in_batches(
+        &self,
+        visit: VisitValues<D>,
+        keys: Vec<String>,
+    ) -> BoxStream<GetValuesResponse> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let db = self.db.clone();
+        let last_was_large = self.last_visit_large.clone();
+        let run = move || {
+            let mut batches = BatchWriter::new(STREAM_BATCH_BYTES);
+            let mut open = true;
+            let mut large = false;
+            let result = visit(&db, &keys, &mut |key, value| {
+                if open && let Some(batch) = batches.push(key, value) {
+                    large = true;
+                    open = tx.send(Ok(batch)).is_ok();
+                }
+            });
+            last_was_large.store(large, Ordering::Relaxed);
+            if !open {
+                return;
+            }
+            let last = match result {
+                Ok(()) => batches.finish().map(Ok),
+                Err(err) => Some(Err(Status::from(err))),
+            };
+            if let Some(last) = last {
+                let _ = tx.send(last);
+            }
+        };
+        if self.last_visit_large.load(Ordering::Relaxed) {
+            tokio::spawn(async move { run() });
+        } else {
+            run();
+        }
+        Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
     }
 }
 
@@ -506,7 +639,7 @@ impl grpc_broker_server::GrpcBroker for Housekeeping {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
     use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
@@ -545,6 +678,63 @@ mod tests {
         }
     }
 
+    /// A database whose watch answers at once with the next index.
+    struct Ticker;
+
+    #[async_trait::async_trait]
+    impl Database for Ticker {
+        async fn configure(&self, _config: Config) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+            if keys.iter().any(|k| k == "/fail") {
+                return Err(Error::unavailable("store went away"));
+            }
+            Ok(keys.iter().map(|k| (k.clone(), format!("v{k}"))).collect())
+        }
+        async fn watch_prefix(&self, _p: &str, _k: &[String], index: u64) -> Result<u64, Error> {
+            Ok(index + 1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watch_answer_brings_the_values_only_when_asked_and_readable() {
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("ticker", || Ticker);
+        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let mut db = DatabaseClient::new(channel);
+        let mut watch = async |keys: &[&str], want_values: bool| {
+            let request = v1::WatchPrefixRequest {
+                prefix: "/".into(),
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                wait_index: 4,
+                want_values,
+            };
+            let mut stream = db.watch_prefix(request).await.expect("watch").into_inner();
+            stream.message().await.expect("answer").expect("one answer")
+        };
+        let asked = watch(&["/a", "/b"], true).await;
+        assert_eq!(asked.index, 5);
+        assert!(asked.has_values);
+        let expected: BTreeMap<String, String> = [("/a", "v/a"), ("/b", "v/b")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(asked.values, expected);
+        // a Go host does not ask: nothing extra is read or sent
+        let plain = watch(&["/a"], false).await;
+        assert!(!plain.has_values && plain.values.is_empty());
+        // a failed read leaves the values out; the host's own GetValues reports it
+        let failed = watch(&["/a", "/fail"], true).await;
+        assert_eq!(failed.index, 5);
+        assert!(!failed.has_values && failed.values.is_empty());
+        server.abort();
+    }
+
     async fn wait_until(what: &str, check: impl Fn() -> bool) {
         for _ in 0..200 {
             if check() {
@@ -553,6 +743,145 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn get_values_stream_batches_large_answers_and_reports_errors_up_front() {
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
+        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let mut db = DatabaseClient::new(channel.clone());
+
+        for count in [1, STREAM_MIN_ENTRIES - 1, STREAM_MIN_ENTRIES, 20_000] {
+            let keys: Vec<String> = (0..count).map(|i| format!("/key/{i:06}")).collect();
+            let mut stream = db
+                .get_values_stream(v1::GetValuesRequest { keys: keys.clone() })
+                .await
+                .expect("stream starts")
+                .into_inner();
+            let mut batches = 0;
+            let mut got = Vec::new();
+            while let Some(batch) = stream.message().await.expect("batch") {
+                batches += 1;
+                got.extend(batch.into_entries());
+            }
+            let want: Vec<(String, String)> =
+                keys.iter().map(|k| (k.clone(), format!("v{k}"))).collect();
+            assert_eq!(got, want, "{count} keys");
+            if count < STREAM_MIN_ENTRIES {
+                assert_eq!(batches, 1, "{count} keys in one message");
+            } else {
+                // every batch but the last is full, overshooting by less than one entry
+                let size = prost::Message::encoded_len(&GetValuesResponse::from_map(
+                    want.into_iter().collect(),
+                ));
+                assert!(
+                    batches >= size / (STREAM_BATCH_BYTES + 64)
+                        && batches <= size.div_ceil(STREAM_BATCH_BYTES),
+                    "{count} keys, {size} bytes in {batches} batches"
+                );
+                if count == 20_000 {
+                    assert!(batches > 4, "{batches} batches");
+                }
+            }
+        }
+
+        let status = db
+            .get_values_stream(v1::GetValuesRequest { keys: vec![] })
+            .await
+            .expect_err("the database's error is the call's status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown replies");
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("stops promptly")
+            .expect("join")
+            .expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn a_visitor_streams_batches_and_its_error_ends_the_stream() {
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default())).visit_values(
+            |_probe, keys, visit| {
+                for key in keys.iter().filter(|k| *k != "/fail") {
+                    visit(key, "visited");
+                }
+                if keys.iter().any(|k| k == "/fail") {
+                    return Err(Error::unavailable("store went away"));
+                }
+                Ok(())
+            },
+        );
+        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let mut db = DatabaseClient::new(channel.clone());
+        let mut keys: Vec<String> = (0..20_000).map(|i| format!("/key/{i:06}")).collect();
+
+        for fail in [false, true] {
+            if fail {
+                keys.push("/fail".into());
+            }
+            let mut stream = db
+                .get_values_stream(v1::GetValuesRequest { keys: keys.clone() })
+                .await
+                .expect("stream starts")
+                .into_inner();
+            let mut got = Vec::new();
+            let mut batches = 0;
+            let end = loop {
+                match stream.message().await {
+                    Ok(Some(batch)) => {
+                        batches += 1;
+                        got.extend(batch.into_entries());
+                    }
+                    other => break other,
+                }
+            };
+            assert!(batches > 4, "{batches} batches");
+            if fail {
+                let status = end.expect_err("the visitor's error ends the stream");
+                assert_eq!(status.code(), tonic::Code::Unavailable);
+                assert!(status.message().contains("store went away"), "{status:?}");
+            } else {
+                assert!(matches!(end, Ok(None)), "{end:?}");
+                let want: Vec<(String, String)> =
+                    keys.iter().map(|k| (k.clone(), "visited".into())).collect();
+                assert_eq!(got, want);
+            }
+        }
+
+        // the unary call still goes through get_values
+        let values = db
+            .get_values(v1::GetValuesRequest {
+                keys: vec!["/a".into()],
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .into_entries();
+        assert_eq!(values, [("/a".to_string(), "v/a".to_string())]);
+
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown replies");
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("stops promptly")
+            .expect("join")
+            .expect("clean stop");
     }
 
     #[tokio::test]
@@ -582,8 +911,8 @@ mod tests {
             .await
             .expect("get")
             .into_inner()
-            .values;
-        assert_eq!(values.get("/a").map(String::as_str), Some("v/a"));
+            .into_entries();
+        assert_eq!(values, [("/a".to_string(), "v/a".to_string())]);
         let status = db
             .get_values(v1::GetValuesRequest { keys: vec![] })
             .await

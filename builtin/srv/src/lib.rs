@@ -8,8 +8,8 @@
 //! target's trailing dot trimmed; etcd nodes get a `<scheme>://` prefix.
 //! A failed lookup is an error (confd treats it as fatal).
 
-use hickory_resolver::Resolver;
 use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
 
 /// Why discovery failed; the message names the record.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,10 @@ pub async fn discover_srv(record: &str) -> Result<Vec<String>, Error> {
             record: record.to_string(),
             cause: e.to_string(),
         })?;
+    lookup(&resolver, record).await
+}
+
+async fn lookup(resolver: &TokioResolver, record: &str) -> Result<Vec<String>, Error> {
     let answer = resolver
         .srv_lookup(record)
         .await
@@ -194,6 +198,90 @@ mod tests {
             ["http://a:2379"]
         );
         assert_eq!(nodes_for_backend("consul", "https", nodes), ["a:2379"]);
+    }
+
+    /// A DNS server on a loopback port answering every SRV query with `answers`
+    /// (priority, weight, port, target); none means an empty answer.
+    async fn fake_dns(answers: Vec<(u16, u16, u16, &'static str)>) -> std::net::SocketAddr {
+        use hickory_resolver::proto::op::Message;
+        use hickory_resolver::proto::rr::rdata::SRV;
+        use hickory_resolver::proto::rr::{Name, Record};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = socket.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+                for q in &query.queries {
+                    reply.add_query(q.clone());
+                    for (priority, weight, port, target) in &answers {
+                        let target = Name::from_ascii(target).expect("target name");
+                        reply.add_answer(Record::from_rdata(
+                            q.name.clone(),
+                            60,
+                            RData::SRV(SRV::new(*priority, *weight, *port, target)),
+                        ));
+                    }
+                }
+                let bytes = reply.to_vec().expect("encode reply");
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+        });
+        addr
+    }
+
+    fn resolver_for(server: std::net::SocketAddr) -> TokioResolver {
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let mut ns = NameServerConfig::udp(server.ip());
+        for connection in &mut ns.connections {
+            connection.port = server.port();
+        }
+        Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![ns]),
+            TokioRuntimeProvider::default(),
+        )
+        .build()
+        .expect("resolver")
+    }
+
+    #[tokio::test]
+    async fn a_dns_answer_becomes_ordered_nodes() {
+        let server = fake_dns(vec![
+            (20, 0, 2379, "backup.example.test."),
+            (10, 5, 2379, "b.example.test."),
+            (10, 50, 2380, "a.example.test."),
+        ])
+        .await;
+        let nodes = lookup(&resolver_for(server), "_etcd._tcp.example.test.")
+            .await
+            .expect("lookup");
+        assert_eq!(
+            nodes,
+            [
+                "a.example.test:2380",
+                "b.example.test:2379",
+                "backup.example.test:2379"
+            ]
+        );
+        assert_eq!(
+            nodes_for_backend("etcd", "", nodes)[0],
+            "http://a.example.test:2380"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_targets_is_an_error_naming_the_record() {
+        let server = fake_dns(vec![]).await;
+        let err = lookup(&resolver_for(server), "_etcd._tcp.empty.test.")
+            .await
+            .expect_err("no targets");
+        assert!(err.to_string().contains("_etcd._tcp.empty.test."), "{err}");
     }
 
     #[tokio::test]

@@ -238,3 +238,135 @@ async fn watch_without_resources_waits_for_shutdown() {
     );
     assert_eq!(summary.expect("ok"), confd_core::Summary::default());
 }
+
+/// On a multi-thread runtime (the host's) groups run as tasks on the workers
+/// and renders after a change do their file work in place: the safe-sync
+/// steps must hold there too (whole file, reload once, no stage left over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_render_safely_on_a_multi_thread_runtime() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    let log = c.dir.path().join("reloads.log");
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        &format!("reload_cmd = \"echo reload >> {}\"", log.display()),
+    );
+    c.resource("other.conf", "app.tmpl", &["/app", "/other"], "");
+    let db = MemDb::new(&[("/app/name", "v0")]);
+    let mut opts = c.opts();
+    opts.debounce = Duration::ZERO;
+    let resources = load_resources(&opts).expect("load");
+    let backends = db.backends();
+    let (stop, shutdown) = shutdown_pair();
+    let driver = async {
+        assert!(eventually(Duration::from_secs(5), || lines(&log) == 1).await);
+        for i in 1..=5 {
+            let want = format!("name=v{i}\n");
+            db.set("/app/name", &format!("v{i}"));
+            assert!(
+                eventually(Duration::from_secs(5), || {
+                    c.read("app.conf").as_deref() == Some(want.as_str())
+                        && c.read("other.conf").as_deref() == Some(want.as_str())
+                        && lines(&log) == i + 1
+                })
+                .await,
+                "change {i} rendered once"
+            );
+        }
+        let _ = stop.send(());
+    };
+    let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+    let summary = summary.expect("watch ran");
+    assert_eq!(summary.updated, 12);
+    assert_eq!(summary.failed, 0);
+    let out = c.dest("app.conf");
+    let out = out.parent().expect("dests live in out/");
+    let mut names: Vec<String> = fs::read_dir(out)
+        .expect("out/ exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app.conf", "other.conf"], "no stage file left over");
+}
+
+/// A store whose watch answers at once (then never again) and can bring values along,
+/// different from what a read returns, so the test sees which the render used.
+struct Bringing {
+    bring: bool,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[confd_sdk::async_trait]
+impl confd_sdk::Database for Bringing {
+    async fn configure(&self, _config: confd_sdk::Config) -> Result<(), confd_sdk::Error> {
+        Ok(())
+    }
+    async fn get_values(
+        &self,
+        _keys: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, confd_sdk::Error> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok([("/app/name".to_string(), "read".to_string())].into())
+    }
+    async fn watch_prefix(
+        &self,
+        _prefix: &str,
+        _keys: &[String],
+        index: u64,
+    ) -> Result<u64, confd_sdk::Error> {
+        if index == 0 {
+            Ok(1)
+        } else {
+            std::future::pending().await
+        }
+    }
+    async fn watch_prefix_values(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        index: u64,
+    ) -> Result<(u64, Option<std::collections::BTreeMap<String, String>>), confd_sdk::Error> {
+        let index = self.watch_prefix(prefix, keys, index).await?;
+        let values = [("/app/name".to_string(), "watched".to_string())].into();
+        Ok((index, self.bring.then_some(values)))
+    }
+}
+
+#[tokio::test]
+async fn values_a_watch_brings_are_rendered_without_a_read() {
+    for bring in [true, false] {
+        let c = Confdir::new();
+        c.template("app.tmpl", APP);
+        c.resource("app.conf", "app.tmpl", &["/app"], "");
+        let db = std::sync::Arc::new(Bringing {
+            bring,
+            reads: Default::default(),
+        });
+        let shared: confd_sdk::SharedDatabase = db.clone();
+        let opts = c.opts();
+        let backends = [(opts.default_backend.clone(), shared)].into();
+        let resources = load_resources(&opts).expect("load");
+        let (stop, shutdown) = shutdown_pair();
+        let expected = if bring {
+            "name=watched\n"
+        } else {
+            "name=read\n"
+        };
+        let driver = async {
+            assert!(
+                eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
+                    == Some(expected))
+                .await,
+                "bring={bring}: {:?}",
+                c.read("app.conf")
+            );
+            let _ = stop.send(());
+        };
+        let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+        assert_eq!(summary.expect("ran").updated, 1);
+        let reads = db.reads.load(Ordering::SeqCst);
+        assert_eq!(reads, usize::from(!bring), "bring={bring}");
+    }
+}

@@ -2,6 +2,11 @@
 //! `Database` called in-process, and plugin start-up (spawn to first successful call).
 //! Run with `cargo bench -p confd-database-memory`; ratios are against the in-process numbers
 //! measured in the same run.
+//!
+//! The plugin column is the memory plugin as shipped, which answers streaming reads through
+//! `ServeOpts::visit_values` (entries encoded straight from the store). The "Database only"
+//! column is the same plugin serving only the `Database` trait (`get_values` builds a map that
+//! the SDK encodes), as a plugin that does not opt in.
 
 use std::time::{Duration, Instant};
 
@@ -42,25 +47,39 @@ fn main() {
         let plugin = PluginClient::start(PluginCommand::new("memory", BIN), ClientOptions::default())
             .await
             .expect("plugin starts");
+        let map_only = PluginClient::start(
+            PluginCommand::new("memory", BIN).env("CONFD_MEMORY_PLUGIN_MAP_ONLY", "1"),
+            ClientOptions::default(),
+        )
+        .await
+        .expect("plugin starts");
         let local = Memory::new();
-        println!("GetValues (median per call)    in-process        plugin   ratio");
+        println!(
+            "GetValues (median per call)    in-process        plugin   ratio   Database only   ratio"
+        );
         for n in [1usize, 100, 10_000] {
             let config = data(n);
             local.configure(config.clone()).await.expect("configure");
-            plugin.configure(config).await.expect("configure");
-            // warm up both paths
+            plugin.configure(config.clone()).await.expect("configure");
+            map_only.configure(config).await.expect("configure");
+            // warm up all paths
             per_call(&local, &keys, Duration::from_millis(100)).await;
             per_call(&plugin, &keys, Duration::from_millis(100)).await;
+            per_call(&map_only, &keys, Duration::from_millis(100)).await;
             let a = per_call(&local, &keys, Duration::from_secs(1)).await;
             let b = per_call(&plugin, &keys, Duration::from_secs(1)).await;
+            let c = per_call(&map_only, &keys, Duration::from_secs(1)).await;
             println!(
-                "  {n:>6} keys               {:>12.1?} {:>12.1?} {:>7.2}x",
+                "  {n:>6} keys               {:>12.1?} {:>12.1?} {:>7.2}x {:>15.1?} {:>7.2}x",
                 a,
                 b,
-                b.as_secs_f64() / a.as_secs_f64()
+                b.as_secs_f64() / a.as_secs_f64(),
+                c,
+                c.as_secs_f64() / a.as_secs_f64()
             );
         }
         plugin.shutdown().await;
+        map_only.shutdown().await;
 
         let mut startups = Vec::new();
         for _ in 0..20 {

@@ -26,6 +26,37 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// Calls `visit` with every entry `get_values(keys)` returns, in key order, without copying
+    /// any: the plugin encodes its streaming answer straight from the store
+    /// (`ServeOpts::visit_values`, set in main.rs).
+    pub fn visit_values(
+        &self,
+        keys: &[String],
+        visit: &mut dyn FnMut(&str, &str),
+    ) -> Result<(), Error> {
+        let data = self
+            .data
+            .read()
+            .map_err(|_| Error::internal("store lock poisoned"))?;
+        for (k, v) in data
+            .iter()
+            .filter(|(k, _)| keys.iter().any(|key| under(k, key)))
+        {
+            visit(k, v);
+        }
+        Ok(())
+    }
+}
+
+/// Whether store key `k` is the requested `key` or lies below it as a path.
+fn under(k: &str, key: &str) -> bool {
+    let key = key.trim_end_matches('/');
+    k == key
+        || k.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 impl Default for Memory {
     fn default() -> Memory {
         Memory::new()
@@ -57,12 +88,6 @@ impl Database for Memory {
             .data
             .read()
             .map_err(|_| Error::internal("store lock poisoned"))?;
-        let under = |k: &str, key: &str| {
-            let key = key.trim_end_matches('/');
-            k == key
-                || k.strip_prefix(key)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
         Ok(data
             .iter()
             .filter(|(k, _)| keys.iter().any(|key| under(k, key)))
@@ -110,6 +135,34 @@ mod tests {
         assert_eq!(got.keys().collect::<Vec<_>>(), ["/app/x", "/app/y/z"]);
         let all = db.get_values(&["/".into()]).await.expect("get");
         assert_eq!(all.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn visits_what_get_values_returns_in_order() {
+        let db = Memory::new();
+        db.configure(config(&[
+            ("data./app/x", "1"),
+            ("data./app/y/z", "2"),
+            ("data./application", "3"),
+            ("data./b", "4"),
+        ]))
+        .await
+        .expect("configure");
+        for keys in [&["/app"][..], &["/"], &["/b", "/app/"], &["/none"], &[]] {
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            let mut visited = Vec::new();
+            db.visit_values(&keys, &mut |k, v| {
+                visited.push((k.to_string(), v.to_string()))
+            })
+            .expect("visit");
+            let want: Vec<_> = db
+                .get_values(&keys)
+                .await
+                .expect("get")
+                .into_iter()
+                .collect();
+            assert_eq!(visited, want, "{keys:?}");
+        }
     }
 
     #[tokio::test]

@@ -116,6 +116,45 @@ async fn configure_get_watch_info_ping_shutdown() {
 }
 
 #[tokio::test]
+async fn large_and_empty_reads_match_the_in_process_database() {
+    // Large enough to travel as many GetValuesStream batches.
+    let data: Config = (0..30_000)
+        .map(|i| {
+            (
+                format!("data./big/k{i:06}"),
+                format!("value {i} {}", "x".repeat(i % 50)),
+            )
+        })
+        .chain([("data./small".to_string(), "ü".to_string())])
+        .collect();
+    let local = confd_database_memory::Memory::new();
+    local.configure(data.clone()).await.expect("configure");
+    // as shipped (the SDK visits the store) and serving only the Database trait
+    for command in [
+        command(),
+        command().env("CONFD_MEMORY_PLUGIN_MAP_ONLY", "1"),
+    ] {
+        let client = PluginClient::start(command, ClientOptions::default())
+            .await
+            .expect("plugin starts");
+        client.configure(data.clone()).await.expect("configure");
+        for keys in [
+            vec!["/big".to_string()],
+            vec!["/".to_string()],
+            vec!["/small".to_string(), "/big/k000001".to_string()],
+            vec!["/nothing".to_string()],
+            vec![],
+        ] {
+            let want = local.get_values(&keys).await.expect("in-process");
+            let got = client.get_values(&keys).await.expect("through the plugin");
+            assert_eq!(got.len(), want.len(), "{keys:?}");
+            assert!(got == want, "{keys:?}: different values");
+        }
+        client.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn plugin_errors_keep_their_kind() {
     let client = PluginClient::start(command(), ClientOptions::default())
         .await

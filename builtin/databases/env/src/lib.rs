@@ -29,6 +29,7 @@
 //! `watch_prefix` returns `Unimplemented` with a message telling the user to
 //! use `--onetime` or `--interval`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -58,20 +59,41 @@ enum Source {
     Fixed(Arc<Vars>),
 }
 
+/// One variable as the C environment holds it, `NAME=value`, with the length of the name
+/// (a fixed list may hold names with `=` in them, which the environment cannot).
+#[derive(Debug)]
+struct Entry {
+    text: Cow<'static, [u8]>,
+    name_len: usize,
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        // Checked when the entry was made: names that are not UTF-8 are skipped.
+        std::str::from_utf8(&self.text[..self.name_len]).unwrap_or_default()
+    }
+    fn value(&self) -> String {
+        let value = self.text.get(self.name_len + 1..).unwrap_or_default();
+        String::from_utf8_lossy(value).into_owned()
+    }
+}
+
 /// Variables sorted by name (byte order), so the names under a prefix form
 /// one contiguous run found by binary search. A run asks once per resource
 /// group (hundreds of times) and a container may hold thousands of
 /// variables: copying and sorting them on every request dominated a run.
+/// The process environment is indexed where it lies, not copied: with
+/// thousands of variables the copies were most of the plugin's memory.
 #[derive(Debug)]
-struct Vars(Vec<(String, String)>);
+struct Vars(Vec<Entry>);
 
 impl Vars {
-    fn new(mut vars: Vec<(String, String)>) -> Vars {
-        // Stable: of two identical names (possible only in a fixed list) the
-        // later one wins, as an overwriting insert would have it.
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+    fn new(mut vars: Vec<Entry>) -> Vars {
+        // Stable: of two identical names the later one wins, as an
+        // overwriting insert (or the C library's getenv) would have it.
+        vars.sort_by(|a, b| a.text[..a.name_len].cmp(&b.text[..b.name_len]));
         vars.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
+            if later.text[..later.name_len] == earlier.text[..earlier.name_len] {
                 std::mem::swap(later, earlier);
                 true
             } else {
@@ -81,20 +103,42 @@ impl Vars {
         Vars(vars)
     }
 
-    /// The process environment, read once: it does not change while confd
+    fn fixed(vars: Vec<(String, String)>) -> Vars {
+        Vars::new(
+            vars.into_iter()
+                .map(|(name, value)| {
+                    let name_len = name.len();
+                    let mut text = name.into_bytes();
+                    text.push(b'=');
+                    text.extend_from_slice(value.as_bytes());
+                    Entry {
+                        text: Cow::Owned(text),
+                        name_len,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The process environment, indexed once: it does not change while confd
     /// runs (see the crate docs on watching).
     fn process() -> &'static Vars {
         static VARS: OnceLock<Vars> = OnceLock::new();
         VARS.get_or_init(|| {
             Vars::new(
-                std::env::vars_os()
-                    .filter_map(|(name, value)| match name.into_string() {
-                        // A name that is not UTF-8 cannot be asked for by any key.
-                        Ok(name) => Some((name, value.to_string_lossy().into_owned())),
-                        Err(name) => {
-                            tracing::debug!(?name, "skipping a variable whose name is not UTF-8");
-                            None
+                process_environment()
+                    .into_iter()
+                    .filter_map(|text| {
+                        let name_len = text.iter().position(|b| *b == b'=')?;
+                        if std::str::from_utf8(&text[..name_len]).is_err() {
+                            // A name that is not UTF-8 cannot be asked for by any key.
+                            tracing::debug!("skipping a variable whose name is not UTF-8");
+                            return None;
                         }
+                        Some(Entry {
+                            text: Cow::Borrowed(text),
+                            name_len,
+                        })
                     })
                     .collect(),
             )
@@ -103,8 +147,9 @@ impl Vars {
 
     /// Indices of the variables named `prefix` or `prefix_...`.
     fn matching(&self, prefix: &str, out: &mut Vec<usize>) {
-        let start = self.0.partition_point(|(name, _)| name.as_str() < prefix);
-        for (offset, (name, _)) in self.0[start..].iter().enumerate() {
+        let start = self.0.partition_point(|e| e.name() < prefix);
+        for (offset, entry) in self.0[start..].iter().enumerate() {
+            let name = entry.name();
             if !name.starts_with(prefix) {
                 break;
             }
@@ -113,6 +158,29 @@ impl Vars {
             }
         }
     }
+}
+
+/// The `NAME=value` strings of the C environment, borrowed for the life of the process.
+#[allow(unsafe_code)]
+fn process_environment() -> Vec<&'static [u8]> {
+    unsafe extern "C" {
+        static environ: *const *const std::ffi::c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: `environ` is a null-terminated array of NUL-terminated strings. This process
+    // never modifies its environment (a plugin process is started with the environment it
+    // serves, and Rust's `set_var` is unsafe and unused here), so nothing changes the array while
+    // it is read. The strings live for the rest of the process: the initial ones are on the
+    // process stack, and the C library never frees a string it handed out through `environ`
+    // while it is still in the array.
+    unsafe {
+        let mut cursor = environ;
+        while !cursor.is_null() && !(*cursor).is_null() {
+            out.push(std::ffi::CStr::from_ptr(*cursor).to_bytes());
+            cursor = cursor.add(1);
+        }
+    }
+    out
 }
 
 /// The `env` database. Cheap to create; holds no state besides its source.
@@ -136,7 +204,7 @@ impl EnvDatabase {
         V: Into<String>,
     {
         EnvDatabase {
-            source: Source::Fixed(Arc::new(Vars::new(
+            source: Source::Fixed(Arc::new(Vars::fixed(
                 vars.into_iter()
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
@@ -193,9 +261,9 @@ fn lookup(vars: &Vars, keys: &[String]) -> BTreeMap<String, String> {
     hits.dedup();
     let mut out = BTreeMap::new();
     for i in hits {
-        let (name, value) = &vars.0[i];
-        out.entry(name_to_key(name))
-            .or_insert_with(|| value.clone());
+        let entry = &vars.0[i];
+        out.entry(name_to_key(entry.name()))
+            .or_insert_with(|| entry.value());
     }
     out
 }
@@ -446,6 +514,22 @@ mod tests {
         let info = database().info().await.expect("info is offered");
         assert_eq!(info.name, "env");
         assert!(info.capabilities.is_empty());
+    }
+
+    /// The borrowed index holds exactly what std sees in the environment (UTF-8 names).
+    #[test]
+    fn the_process_index_matches_the_environment() {
+        let mut expected: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+            .collect();
+        expected.sort();
+        expected.dedup_by(|a, b| a.0 == b.0);
+        let got: Vec<(String, String)> = Vars::process()
+            .0
+            .iter()
+            .map(|e| (e.name().to_string(), e.value()))
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[tokio::test]

@@ -1,7 +1,17 @@
 //! confd's etcd v3 backend: reads pinned to one revision, batched within
 //! etcd's transaction limit, and watches on etcd's native watch API with
 //! revisions as the index, so nothing between a read and a watch is missed.
+//!
+//! In watch mode each watched prefix gets one long-lived etcd watch feeding
+//! an in-memory copy of the prefix (see `cache`): `watch_prefix` waits on
+//! that copy and `get_values` for keys under it is answered from it, at one
+//! revision that is at least as new as the index the last `watch_prefix`
+//! returned. Reads no live copy covers (all reads outside watch mode) go to
+//! etcd, batched and pinned to one revision. A copy whose watch breaks (error,
+//! cancel, compaction) is dropped and the calls go to etcd until a new one is
+//! built.
 
+mod cache;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -9,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache::{Caches, PrefixCache};
 use confd_sdk::keys::{common_prefix, is_under};
 use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
 use etcd_client::{
@@ -21,6 +32,13 @@ pub use settings::{DEFAULT_DIAL_TIMEOUT, Settings};
 
 /// etcd's default `--max-txn-ops`: more operations in one Txn are refused.
 pub const MAX_OPS_PER_TXN: usize = 128;
+
+/// A prefix holding more keys than this is not copied into memory: its
+/// reads and watches go to etcd as outside watch mode.
+pub const MAX_CACHED_KEYS: usize = 100_000;
+
+/// How long a prefix found too big to copy is left alone before trying again.
+const TOO_BIG_RETRY: Duration = Duration::from_secs(600);
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "etcd";
@@ -48,6 +66,7 @@ struct Connection {
     settings: Settings,
     options: ConnectOptions,
     client: Mutex<Option<Client>>,
+    caches: Caches,
 }
 
 impl Etcd {
@@ -61,6 +80,12 @@ impl Etcd {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| Error::not_configured("the etcd backend was not configured"))
+    }
+
+    /// How many etcd watches feed in-memory copies right now (one per
+    /// distinct watched prefix).
+    pub fn open_watches(&self) -> usize {
+        self.connection().map_or(0, |c| c.caches.live())
     }
 }
 
@@ -184,7 +209,83 @@ impl Connection {
         Ok(client)
     }
 
+    /// A live copy serving `keys` (built on first use), or `None` when
+    /// there is none and building one failed recently: ask etcd then.
+    async fn cache_for(&self, keys: &[String]) -> Option<Arc<PrefixCache>> {
+        let prefix = cache::prefix_for(&common_prefix(keys));
+        if let Some(cache) = self.caches.covering(&prefix) {
+            return Some(cache);
+        }
+        if self.caches.recently_failed(&prefix) {
+            return None;
+        }
+        let _building = self.caches.building.lock().await;
+        if let Some(cache) = self.caches.covering(&prefix) {
+            return Some(cache);
+        }
+        match self.start_cache(&prefix).await {
+            Ok(cache) => Some(cache),
+            Err((e, retry_after)) => {
+                tracing::debug!("etcd: not copying {prefix:?} into memory: {e}");
+                self.caches.note_failure(&prefix, retry_after);
+                None
+            }
+        }
+    }
+
+    /// Reads `prefix` at revision `S` and starts the watch from `S + 1` that
+    /// keeps the copy current: nothing between the read and the watch is lost.
+    async fn start_cache(&self, prefix: &str) -> Result<Arc<PrefixCache>, (Error, Duration)> {
+        let retry = |e| (e, cache::RETRY_AFTER);
+        let mut client = self.client().await.map_err(retry)?;
+        let limit = i64::try_from(MAX_CACHED_KEYS + 1).unwrap_or(i64::MAX);
+        let response = self
+            .deadline(client.get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_limit(limit)),
+            ))
+            .await
+            .map_err(retry)?;
+        if response.more() || response.kvs().len() > MAX_CACHED_KEYS {
+            return Err((
+                Error::internal(format!("more than {MAX_CACHED_KEYS} keys")),
+                TOO_BIG_RETRY,
+            ));
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        let revision = u64::try_from(revision).unwrap_or(0).max(1);
+        let values: BTreeMap<String, String> = response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                )
+            })
+            .collect();
+        let start = i64::try_from(revision + 1).unwrap_or(i64::MAX);
+        let options = WatchOptions::new().with_prefix().with_start_revision(start);
+        let stream = self
+            .deadline(client.watch(prefix, Some(options)))
+            .await
+            .map_err(retry)?;
+        Ok(self
+            .caches
+            .start(prefix.to_string(), revision, values, stream, self.nodes()))
+    }
+
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
+        if let Some(cache) = self.caches.covering_keys(keys)
+            && let Some(values) = cache.read(keys)
+        {
+            tracing::trace!(
+                "etcd: {} keys read from the copy of {:?}",
+                keys.len(),
+                cache.prefix()
+            );
+            return Ok(values);
+        }
         let client = self.client().await?;
         let mut values = BTreeMap::new();
         // Later batches read at the first batch's revision: one snapshot.
@@ -327,6 +428,7 @@ impl Database for Etcd {
             settings,
             options,
             client: Mutex::new(None),
+            caches: Caches::default(),
         };
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(connection));
         Ok(())
@@ -348,8 +450,17 @@ impl Database for Etcd {
         } else {
             keys.to_vec()
         };
+        let cache = connection.cache_for(&keys).await;
         if wait_index == 0 {
+            if let Some(revision) = cache.as_ref().and_then(|c| c.revision()) {
+                return Ok(revision);
+            }
             return connection.current_revision(&common_prefix(&keys)).await;
+        }
+        if let Some(cache) = cache
+            && let Some(revision) = cache.wait(&keys, wait_index).await
+        {
+            return Ok(revision);
         }
         connection.watch(&keys, wait_index).await
     }

@@ -366,3 +366,215 @@ async fn an_index_ahead_of_the_store_starts_again() {
     .expect("watch ok");
     assert_eq!(index, current);
 }
+
+async fn delete(server: &EtcdServer, key: &str) {
+    let mut client = Client::connect([server.endpoint()], None)
+        .await
+        .expect("test client connects");
+    client.delete(key, None).await.expect("delete");
+}
+
+/// Waits (at most 5 s) for a change under `watched` after `index`.
+async fn next_change(etcd: &Etcd, prefix: &str, watched: &[String], index: u64) -> u64 {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        etcd.watch_prefix(prefix, watched, index),
+    )
+    .await
+    .expect("a change wakes the watch within 5s")
+    .expect("watch ok")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_a_watch_event_see_puts_and_deletes() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    put_all(&server, &[("/c/app/a", "1"), ("/c/app/b", "2")]).await;
+    let etcd = backend(&server, &[]).await;
+    let watched = keys(&["/c/app"]);
+    assert_eq!(etcd.open_watches(), 0, "no watch before watch mode starts");
+    let index = etcd.watch_prefix("/c", &watched, 0).await.expect("index");
+    assert_eq!(etcd.open_watches(), 1);
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read"),
+        map(&[("/c/app/a", "1"), ("/c/app/b", "2")])
+    );
+
+    // Several changes, one of them a delete, then a lookalike key.
+    put_all(&server, &[("/c/app/a", "10"), ("/c/app/c/d", "3")]).await;
+    delete(&server, "/c/app/b").await;
+    put_all(&server, &[("/c/application", "no")]).await;
+    let mut seen = index;
+    let want = map(&[("/c/app/a", "10"), ("/c/app/c/d", "3")]);
+    // The watch may wake per change; every read after a wake is at least as
+    // new as the wake, and the last one holds all three changes.
+    for _ in 0..3 {
+        seen = next_change(&etcd, "/c", &watched, seen).await;
+        if etcd.get_values(&watched).await.expect("read") == want {
+            break;
+        }
+    }
+    assert_eq!(etcd.get_values(&watched).await.expect("read"), want);
+    assert!(seen > index + 2, "index {seen} follows the revisions");
+
+    // A read right after each wake holds the change that caused it.
+    for i in 0..20 {
+        let value = format!("v{i}");
+        put_all(&server, &[("/c/app/a", value.as_str())]).await;
+        seen = next_change(&etcd, "/c", &watched, seen).await;
+        let values = etcd.get_values(&keys(&["/c/app/a"])).await.expect("read");
+        assert_eq!(values.get("/c/app/a"), Some(&value), "after wake {i}");
+    }
+    assert_eq!(etcd.open_watches(), 1, "one etcd watch served every call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_outside_the_watched_prefix_read_from_etcd() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    put_all(&server, &[("/o/app/a", "1"), ("/o/other", "x")]).await;
+    let etcd = backend(&server, &[]).await;
+    let watched = keys(&["/o/app"]);
+    etcd.watch_prefix("/o", &watched, 0).await.expect("index");
+    // Not watched by anyone: every read must return the latest value.
+    for i in 0..10 {
+        let value = format!("x{i}");
+        put_all(&server, &[("/o/other", value.as_str())]).await;
+        let values = etcd.get_values(&keys(&["/o/other"])).await.expect("read");
+        assert_eq!(values, map(&[("/o/other", value.as_str())]));
+        // A read mixing watched and unwatched keys is one etcd snapshot too.
+        let mixed = etcd
+            .get_values(&keys(&["/o/app", "/o/other"]))
+            .await
+            .expect("read");
+        assert_eq!(
+            mixed,
+            map(&[("/o/app/a", "1"), ("/o/other", value.as_str())])
+        );
+    }
+    assert_eq!(etcd.open_watches(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_under_one_watched_prefix_share_its_watch() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    put_all(&server, &[("/sh/app/db/host", "h"), ("/sh/app/name", "n")]).await;
+    let etcd = backend(&server, &[]).await;
+    let wide = keys(&["/sh/app"]);
+    let narrow = keys(&["/sh/app/db"]);
+    let wide_index = etcd.watch_prefix("/sh", &wide, 0).await.expect("index");
+    let narrow_index = etcd.watch_prefix("/sh", &narrow, 0).await.expect("index");
+    assert_eq!(etcd.open_watches(), 1, "/sh/app/db lies under /sh/app");
+    let (woke_wide, woke_narrow, ()) = tokio::join!(
+        next_change(&etcd, "/sh", &wide, wide_index),
+        next_change(&etcd, "/sh", &narrow, narrow_index),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            put_all(&server, &[("/sh/app/name", "changed")]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            put_all(&server, &[("/sh/app/db/host", "changed")]).await;
+        }
+    );
+    assert!(
+        woke_narrow > woke_wide,
+        "a change outside /sh/app/db did not wake it"
+    );
+    assert_eq!(
+        etcd.get_values(&narrow).await.expect("read"),
+        map(&[("/sh/app/db/host", "changed")])
+    );
+    let other = keys(&["/sh/elsewhere"]);
+    etcd.watch_prefix("/sh", &other, 0).await.expect("index");
+    assert_eq!(
+        etcd.open_watches(),
+        2,
+        "a distinct prefix gets its own watch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_reads_of_192_keys_are_one_snapshot() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let pairs: Vec<(String, String)> = (0..192)
+        .map(|i| (format!("/wm/k{i:03}"), format!("v{i}")))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    put_all(&server, &borrowed).await;
+    let etcd = backend(&server, &[]).await;
+    let requested: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    let index = etcd
+        .watch_prefix("/wm", &requested, 0)
+        .await
+        .expect("index");
+    assert_eq!(etcd.open_watches(), 1);
+    let values = etcd.get_values(&requested).await.expect("read of 192 keys");
+    assert_eq!(values.len(), 192);
+    assert_eq!(values.get("/wm/k191").map(String::as_str), Some("v191"));
+
+    put_all(&server, &[("/wm/k000", "new"), ("/wm/k191", "new")]).await;
+    let mut seen = index;
+    let mut values = BTreeMap::new();
+    for _ in 0..2 {
+        seen = next_change(&etcd, "/wm", &requested, seen).await;
+        values = etcd.get_values(&requested).await.expect("read of 192 keys");
+        if values.get("/wm/k191").map(String::as_str) == Some("new") {
+            break;
+        }
+    }
+    assert_eq!(values.len(), 192);
+    assert_eq!(values.get("/wm/k000").map(String::as_str), Some("new"));
+    assert_eq!(values.get("/wm/k191").map(String::as_str), Some("new"));
+    assert_eq!(values.get("/wm/k100").map(String::as_str), Some("v100"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_watch_falls_back_to_etcd_then_is_rebuilt() {
+    let Some(mut server) = EtcdServer::start() else {
+        return;
+    };
+    put_all(&server, &[("/f/a", "1")]).await;
+    let etcd = backend(&server, &[("dialTimeout", "1s")]).await;
+    let watched = keys(&["/f"]);
+    let index = etcd.watch_prefix("/f", &watched, 0).await.expect("index");
+    assert_eq!(etcd.open_watches(), 1);
+
+    tokio::task::block_in_place(|| server.stop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while etcd.open_watches() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(etcd.open_watches(), 0, "the copy died with its watch");
+    // Never the stale copy: reads go to etcd, which is down.
+    let err = etcd.get_values(&watched).await.expect_err("etcd is down");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+
+    tokio::task::block_in_place(|| server.restart());
+    put_all(&server, &[("/f/a", "2")]).await;
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read from etcd"),
+        map(&[("/f/a", "2")])
+    );
+    // The caller's index predates the new copy: the change is not lost.
+    tokio::time::sleep(cache_retry()).await;
+    let woke = next_change(&etcd, "/f", &watched, index).await;
+    assert!(woke > index);
+    assert_eq!(etcd.open_watches(), 1, "the copy is rebuilt");
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read"),
+        map(&[("/f/a", "2")])
+    );
+}
+
+/// After a failed attempt to build a copy, etcd is asked directly for a while.
+fn cache_retry() -> Duration {
+    Duration::from_millis(1100)
+}

@@ -115,6 +115,10 @@ struct Active {
 pub struct FileDatabase {
     active: RwLock<Option<Arc<Active>>>,
     cache: Arc<Cache>,
+    /// One read at a time. The cache's lock serialises reads anyway; waiting here rather than
+    /// on it keeps one blocking thread busy instead of one per concurrent request (a one-shot
+    /// run asks for 16 resource groups at once, and each thread cost its own malloc arena).
+    reading: tokio::sync::Mutex<()>,
     watchers: Arc<AtomicUsize>,
 }
 
@@ -134,6 +138,7 @@ impl FileDatabase {
 
     /// Every key of every file, read off the async runtime's threads.
     async fn load(&self, active: Arc<Active>) -> Result<Arc<BTreeMap<String, String>>, Error> {
+        let _one = self.reading.lock().await;
         let cache = Arc::clone(&self.cache);
         tokio::task::spawn_blocking(move || cache.load(&active.files, &active.filter))
             .await

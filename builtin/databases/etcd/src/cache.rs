@@ -1,0 +1,390 @@
+//! A watch-fed copy of each watched prefix. In watch mode the host reads
+//! right after every watch wake-up; serving that read from a copy kept up to
+//! date by one long-lived etcd watch saves an etcd round trip per change and
+//! lets every resource under a prefix share that one watch.
+//!
+//! Consistency: a copy starts from a read of the whole prefix at revision `S`
+//! and a watch from `S + 1`, so it misses nothing. It is always the state of
+//! the prefix at one revision (each watch response is applied whole), and it
+//! is at least as new as every index a waiter on it was handed. It may lag
+//! behind etcd by the watch's delivery time; reads that must be linearizable
+//! do not use it (they go to etcd when no live copy covers them).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use confd_sdk::keys::is_under;
+use etcd_client::{EventType, WatchStream};
+use tokio::task::AbortHandle;
+
+/// Changes remembered for waiters that were busy when they happened. A
+/// waiter further behind is woken at once (a render too many, never one too
+/// few).
+const LOG_CAPACITY: usize = 4096;
+
+/// How long after a failed attempt to build a copy reads and watches go
+/// straight to etcd before the next attempt.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The copies of one connection, and the tasks feeding them.
+#[derive(Default)]
+pub(crate) struct Caches {
+    entries: Mutex<Vec<(Arc<PrefixCache>, AbortHandle)>>,
+    /// Prefixes not to try copying again before the instant.
+    failed: Mutex<BTreeMap<String, Instant>>,
+    /// One copy is built at a time, so groups asking for the same prefix at
+    /// once share it instead of each opening a watch.
+    pub(crate) building: tokio::sync::Mutex<()>,
+}
+
+impl Drop for Caches {
+    fn drop(&mut self) {
+        for (_, task) in lock(&self.entries).iter() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below leaves the data whole; a panic elsewhere
+    // cannot leave it half-updated.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Caches {
+    /// A live copy holding everything under `prefix` (a string prefix).
+    pub(crate) fn covering(&self, prefix: &str) -> Option<Arc<PrefixCache>> {
+        let mut entries = lock(&self.entries);
+        entries.retain(|(cache, _)| cache.is_live());
+        entries
+            .iter()
+            .find(|(cache, _)| prefix.starts_with(cache.prefix.as_str()))
+            .map(|(cache, _)| Arc::clone(cache))
+    }
+
+    /// A live copy able to answer a read of all `keys` at one revision.
+    pub(crate) fn covering_keys(&self, keys: &[String]) -> Option<Arc<PrefixCache>> {
+        if keys.is_empty() {
+            return None;
+        }
+        let entries = lock(&self.entries);
+        entries
+            .iter()
+            .find(|(cache, _)| cache.is_live() && keys.iter().all(|k| cache.covers(k)))
+            .map(|(cache, _)| Arc::clone(cache))
+    }
+
+    /// Number of live copies (one etcd watch each).
+    pub(crate) fn live(&self) -> usize {
+        lock(&self.entries)
+            .iter()
+            .filter(|(cache, _)| cache.is_live())
+            .count()
+    }
+
+    pub(crate) fn recently_failed(&self, prefix: &str) -> bool {
+        let mut failed = lock(&self.failed);
+        let now = Instant::now();
+        failed.retain(|_, until| *until > now);
+        failed.contains_key(prefix)
+    }
+
+    /// No new attempt to copy `prefix` for `retry_after`.
+    pub(crate) fn note_failure(&self, prefix: &str, retry_after: Duration) {
+        lock(&self.failed).insert(prefix.to_string(), Instant::now() + retry_after);
+    }
+
+    /// Starts feeding a copy filled from a read at `revision` with the
+    /// watch `stream` that starts at `revision + 1`.
+    pub(crate) fn start(
+        &self,
+        prefix: String,
+        revision: u64,
+        values: BTreeMap<String, String>,
+        stream: WatchStream,
+        nodes: String,
+    ) -> Arc<PrefixCache> {
+        let (changed, _) = tokio::sync::watch::channel(());
+        let cache = Arc::new(PrefixCache {
+            prefix,
+            data: Mutex::new(Data {
+                live: true,
+                revision,
+                log_floor: revision,
+                log: VecDeque::new(),
+                values,
+            }),
+            changed,
+        });
+        let task = tokio::spawn(feed(Arc::clone(&cache), stream, nodes));
+        lock(&self.failed).remove(&cache.prefix);
+        lock(&self.entries).push((Arc::clone(&cache), task.abort_handle()));
+        cache
+    }
+}
+
+/// One prefix's copy.
+pub(crate) struct PrefixCache {
+    prefix: String,
+    data: Mutex<Data>,
+    /// Ticks after every applied change and when the copy dies.
+    changed: tokio::sync::watch::Sender<()>,
+}
+
+struct Data {
+    /// False once the watch ended: the copy may be stale and is not used.
+    live: bool,
+    /// The copy is the prefix's state at this revision.
+    revision: u64,
+    /// Changes after this revision are all in `log`.
+    log_floor: u64,
+    /// (mod revision, key) of every put and delete after `log_floor`.
+    log: VecDeque<(u64, String)>,
+    values: BTreeMap<String, String>,
+}
+
+impl PrefixCache {
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn is_live(&self) -> bool {
+        lock(&self.data).live
+    }
+
+    /// Whether every store key a request for `key` can return lies under
+    /// this copy's prefix.
+    fn covers(&self, key: &str) -> bool {
+        let base = key.trim_end_matches('/');
+        !base.is_empty() && base.starts_with(self.prefix.as_str())
+    }
+
+    /// The revision of the copy, `None` when it died.
+    pub(crate) fn revision(&self) -> Option<u64> {
+        let data = lock(&self.data);
+        data.live.then_some(data.revision)
+    }
+
+    /// Every value under `keys` at one revision; `None` when the copy died.
+    pub(crate) fn read(&self, keys: &[String]) -> Option<BTreeMap<String, String>> {
+        let data = lock(&self.data);
+        if !data.live {
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        for requested in keys {
+            let base = requested.trim_end_matches('/');
+            for (key, value) in data
+                .values
+                .range::<str, _>((std::ops::Bound::Included(base), std::ops::Bound::Unbounded))
+                .take_while(|(key, _)| key.starts_with(base))
+            {
+                if is_under(key, requested) {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Waits until something under `keys` changes after `index` and returns
+    /// the copy's revision then. `None`: the copy cannot answer (it died, or
+    /// the caller knows of revisions it has not seen); ask etcd instead.
+    pub(crate) async fn wait(&self, keys: &[String], index: u64) -> Option<u64> {
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            {
+                let data = lock(&self.data);
+                if !data.live || index > data.revision {
+                    return None;
+                }
+                if index < data.log_floor {
+                    // What changed between `index` and the floor is not
+                    // remembered: assume it matters.
+                    return Some(data.revision);
+                }
+                let relevant = data
+                    .log
+                    .iter()
+                    .rev()
+                    .take_while(|(revision, _)| *revision > index)
+                    .any(|(_, key)| keys.iter().any(|k| is_under(key, k)));
+                if relevant {
+                    return Some(data.revision);
+                }
+            }
+            if changed.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn die(&self, why: &str) {
+        lock(&self.data).live = false;
+        self.changed.send_replace(());
+        tracing::warn!(
+            "etcd: the watch-fed copy of {:?} stopped ({why}); reading from etcd until it is re-established",
+            self.prefix
+        );
+    }
+}
+
+/// Applies the watch's events to the copy until the watch ends.
+async fn feed(cache: Arc<PrefixCache>, mut stream: WatchStream, nodes: String) {
+    loop {
+        let message = match stream.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => return cache.die(&format!("etcd {nodes} closed the watch stream")),
+            Err(e) => return cache.die(&format!("etcd {nodes}: {e}")),
+        };
+        if message.compact_revision() > 0 {
+            return cache.die(&format!(
+                "revisions up to {} were compacted",
+                message.compact_revision()
+            ));
+        }
+        if message.canceled() {
+            return cache.die(&format!(
+                "etcd {nodes} cancelled the watch: {}",
+                message.cancel_reason()
+            ));
+        }
+        if message.events().is_empty() {
+            continue;
+        }
+        {
+            let mut data = lock(&cache.data);
+            // One response holds whole revisions: after it the copy is again
+            // the state at one revision.
+            for event in message.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let revision = u64::try_from(kv.mod_revision()).unwrap_or(0);
+                match event.event_type() {
+                    EventType::Put => {
+                        let value = String::from_utf8_lossy(kv.value()).into_owned();
+                        data.values.insert(key.clone(), value);
+                    }
+                    EventType::Delete => {
+                        data.values.remove(&key);
+                    }
+                }
+                data.revision = data.revision.max(revision);
+                data.log.push_back((revision, key));
+            }
+            while data.log.len() > LOG_CAPACITY {
+                if let Some((revision, _)) = data.log.pop_front() {
+                    data.log_floor = data.log_floor.max(revision);
+                }
+            }
+        }
+        cache.changed.send_replace(());
+    }
+}
+
+/// The prefix a copy for `keys` holds: their common string prefix, without
+/// a trailing `/` so that `/app/` also serves the key `/app`.
+pub(crate) fn prefix_for(common: &str) -> String {
+    let trimmed = common.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(prefix: &str, revision: u64, values: &[(&str, &str)]) -> PrefixCache {
+        let (changed, _) = tokio::sync::watch::channel(());
+        PrefixCache {
+            prefix: prefix.to_string(),
+            data: Mutex::new(Data {
+                live: true,
+                revision,
+                log_floor: revision,
+                log: VecDeque::new(),
+                values: values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }),
+            changed,
+        }
+    }
+
+    fn keys(list: &[&str]) -> Vec<String> {
+        list.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn reads_are_path_aware() {
+        let c = cache(
+            "/app",
+            5,
+            &[
+                ("/app", "0"),
+                ("/app/a", "1"),
+                ("/app/b/c", "2"),
+                ("/appx", "3"),
+            ],
+        );
+        let all = c.read(&keys(&["/app"])).expect("live");
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(!all.contains_key("/appx"));
+        let sub = c.read(&keys(&["/app/b/", "/app/missing"])).expect("live");
+        assert_eq!(sub.keys().collect::<Vec<_>>(), ["/app/b/c"]);
+    }
+
+    #[test]
+    fn coverage_is_by_string_prefix_of_the_requested_key() {
+        let c = cache("/app/d", 1, &[]);
+        assert!(c.covers("/app/db"));
+        assert!(c.covers("/app/d"));
+        assert!(c.covers("/app/db/"));
+        assert!(!c.covers("/app"));
+        assert!(!c.covers("/app/"));
+        assert!(!c.covers("/"));
+        let root = cache("/", 1, &[]);
+        assert!(root.covers("/x"));
+        assert!(!root.covers("/"), "a read of everything goes to etcd");
+    }
+
+    #[test]
+    fn copy_prefix_drops_trailing_slashes() {
+        assert_eq!(prefix_for("/app/"), "/app");
+        assert_eq!(prefix_for("/app/d"), "/app/d");
+        assert_eq!(prefix_for("/"), "/");
+        assert_eq!(prefix_for(""), "/");
+    }
+
+    #[tokio::test]
+    async fn waiters_see_logged_changes_under_their_keys_only() {
+        let c = cache("/w", 10, &[]);
+        {
+            let mut data = lock(&c.data);
+            data.log.push_back((11, "/w/application".to_string()));
+            data.log.push_back((12, "/w/app/x".to_string()));
+            data.revision = 12;
+        }
+        assert_eq!(c.wait(&keys(&["/w/app"]), 10).await, Some(12));
+        assert_eq!(c.wait(&keys(&["/w/app"]), 11).await, Some(12));
+        let quiet =
+            tokio::time::timeout(Duration::from_millis(50), c.wait(&keys(&["/w/app"]), 12)).await;
+        assert!(quiet.is_err(), "nothing after 12: {quiet:?}");
+        let lookalike_only =
+            tokio::time::timeout(Duration::from_millis(50), c.wait(&keys(&["/w/applic"]), 10))
+                .await;
+        assert!(lookalike_only.is_err(), "{lookalike_only:?}");
+        // Behind the floor: woken at once; ahead of the copy: ask etcd.
+        assert_eq!(c.wait(&keys(&["/w/app"]), 9).await, Some(12));
+        assert_eq!(c.wait(&keys(&["/w/app"]), 13).await, None);
+        c.die("test");
+        assert_eq!(c.wait(&keys(&["/w/app"]), 12).await, None);
+        assert_eq!(c.read(&keys(&["/w"])), None);
+    }
+}
