@@ -70,14 +70,7 @@ pub async fn sync_resource(
     store: &Store,
     opts: &RunOptions,
 ) -> Result<Outcome, SyncError> {
-    let content = resource
-        .template()
-        .render(store)
-        .map_err(|e| SyncError::Render {
-            src: resource.src().to_string(),
-            message: e.to_string(),
-        })?;
-    sync_content(resource, content.into_bytes(), opts, false).await
+    render_and_sync(resource, store, opts, false).await
 }
 
 /// [`sync_resource`] for a render that a watch event triggered: the file
@@ -90,6 +83,15 @@ pub(crate) async fn sync_resource_in_place(
     store: &Store,
     opts: &RunOptions,
 ) -> Result<Outcome, SyncError> {
+    render_and_sync(resource, store, opts, true).await
+}
+
+async fn render_and_sync(
+    resource: &Resource,
+    store: &Store,
+    opts: &RunOptions,
+    in_place: bool,
+) -> Result<Outcome, SyncError> {
     let content = resource
         .template()
         .render(store)
@@ -97,7 +99,7 @@ pub(crate) async fn sync_resource_in_place(
             src: resource.src().to_string(),
             message: e.to_string(),
         })?;
-    sync_content(resource, content.into_bytes(), opts, true).await
+    sync_content(resource, content.into_bytes(), opts, in_place).await
 }
 
 /// The metadata a destination must end up with.

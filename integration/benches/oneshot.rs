@@ -274,6 +274,14 @@ fn median(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
     times[times.len() / 2]
 }
 
+/// confd's plugin child, once it has started.
+fn plugin_of(pid: u32) -> Option<u32> {
+    e2e::children_of(pid).into_iter().find(|p| {
+        let cmd = e2e::cmdline(*p);
+        cmd.contains("internal-plugin") || cmd.contains("confd-database-")
+    })
+}
+
 /// Peak RSS (KiB) of confd and of its plugin child over one run, the largest of 3 runs. Both
 /// are read from `/proc/<pid>/status` VmHWM while the processes run (VmHWM only grows, so the
 /// last reading before exit is the peak up to then); the two peaks are added, an upper bound
@@ -293,10 +301,7 @@ fn peak_rss(mut command: impl FnMut() -> Command) -> (u64, u64) {
                 host = host.max(kib);
             }
             if plugin_pid.is_none() {
-                plugin_pid = e2e::children_of(pid).into_iter().find(|p| {
-                    let cmd = e2e::cmdline(*p);
-                    cmd.contains("internal-plugin") || cmd.contains("confd-database-")
-                });
+                plugin_pid = plugin_of(pid);
             }
             if let Some(p) = plugin_pid.and_then(e2e::vm_hwm_kib) {
                 plugin = plugin.max(p);
@@ -329,10 +334,7 @@ fn peak_union(mut command: impl FnMut() -> Command) -> Option<u64> {
         let mut plugin_pid = None;
         loop {
             if plugin_pid.is_none() {
-                plugin_pid = e2e::children_of(pid).into_iter().find(|p| {
-                    let cmd = e2e::cmdline(*p);
-                    cmd.contains("internal-plugin") || cmd.contains("confd-database-")
-                });
+                plugin_pid = plugin_of(pid);
             }
             let Some(mut frames) = resident_frames(pid) else {
                 // Page frames hidden (not root): let the run finish, report n/a.
