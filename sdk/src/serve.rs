@@ -699,13 +699,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_answer_brings_the_values_only_when_asked_and_readable() {
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let opts = ServeOpts::new("ticker", || Ticker);
-        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
-        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
-        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
-            .await
-            .expect("connect");
+        let (server, channel) = start(opts).await;
         let mut db = DatabaseClient::new(channel);
         let mut watch = async |keys: &[&str], want_values: bool| {
             let request = v1::WatchPrefixRequest {
@@ -735,6 +730,22 @@ mod tests {
         server.abort();
     }
 
+    /// Serves `opts` in this process and connects to it, as a host would after the handshake.
+    async fn start<D: Database>(
+        opts: ServeOpts<D>,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+        tonic::transport::Channel,
+    ) {
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        (server, channel)
+    }
+
     async fn wait_until(what: &str, check: impl Fn() -> bool) {
         for _ in 0..200 {
             if check() {
@@ -747,13 +758,8 @@ mod tests {
 
     #[tokio::test]
     async fn get_values_stream_batches_large_answers_and_reports_errors_up_front() {
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
-        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
-        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
-        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
-            .await
-            .expect("connect");
+        let (server, channel) = start(opts).await;
         let mut db = DatabaseClient::new(channel.clone());
 
         for count in [1, STREAM_MIN_ENTRIES - 1, STREAM_MIN_ENTRIES, 20_000] {
@@ -809,7 +815,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_visitor_streams_batches_and_its_error_ends_the_stream() {
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let opts = ServeOpts::new("probe", || Arc::new(Probe::default())).visit_values(
             |_probe, keys, visit| {
                 for key in keys.iter().filter(|k| *k != "/fail") {
@@ -821,11 +826,7 @@ mod tests {
                 Ok(())
             },
         );
-        let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
-        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
-        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
-            .await
-            .expect("connect");
+        let (server, channel) = start(opts).await;
         let mut db = DatabaseClient::new(channel.clone());
         let mut keys: Vec<String> = (0..20_000).map(|i| format!("/key/{i:06}")).collect();
 
