@@ -599,18 +599,15 @@ async fn get_values_stream(
         )
         .await?
         .into_inner();
-    let mut batches = Vec::new();
+    // Appended batch by batch: a large list grows in place (mremap), so no entry moves twice.
+    let mut entries = Vec::new();
     while let Some(batch) = stream.message().await? {
-        batches.push(batch.into_entries());
-    }
-    if batches.len() == 1 {
-        return Ok(Response::new(batches.pop().unwrap_or_default()));
-    }
-    // One list sized once: growing it batch by batch would move every entry again.
-    let total = batches.iter().map(Vec::len).sum::<usize>();
-    let mut entries = Vec::with_capacity(total);
-    for batch in batches {
-        entries.extend(batch);
+        let mut batch = batch.into_entries();
+        if entries.is_empty() {
+            entries = batch;
+        } else {
+            entries.append(&mut batch);
+        }
     }
     Ok(Response::new(entries))
 }

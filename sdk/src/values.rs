@@ -11,7 +11,8 @@
 //!   ([`BatchWriter`]), so the host decodes one batch while the plugin encodes the next, and a
 //!   plugin with a visitor (`ServeOpts::visit_values`) encodes from its store without copying;
 //! - the host decodes entries straight into a list of `(key, value)` (no intermediate
-//!   `Vec<Entry>`), which collects into a `BTreeMap` in bulk because our plugins send keys
+//!   `Vec<Entry>`), parsing the message as one slice and checking UTF-8 once for all its
+//!   strings; the list collects into a `BTreeMap` in bulk because our plugins send keys
 //!   sorted. A key sent twice keeps its last value, as in a protobuf map.
 
 use std::collections::BTreeMap;
@@ -136,6 +137,23 @@ impl Message for GetValuesResponse {
         }
     }
 
+    /// tonic hands a decoder the whole message in one contiguous buffer, so the entries are
+    /// parsed from that slice directly; any other buffer goes field by field.
+    fn merge(&mut self, mut buf: impl Buf) -> Result<(), DecodeError> {
+        let len = buf.remaining();
+        if buf.chunk().len() == len {
+            self.merge_slice(buf.chunk())?;
+            buf.advance(len);
+            return Ok(());
+        }
+        let ctx = DecodeContext::default();
+        while buf.has_remaining() {
+            let (tag, wire_type) = prost::encoding::decode_key(&mut buf)?;
+            self.merge_field(tag, wire_type, &mut buf, ctx.clone())?;
+        }
+        Ok(())
+    }
+
     fn merge_field(
         &mut self,
         tag: u32,
@@ -153,14 +171,13 @@ impl Message for GetValuesResponse {
             return Err(decode_error("buffer underflow"));
         }
         let entries = self.decoded_list(len, buf.remaining());
-        // The whole message normally sits in one contiguous buffer (tonic collects it before
-        // decoding), so the entry is parsed in place.
         let entry = if buf.chunk().len() >= len {
-            let entry = parse_entry(&buf.chunk()[..len])?;
+            let entry = parse_entry(&buf.chunk()[..len], None, 0..len)?;
             buf.advance(len);
             entry
         } else {
-            parse_entry(&buf.copy_to_bytes(len))?
+            let bytes = buf.copy_to_bytes(len);
+            parse_entry(&bytes, None, 0..len)?
         };
         entries.push(entry);
         Ok(())
@@ -204,40 +221,134 @@ fn decode_error(message: impl Into<std::borrow::Cow<'static, str>>) -> DecodeErr
     DecodeError::new(message)
 }
 
-/// One map entry: missing fields are empty strings, a repeated field keeps its last value.
-fn parse_entry(mut bytes: &[u8]) -> Result<(String, String), DecodeError> {
-    let mut key: &[u8] = &[];
-    let mut value: &[u8] = &[];
-    while !bytes.is_empty() {
-        let (tag, wire_type) = prost::encoding::decode_key(&mut bytes)?;
+impl GetValuesResponse {
+    /// Every field of a whole message held in `bytes`.
+    fn merge_slice(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        // One UTF-8 pass over the whole message instead of one call per string: it passes
+        // whenever the strings are UTF-8 and every length fits in one varint byte (the framing
+        // bytes are ASCII then), and each string is then a slice of it. Otherwise, or where a
+        // slice does not fall on character boundaries, each string is checked on its own.
+        let text = std::str::from_utf8(bytes).ok();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let (tag, wire_type) = if bytes[pos] == ENTRY_KEY {
+                pos += 1;
+                (1, WireType::LengthDelimited)
+            } else {
+                let mut rest = &bytes[pos..];
+                let key = prost::encoding::decode_key(&mut rest)?;
+                pos = bytes.len() - rest.len();
+                key
+            };
+            if tag != 1 {
+                let mut rest = &bytes[pos..];
+                prost::encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
+                pos = bytes.len() - rest.len();
+                continue;
+            }
+            prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+            let len = length(bytes, &mut pos, "map entry too long")?;
+            let end = pos
+                .checked_add(len)
+                .filter(|&end| end <= bytes.len())
+                .ok_or_else(|| decode_error("buffer underflow"))?;
+            let entries = self.decoded_list(len, bytes.len() - pos);
+            entries.push(parse_entry(bytes, text, pos..end)?);
+            pos = end;
+        }
+        Ok(())
+    }
+}
+
+/// The key of field 1 (and of a map entry's key) when length-delimited, in its one-byte form.
+const ENTRY_KEY: u8 = 0x0a;
+/// The key of a map entry's field 2 (the value), length-delimited.
+const VALUE_KEY: u8 = 0x12;
+
+/// A varint length at `bytes[*pos..]`, moving `pos` past it.
+fn length(bytes: &[u8], pos: &mut usize, too_long: &'static str) -> Result<usize, DecodeError> {
+    let value = match bytes.get(*pos) {
+        Some(&byte) if byte < 0x80 => {
+            *pos += 1;
+            u64::from(byte)
+        }
+        _ => {
+            let mut rest = bytes.get(*pos..).unwrap_or_default();
+            let value = decode_varint(&mut rest)?;
+            *pos = bytes.len() - rest.len();
+            value
+        }
+    };
+    usize::try_from(value).map_err(|_| decode_error(too_long))
+}
+
+/// The map entry in `bytes[entry]`: missing fields are empty strings, a repeated field keeps
+/// its last value, unknown fields are skipped. `text` is `bytes` when it is UTF-8 as a whole.
+fn parse_entry(
+    bytes: &[u8],
+    text: Option<&str>,
+    entry: std::ops::Range<usize>,
+) -> Result<(String, String), DecodeError> {
+    let fields = &bytes[..entry.end];
+    let mut pos = entry.start;
+    let mut key = 0..0;
+    let mut value = 0..0;
+    while pos < fields.len() {
+        let (tag, wire_type) = match fields[pos] {
+            ENTRY_KEY => {
+                pos += 1;
+                (1, WireType::LengthDelimited)
+            }
+            VALUE_KEY => {
+                pos += 1;
+                (2, WireType::LengthDelimited)
+            }
+            _ => {
+                let mut rest = &fields[pos..];
+                let key = prost::encoding::decode_key(&mut rest)?;
+                pos = fields.len() - rest.len();
+                key
+            }
+        };
         match (tag, wire_type) {
             (1 | 2, WireType::LengthDelimited) => {
-                let len = usize::try_from(decode_varint(&mut bytes)?)
-                    .map_err(|_| decode_error("string too long"))?;
-                if len > bytes.len() {
-                    return Err(decode_error("buffer underflow"));
-                }
-                let (field, rest) = bytes.split_at(len);
+                let len = length(fields, &mut pos, "string too long")?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|&end| end <= fields.len())
+                    .ok_or_else(|| decode_error("buffer underflow"))?;
                 if tag == 1 {
-                    key = field;
+                    key = pos..end;
                 } else {
-                    value = field;
+                    value = pos..end;
                 }
-                bytes = rest;
+                pos = end;
             }
             (1 | 2, other) => {
                 return Err(decode_error(format!(
                     "invalid wire type {other:?} for map entry field {tag}"
                 )));
             }
-            _ => prost::encoding::skip_field(wire_type, tag, &mut bytes, DecodeContext::default())?,
+            _ => {
+                let mut rest = &fields[pos..];
+                prost::encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
+                pos = fields.len() - rest.len();
+            }
         }
     }
-    Ok((utf8(key)?, utf8(value)?))
+    Ok((string(bytes, text, key)?, string(bytes, text, value)?))
 }
 
-fn utf8(bytes: &[u8]) -> Result<String, DecodeError> {
-    std::str::from_utf8(bytes)
+/// `bytes[range]` as a string: a slice of `text` when that is at hand, else checked on its own.
+fn string(
+    bytes: &[u8],
+    text: Option<&str>,
+    range: std::ops::Range<usize>,
+) -> Result<String, DecodeError> {
+    if let Some(s) = text.and_then(|text| text.get(range.clone())) {
+        return Ok(s.to_owned());
+    }
+    std::str::from_utf8(&bytes[range])
         .map(str::to_owned)
         .map_err(|_| decode_error("invalid string value: data is not UTF-8 encoded"))
 }
@@ -376,6 +487,80 @@ mod tests {
                 ("y".to_string(), String::new()),
                 (String::new(), "v".into())
             ]
+        );
+    }
+
+    /// Maps that take each path of the decoder: short ASCII (one UTF-8 pass for the message),
+    /// strings of 128 bytes and more (two-byte lengths, checked one by one), multi-byte
+    /// characters, empty keys and values.
+    fn varied_maps() -> Vec<BTreeMap<String, String>> {
+        let mut seed = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let alphabet = ["a", "/", "-", "ü", "€", "𝄞", "0", " "];
+        let mut maps = vec![sample()];
+        for round in 0..40 {
+            let mut map = BTreeMap::new();
+            for _ in 0..next(60) {
+                let mut text = |max: u64| {
+                    (0..next(max))
+                        .map(|_| alphabet[next(alphabet.len() as u64) as usize])
+                        .collect::<String>()
+                };
+                // every fourth map has long values
+                let value = text(if round % 4 == 3 { 400 } else { 20 });
+                map.insert(text(12), value);
+            }
+            maps.push(map);
+        }
+        maps
+    }
+
+    #[test]
+    fn contiguous_and_split_buffers_decode_like_prost() {
+        for map in varied_maps() {
+            let bytes = Generated {
+                values: map.clone(),
+            }
+            .encode_to_vec();
+            let whole: BTreeMap<_, _> = GetValuesResponse::decode(bytes.as_slice())
+                .expect("decodes")
+                .into_entries()
+                .into_iter()
+                .collect();
+            assert_eq!(whole, map);
+            // a buffer in two pieces goes field by field
+            for cut in [1, bytes.len() / 3, bytes.len().saturating_sub(1)] {
+                let cut = cut.min(bytes.len());
+                let (a, b) = bytes.split_at(cut);
+                let split: BTreeMap<_, _> = GetValuesResponse::decode(a.chain(b))
+                    .expect("decodes")
+                    .into_entries()
+                    .into_iter()
+                    .collect();
+                assert_eq!(split, map, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_string_cut_inside_a_character_is_refused_even_when_the_message_is_utf8() {
+        // key = [0xc3], then an unknown fixed64 field whose key starts with 0xa9: the message
+        // as a whole reads as valid UTF-8 ("\u{e9}"), the key alone is not.
+        let mut entry = vec![0x0a, 1, 0xc3, 0xa9, 0x01];
+        entry.extend(*b"abcdefgh");
+        let mut message = vec![0x0a, entry.len() as u8];
+        message.extend(&entry);
+        assert!(std::str::from_utf8(&message).is_ok());
+        let err = GetValuesResponse::decode(message.as_slice()).expect_err("not UTF-8");
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+        assert!(
+            Generated::decode(message.as_slice()).is_err(),
+            "prost agrees"
         );
     }
 
