@@ -16,6 +16,7 @@
 //!   sorted. A key sent twice keeps its last value, as in a protobuf map.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{DecodeContext, WireType, decode_varint, encode_varint, encoded_len_varint};
@@ -198,15 +199,15 @@ impl Message for GetValuesResponse {
 }
 
 impl GetValuesResponse {
-    /// The list decoded entries go to, sized on the first entry for a message of such entries:
-    /// growing a 10,000-entry list by doubling cost more than the guess ever wastes.
+    /// The list decoded entries go to, sized on the first entry for a message of such entries.
     fn decoded_list(&mut self, first_len: usize, remaining: usize) -> &mut Vec<(String, String)> {
         if !matches!(self.payload, Payload::Decoded(_)) {
             // header (tag + length) plus body; `remaining` still holds this entry's body
             let per_entry = 1 + encoded_len_varint(first_len as u64) + first_len;
-            let guess = (remaining + per_entry) / per_entry;
-            // a misleading first entry must not reserve gigabytes
-            self.payload = Payload::Decoded(Vec::with_capacity(guess.min(1 << 20)));
+            self.payload = Payload::Decoded(Vec::with_capacity(capacity_for(
+                per_entry,
+                remaining + per_entry,
+            )));
         }
         match &mut self.payload {
             Payload::Decoded(entries) => entries,
@@ -224,40 +225,86 @@ fn decode_error(message: impl Into<std::borrow::Cow<'static, str>>) -> DecodeErr
 impl GetValuesResponse {
     /// Every field of a whole message held in `bytes`.
     fn merge_slice(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        // One UTF-8 pass over the whole message instead of one call per string: it passes
-        // whenever the strings are UTF-8 and every length fits in one varint byte (the framing
-        // bytes are ASCII then), and each string is then a slice of it. Otherwise, or where a
-        // slice does not fall on character boundaries, each string is checked on its own.
-        let text = std::str::from_utf8(bytes).ok();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let (tag, wire_type) = if bytes[pos] == ENTRY_KEY {
-                pos += 1;
-                (1, WireType::LengthDelimited)
-            } else {
-                let mut rest = &bytes[pos..];
-                let key = prost::encoding::decode_key(&mut rest)?;
-                pos = bytes.len() - rest.len();
-                key
-            };
-            if tag != 1 {
-                let mut rest = &bytes[pos..];
-                prost::encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
-                pos = bytes.len() - rest.len();
-                continue;
-            }
-            prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-            let len = length(bytes, &mut pos, "map entry too long")?;
-            let end = pos
-                .checked_add(len)
-                .filter(|&end| end <= bytes.len())
-                .ok_or_else(|| decode_error("buffer underflow"))?;
-            let entries = self.decoded_list(len, bytes.len() - pos);
-            entries.push(parse_entry(bytes, text, pos..end)?);
-            pos = end;
-        }
-        Ok(())
+        let mut entries = match std::mem::take(&mut self.payload) {
+            Payload::Decoded(entries) => entries,
+            _ => Vec::with_capacity(entries_guess(bytes)),
+        };
+        let result = decode_entries(bytes, &mut entries);
+        self.payload = Payload::Decoded(entries);
+        result
     }
+}
+
+/// How many entries a message of entries like its first one holds.
+fn entries_guess(bytes: &[u8]) -> usize {
+    match bytes {
+        [ENTRY_KEY, len, ..] if *len < 0x80 => capacity_for(2 + usize::from(*len), bytes.len()),
+        _ => 0,
+    }
+}
+
+/// Room for `total` bytes of entries of `per_entry` bytes each: growing a 10,000-entry list by
+/// doubling cost more than the guess ever wastes, but a misleading first entry must not reserve
+/// gigabytes.
+fn capacity_for(per_entry: usize, total: usize) -> usize {
+    (total / per_entry.max(1)).min(1 << 20)
+}
+
+/// Appends the entries of the message in `bytes` to `entries`.
+fn decode_entries(bytes: &[u8], entries: &mut Vec<(String, String)>) -> Result<(), DecodeError> {
+    // One UTF-8 pass over the whole message instead of one call per string: it passes
+    // whenever the strings are UTF-8 and every length fits in one varint byte (the framing
+    // bytes are ASCII then), and each string is then a slice of it. Otherwise, or where a
+    // slice does not fall on character boundaries, each string is checked on its own.
+    let text = std::str::from_utf8(bytes).ok();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        if let Some((key, value)) = short_entry(bytes, pos) {
+            pos = value.end;
+            entries.push((string(bytes, text, key)?, string(bytes, text, value)?));
+            continue;
+        }
+        let (tag, wire_type) = {
+            let mut rest = &bytes[pos..];
+            let key = prost::encoding::decode_key(&mut rest)?;
+            pos = bytes.len() - rest.len();
+            key
+        };
+        if tag != 1 {
+            let mut rest = &bytes[pos..];
+            prost::encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
+            pos = bytes.len() - rest.len();
+            continue;
+        }
+        prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let len = length(bytes, &mut pos, "map entry too long")?;
+        let end = pos
+            .checked_add(len)
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| decode_error("buffer underflow"))?;
+        entries.push(parse_entry(bytes, text, pos..end)?);
+        pos = end;
+    }
+    Ok(())
+}
+
+/// The key and value of the entry at `bytes[pos..]` when it has the layout encoders write for
+/// short strings, `0a <len> 0a <key len> key 12 <value len> value` with one-byte lengths; any
+/// other entry goes through [`parse_entry`].
+fn short_entry(bytes: &[u8], pos: usize) -> Option<(Range<usize>, Range<usize>)> {
+    let head = bytes.get(pos..pos + 4)?;
+    let (len, key_len) = (usize::from(head[1]), usize::from(head[3]));
+    if head[0] != ENTRY_KEY || head[2] != ENTRY_KEY || len >= 0x80 || key_len >= 0x80 {
+        return None;
+    }
+    let key = pos + 4..pos + 4 + key_len;
+    let value_head = bytes.get(key.end..key.end + 2)?;
+    let value_len = usize::from(value_head[1]);
+    if value_head[0] != VALUE_KEY || value_len >= 0x80 || len != key_len + value_len + 4 {
+        return None;
+    }
+    let value = key.end + 2..key.end + 2 + value_len;
+    (value.end <= bytes.len()).then_some((key, value))
 }
 
 /// The key of field 1 (and of a map entry's key) when length-delimited, in its one-byte form.
@@ -287,7 +334,7 @@ fn length(bytes: &[u8], pos: &mut usize, too_long: &'static str) -> Result<usize
 fn parse_entry(
     bytes: &[u8],
     text: Option<&str>,
-    entry: std::ops::Range<usize>,
+    entry: Range<usize>,
 ) -> Result<(String, String), DecodeError> {
     let fields = &bytes[..entry.end];
     let mut pos = entry.start;
@@ -343,7 +390,7 @@ fn parse_entry(
 fn string(
     bytes: &[u8],
     text: Option<&str>,
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
 ) -> Result<String, DecodeError> {
     if let Some(s) = text.and_then(|text| text.get(range.clone())) {
         return Ok(s.to_owned());
@@ -478,6 +525,7 @@ mod tests {
         message.extend(&entry);
         message.extend([0x0a, 3, 0x12, 1, b'v']); // value only: key ""
         message.extend([0x10, 1]); // unknown top-level field 2
+        message.extend([0x0a, 8, 0x0a, 1, b'k', 0x12, 1, b'w', 0x18, 5]); // unknown after both
         let got = GetValuesResponse::decode(message.as_slice())
             .expect("decodes")
             .into_entries();
@@ -485,7 +533,8 @@ mod tests {
             got,
             [
                 ("y".to_string(), String::new()),
-                (String::new(), "v".into())
+                (String::new(), "v".into()),
+                ("k".into(), "w".into())
             ]
         );
     }
