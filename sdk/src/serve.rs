@@ -51,8 +51,9 @@ impl<D: Database> ServeOpts<D> {
 
     /// Optional: answers reads by visiting the entries instead of building the map
     /// `get_values` returns. `visit(db, keys, f)` must call `f(key, value)` for exactly the
-    /// entries `get_values(keys)` returns, in ascending key order. It runs on the async runtime,
-    /// like `get_values`: it may take the store's lock but must not wait for anything else.
+    /// entries `get_values(keys)` returns, in ascending key order. It runs on the async runtime
+    /// or, for large answers, on a blocking thread: it may take the store's lock but must not
+    /// wait for anything else.
     ///
     /// The streaming read then encodes entries straight from the store while confd decodes
     /// the previous batch: no copy of every key and value, no map to free, and the answer
@@ -528,9 +529,11 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
 
 impl<D: Database> DatabaseService<D> {
     /// `GetValuesStream` through the plugin's visitor: batches are encoded straight from the
-    /// store. A large answer is visited on a task of its own, so the transport sends each
-    /// batch (on another worker) while the next is encoded; its queue is unbounded because the
-    /// visitor cannot wait, and at worst holds the encoded answer, as a unary answer would.
+    /// store. A large answer is visited on a blocking thread, so the runtime's workers send
+    /// each batch (and serve other calls) while the next is encoded: on a worker, the visit
+    /// held that worker until its end and the first batch left only then. Its queue is
+    /// unbounded because the visitor cannot wait, and at worst holds the encoded answer, as a
+    /// unary answer would.
     /// A small one is visited right here, as a handoff would cost more than it overlaps. Which
     /// one comes is guessed from the previous answer; a wrong guess only costs the overlap.
     /// An error from the visitor ends the stream with its status, after the batches sent.
@@ -565,7 +568,7 @@ impl<D: Database> DatabaseService<D> {
             }
         };
         if self.last_visit_large.load(Ordering::Relaxed) {
-            tokio::spawn(async move { run() });
+            tokio::task::spawn_blocking(run);
         } else {
             run();
         }
