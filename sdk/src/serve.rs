@@ -545,7 +545,7 @@ impl<D: Database> DatabaseService<D> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let db = self.db.clone();
         let last_was_large = self.last_visit_large.clone();
-        let run = move || {
+        let run = move |own_thread: bool| {
             let mut batches = BatchWriter::new(STREAM_BATCH_BYTES);
             let mut open = true;
             let mut large = false;
@@ -553,6 +553,12 @@ impl<D: Database> DatabaseService<D> {
                 if open && let Some(batch) = batches.push(key, value) {
                     large = true;
                     open = tx.send(Ok(batch)).is_ok();
+                    if own_thread {
+                        // The send woke a worker to pass the batch on; on a machine with few
+                        // cores the kernel often queues it behind this thread, and the
+                        // batch would wait for the end of the visit.
+                        std::thread::yield_now();
+                    }
                 }
             });
             last_was_large.store(large, Ordering::Relaxed);
@@ -568,9 +574,9 @@ impl<D: Database> DatabaseService<D> {
             }
         };
         if self.last_visit_large.load(Ordering::Relaxed) {
-            tokio::task::spawn_blocking(run);
+            tokio::task::spawn_blocking(move || run(true));
         } else {
-            run();
+            run(false);
         }
         Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
     }
@@ -886,6 +892,61 @@ mod tests {
             .expect("stops promptly")
             .expect("join")
             .expect("clean stop");
+    }
+
+    /// The test runtime has one thread: were a large visit run on it, the first batch could
+    /// only leave once the visit ended, and this visitor ends only after the host has that
+    /// first batch (or after 20 s, when the test has failed already).
+    #[tokio::test]
+    async fn the_first_batch_of_a_large_visit_leaves_before_the_visit_ends() {
+        let (first_seen, first_seen_rx) = std::sync::mpsc::channel::<()>();
+        let first_seen_rx = std::sync::Mutex::new(first_seen_rx);
+        let pause = Arc::new(AtomicBool::new(false));
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default())).visit_values({
+            let pause = pause.clone();
+            move |_probe, keys, visit| {
+                let (head, tail) = keys.split_at(keys.len() / 2);
+                head.iter().for_each(|key| visit(key, "visited"));
+                if pause.load(Ordering::SeqCst) {
+                    let waited = first_seen_rx
+                        .lock()
+                        .map(|rx| rx.recv_timeout(Duration::from_secs(20)));
+                    assert!(matches!(waited, Ok(Ok(()))), "the host never saw a batch");
+                }
+                tail.iter().for_each(|key| visit(key, "visited"));
+                Ok(())
+            }
+        });
+        let (server, channel) = start(opts).await;
+        let mut db = DatabaseClient::new(channel.clone());
+        let keys: Vec<String> = (0..20_000).map(|i| format!("/key/{i:06}")).collect();
+        // The first large answer teaches the plugin that answers are large here.
+        for round in 0..2 {
+            pause.store(round == 1, Ordering::SeqCst);
+            let mut stream = db
+                .get_values_stream(v1::GetValuesRequest { keys: keys.clone() })
+                .await
+                .expect("stream starts")
+                .into_inner();
+            let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("the first batch arrives while the visit goes on")
+                .expect("batch")
+                .expect("not the end");
+            if round == 1 {
+                let _ = first_seen.send(());
+            }
+            let mut got = first.into_entries().len();
+            while let Some(batch) = stream.message().await.expect("batch") {
+                got += batch.into_entries().len();
+            }
+            assert_eq!(got, keys.len());
+        }
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown replies");
+        server.await.expect("join").expect("clean stop");
     }
 
     #[tokio::test]
