@@ -37,6 +37,10 @@ use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// The largest HTTP/2 frame a plugin may send us (HTTP/2's default is 16 KiB). A 64 KiB
+/// `GetValuesStream` batch from an SDK plugin then comes in one DATA frame: the task reading
+/// the answer wakes once per batch instead of once per 16 KiB. Go plugins keep their 16 KiB.
+const MAX_FRAME: u32 = 1 << 20;
 /// How many of the plugin's last stderr lines a start error quotes.
 const STDERR_TAIL: usize = 10;
 
@@ -933,6 +937,7 @@ pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Chan
             // The URI is a placeholder: the connector below ignores it and dials the socket.
             Endpoint::from_static("http://[::]:50051")
                 .connect_timeout(timeout)
+                .max_frame_size(MAX_FRAME)
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
                     async move {
@@ -947,6 +952,7 @@ pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Chan
         Address::Tcp(addr) => Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(timeout)
+            .max_frame_size(MAX_FRAME)
             .tcp_nodelay(true)
             .connect()
             .await
