@@ -33,6 +33,7 @@
 mod child_env;
 mod client;
 pub mod config;
+mod configured;
 mod database;
 mod error;
 mod handshake;
@@ -44,6 +45,7 @@ mod values;
 
 pub use async_trait::async_trait;
 pub use client::{ClientOptions, PluginClient, PluginCommand, PluginError};
+pub use configured::Configured;
 pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
 pub use error::{Error, ErrorKind};
 pub use handshake::{

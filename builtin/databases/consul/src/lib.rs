@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use confd_sdk::keys::{common_prefix, is_under};
-use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
 use serde::Deserialize;
 
 const DEFAULT_NODE: &str = "127.0.0.1:8500";
@@ -61,15 +61,9 @@ pub fn database() -> Consul {
 }
 
 /// The consul backend. Configure it, then read and watch.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Consul {
-    state: std::sync::RwLock<Option<Arc<Agent>>>,
-}
-
-impl std::fmt::Debug for Consul {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consul").finish_non_exhaustive()
-    }
+    state: Configured<Agent>,
 }
 
 impl Consul {
@@ -78,11 +72,7 @@ impl Consul {
     }
 
     fn agent(&self) -> Result<Arc<Agent>, Error> {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Error::not_configured("the consul backend was not configured"))
+        self.state.get(NAME)
     }
 }
 
@@ -381,7 +371,7 @@ impl Database for Consul {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let settings: Settings = confd_sdk::config::decode(&config)?;
         let agent = Agent::new(settings)?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(agent));
+        self.state.set(agent);
         Ok(())
     }
 

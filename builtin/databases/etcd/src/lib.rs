@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cache::{Caches, PrefixCache};
 use confd_sdk::keys::{common_prefix, is_under};
-use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -49,15 +49,9 @@ pub fn database() -> Etcd {
 }
 
 /// The etcd backend. Configure it, then read and watch.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Etcd {
-    state: std::sync::RwLock<Option<Arc<Connection>>>,
-}
-
-impl std::fmt::Debug for Etcd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Etcd").finish_non_exhaustive()
-    }
+    state: Configured<Connection>,
 }
 
 /// One configured client; created lazily so a store that is down at
@@ -75,11 +69,7 @@ impl Etcd {
     }
 
     fn connection(&self) -> Result<Arc<Connection>, Error> {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Error::not_configured("the etcd backend was not configured"))
+        self.state.get(NAME)
     }
 
     /// How many etcd watches feed in-memory copies right now (one per
@@ -430,7 +420,7 @@ impl Database for Etcd {
             client: Mutex::new(None),
             caches: Caches::default(),
         };
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(connection));
+        self.state.set(connection);
         Ok(())
     }
 

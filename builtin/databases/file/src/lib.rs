@@ -42,11 +42,11 @@ mod watch;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, RwLock};
 
 use confd_sdk::config::ConfigError;
-use confd_sdk::{Config, Database, DatabaseInfo, Error};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error};
 use glob::Pattern;
 
 use crate::source::Cache;
@@ -113,7 +113,7 @@ struct Active {
 /// The `file` database.
 #[derive(Debug, Default)]
 pub struct FileDatabase {
-    active: RwLock<Option<Arc<Active>>>,
+    active: Configured<Active>,
     cache: Arc<Cache>,
     /// One read at a time. The cache's lock serialises reads anyway; waiting here rather than
     /// on it keeps one blocking thread busy instead of one per concurrent request (a one-shot
@@ -129,11 +129,7 @@ pub fn database() -> FileDatabase {
 
 impl FileDatabase {
     fn active(&self) -> Result<Arc<Active>, Error> {
-        self.active
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Error::not_configured("the file backend was not configured"))
+        self.active.get(NAME)
     }
 
     /// Every key of every file, read off the async runtime's threads.
@@ -165,10 +161,10 @@ impl Database for FileDatabase {
         let decoded = FileConfig::from_config(&config)?;
         let filter = Pattern::new(&decoded.filter)
             .map_err(|e| Error::invalid_config(format!("filter: {e}")))?;
-        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Active {
+        self.active.set(Active {
             files: decoded.files,
             filter,
-        }));
+        });
         Ok(())
     }
 

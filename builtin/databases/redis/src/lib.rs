@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confd_sdk::{Config, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::Mutex;
@@ -28,15 +28,9 @@ pub fn database() -> Redis {
 }
 
 /// The redis backend. Configure it, then read and watch.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Redis {
-    state: std::sync::RwLock<Option<Arc<Connection>>>,
-}
-
-impl std::fmt::Debug for Redis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redis").finish_non_exhaustive()
-    }
+    state: Configured<Connection>,
 }
 
 impl Redis {
@@ -45,11 +39,7 @@ impl Redis {
     }
 
     fn connection(&self) -> Result<Arc<Connection>, Error> {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Error::not_configured("the redis backend was not configured"))
+        self.state.get(NAME)
     }
 }
 
@@ -196,7 +186,7 @@ impl Database for Redis {
             link: Mutex::new(None),
             watches: watch::Watches::default(),
         };
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(connection));
+        self.state.set(connection);
         Ok(())
     }
 
