@@ -603,7 +603,8 @@ async fn get_values_stream(
         )
         .await?
         .into_inner();
-    // Appended batch by batch: a large list grows in place (mremap), so no entry moves twice.
+    // The first batch's list is kept and grows (a large one in place, by mremap) instead of
+    // every batch being copied into a new list at the end.
     let mut entries = Vec::new();
     while let Some(batch) = stream.message().await? {
         let mut batch = batch.into_entries();

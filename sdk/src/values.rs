@@ -211,6 +211,17 @@ impl Message for GetValuesResponse {
 }
 
 impl GetValuesResponse {
+    /// Every field of a whole message held in `bytes`.
+    fn merge_slice(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut entries = match std::mem::take(&mut self.payload) {
+            Payload::Decoded(entries) => entries,
+            _ => Vec::with_capacity(entries_guess(bytes)),
+        };
+        let result = decode_entries(bytes, &mut entries);
+        self.payload = Payload::Decoded(entries);
+        result
+    }
+
     /// The list decoded entries go to, sized on the first entry for a message of such entries.
     fn decoded_list(&mut self, first_len: usize, remaining: usize) -> &mut Vec<(String, String)> {
         if !matches!(self.payload, Payload::Decoded(_)) {
@@ -232,19 +243,6 @@ impl GetValuesResponse {
 #[allow(deprecated)]
 fn decode_error(message: impl Into<std::borrow::Cow<'static, str>>) -> DecodeError {
     DecodeError::new(message)
-}
-
-impl GetValuesResponse {
-    /// Every field of a whole message held in `bytes`.
-    fn merge_slice(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        let mut entries = match std::mem::take(&mut self.payload) {
-            Payload::Decoded(entries) => entries,
-            _ => Vec::with_capacity(entries_guess(bytes)),
-        };
-        let result = decode_entries(bytes, &mut entries);
-        self.payload = Payload::Decoded(entries);
-        result
-    }
 }
 
 /// How many entries a message of entries like its first one holds.
