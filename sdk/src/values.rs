@@ -151,22 +151,20 @@ impl Message for GetValuesResponse {
     }
 
     /// tonic hands a decoder the whole message in one contiguous buffer, so the entries are
-    /// parsed from that slice directly; any other buffer goes field by field.
+    /// parsed from that slice directly; any other buffer is gathered into one first.
     fn merge(&mut self, mut buf: impl Buf) -> Result<(), DecodeError> {
         let len = buf.remaining();
         if buf.chunk().len() == len {
             self.merge_slice(buf.chunk())?;
             buf.advance(len);
-            return Ok(());
+            Ok(())
+        } else {
+            self.merge_slice(&buf.copy_to_bytes(len))
         }
-        let ctx = DecodeContext::default();
-        while buf.has_remaining() {
-            let (tag, wire_type) = prost::encoding::decode_key(&mut buf)?;
-            self.merge_field(tag, wire_type, &mut buf, ctx.clone())?;
-        }
-        Ok(())
     }
 
+    /// Only reached when this message is decoded as part of another (prost's length-delimited
+    /// and nested decoding); `merge` reads whole messages without it.
     fn merge_field(
         &mut self,
         tag: u32,
@@ -183,16 +181,9 @@ impl Message for GetValuesResponse {
         if len > buf.remaining() {
             return Err(decode_error("buffer underflow"));
         }
-        let entries = self.decoded_list(len, buf.remaining());
-        let entry = if buf.chunk().len() >= len {
-            let entry = parse_entry(&buf.chunk()[..len], None, 0..len)?;
-            buf.advance(len);
-            entry
-        } else {
-            let bytes = buf.copy_to_bytes(len);
-            parse_entry(&bytes, None, 0..len)?
-        };
-        entries.push(entry);
+        let bytes = buf.copy_to_bytes(len);
+        let entry = parse_entry(&bytes, None, 0..len)?;
+        self.entries_mut().push(entry);
         Ok(())
     }
 
@@ -213,24 +204,17 @@ impl Message for GetValuesResponse {
 impl GetValuesResponse {
     /// Every field of a whole message held in `bytes`.
     fn merge_slice(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        let mut entries = match std::mem::take(&mut self.payload) {
-            Payload::Decoded(entries) => entries,
-            _ => Vec::with_capacity(entries_guess(bytes)),
-        };
-        let result = decode_entries(bytes, &mut entries);
-        self.payload = Payload::Decoded(entries);
-        result
+        let entries = self.entries_mut();
+        if entries.is_empty() {
+            entries.reserve(entries_guess(bytes));
+        }
+        decode_entries(bytes, entries)
     }
 
-    /// The list decoded entries go to, sized on the first entry for a message of such entries.
-    fn decoded_list(&mut self, first_len: usize, remaining: usize) -> &mut Vec<(String, String)> {
+    /// The list decoded entries go to.
+    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
         if !matches!(self.payload, Payload::Decoded(_)) {
-            // header (tag + length) plus body; `remaining` still holds this entry's body
-            let per_entry = 1 + encoded_len_varint(first_len as u64) + first_len;
-            self.payload = Payload::Decoded(Vec::with_capacity(capacity_for(
-                per_entry,
-                remaining + per_entry,
-            )));
+            self.payload = Payload::Decoded(Vec::new());
         }
         match &mut self.payload {
             Payload::Decoded(entries) => entries,
@@ -245,19 +229,14 @@ fn decode_error(message: impl Into<std::borrow::Cow<'static, str>>) -> DecodeErr
     DecodeError::new(message)
 }
 
-/// How many entries a message of entries like its first one holds.
+/// How many entries a message of entries like its first one holds: growing a 10,000-entry list
+/// by doubling cost more than the guess ever wastes, but a misleading first entry must not
+/// reserve gigabytes.
 fn entries_guess(bytes: &[u8]) -> usize {
     match bytes {
-        [ENTRY_KEY, len, ..] if *len < 0x80 => capacity_for(2 + usize::from(*len), bytes.len()),
+        [ENTRY_KEY, len, ..] if *len < 0x80 => (bytes.len() / (2 + usize::from(*len))).min(1 << 20),
         _ => 0,
     }
-}
-
-/// Room for `total` bytes of entries of `per_entry` bytes each: growing a 10,000-entry list by
-/// doubling cost more than the guess ever wastes, but a misleading first entry must not reserve
-/// gigabytes.
-fn capacity_for(per_entry: usize, total: usize) -> usize {
-    (total / per_entry.max(1)).min(1 << 20)
 }
 
 /// Appends the entries of the message in `bytes` to `entries`.
@@ -601,6 +580,22 @@ mod tests {
                     .collect();
                 assert_eq!(split, map, "cut at {cut}");
             }
+        }
+    }
+
+    #[test]
+    fn length_delimited_decoding_goes_field_by_field_like_prost() {
+        for map in varied_maps() {
+            let bytes = Generated {
+                values: map.clone(),
+            }
+            .encode_length_delimited_to_vec();
+            let got: BTreeMap<_, _> = GetValuesResponse::decode_length_delimited(bytes.as_slice())
+                .expect("decodes")
+                .into_entries()
+                .into_iter()
+                .collect();
+            assert_eq!(got, map);
         }
     }
 
