@@ -556,6 +556,15 @@ mod tests {
         maps
     }
 
+    /// A decoded message as the map the host builds from it.
+    fn as_map(decoded: Result<GetValuesResponse, DecodeError>) -> BTreeMap<String, String> {
+        decoded
+            .expect("decodes")
+            .into_entries()
+            .into_iter()
+            .collect()
+    }
+
     #[test]
     fn contiguous_and_split_buffers_decode_like_prost() {
         for map in varied_maps() {
@@ -563,21 +572,12 @@ mod tests {
                 values: map.clone(),
             }
             .encode_to_vec();
-            let whole: BTreeMap<_, _> = GetValuesResponse::decode(bytes.as_slice())
-                .expect("decodes")
-                .into_entries()
-                .into_iter()
-                .collect();
-            assert_eq!(whole, map);
-            // a buffer in two pieces goes field by field
+            assert_eq!(as_map(GetValuesResponse::decode(bytes.as_slice())), map);
+            // a buffer in two pieces is gathered first
             for cut in [1, bytes.len() / 3, bytes.len().saturating_sub(1)] {
                 let cut = cut.min(bytes.len());
                 let (a, b) = bytes.split_at(cut);
-                let split: BTreeMap<_, _> = GetValuesResponse::decode(a.chain(b))
-                    .expect("decodes")
-                    .into_entries()
-                    .into_iter()
-                    .collect();
+                let split = as_map(GetValuesResponse::decode(a.chain(b)));
                 assert_eq!(split, map, "cut at {cut}");
             }
         }
@@ -590,11 +590,7 @@ mod tests {
                 values: map.clone(),
             }
             .encode_length_delimited_to_vec();
-            let got: BTreeMap<_, _> = GetValuesResponse::decode_length_delimited(bytes.as_slice())
-                .expect("decodes")
-                .into_entries()
-                .into_iter()
-                .collect();
+            let got = as_map(GetValuesResponse::decode_length_delimited(bytes.as_slice()));
             assert_eq!(got, map);
         }
     }
