@@ -4,68 +4,18 @@
 
 use std::collections::BTreeMap;
 
-/// Cleans a slash-separated path like Go's `path.Clean` on an absolute path:
-/// `//` collapses, `.` segments go, `..` pops a segment (never above `/`) and a
-/// trailing `/` is dropped. The result always starts with `/`; `*` and other
-/// glob characters are kept as they are.
-pub fn clean(path: &str) -> String {
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    if segments.is_empty() {
-        "/".to_string()
-    } else {
-        let mut out = String::with_capacity(path.len() + 1);
-        for s in segments {
-            out.push('/');
-            out.push_str(s);
-        }
-        out
-    }
-}
+use confd_sdk::keys::{relative_to, rooted};
 
 /// Joins the global prefix and a resource prefix as path segments:
 /// `/g` + `/r` is `/g/r`, either may be empty, both empty is `/`.
 pub fn join_prefix(global: &str, resource: &str) -> String {
-    clean(&format!("{global}/{resource}"))
+    rooted(&format!("{global}/{resource}"))
 }
 
 /// The store key a resource key stands for under `prefix`
 /// (`/prefix` + `/database/host/` is `/prefix/database/host`).
 pub fn query_key(prefix: &str, key: &str) -> String {
-    clean(&format!("{prefix}/{key}"))
-}
-
-/// True when `key` equals `base` or lies below it as a path.
-pub fn is_under(key: &str, base: &str) -> bool {
-    if base == "/" {
-        return key.starts_with('/');
-    }
-    match key.strip_prefix(base) {
-        Some("") => true,
-        Some(rest) => rest.starts_with('/'),
-        None => false,
-    }
-}
-
-/// `key` made relative to `prefix` by path segments (`/prefix/a/b` is `/a/b`,
-/// `/prefix` itself is `/`), or `None` when it is not below the prefix.
-pub fn relative_to(key: &str, prefix: &str) -> Option<String> {
-    if prefix == "/" {
-        return key.starts_with('/').then(|| key.to_string());
-    }
-    match key.strip_prefix(prefix) {
-        Some("") => Some("/".to_string()),
-        Some(rest) if rest.starts_with('/') => Some(rest.to_string()),
-        _ => None,
-    }
+    rooted(&format!("{prefix}/{key}"))
 }
 
 /// What the template of a resource sees: the backend's answer with every key
@@ -92,16 +42,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_handles_slashes_dots_and_globs() {
-        assert_eq!(clean(""), "/");
-        assert_eq!(clean("/"), "/");
-        assert_eq!(clean("//disc//name/"), "/disc/name");
-        assert_eq!(clean("a/./b/../c"), "/a/c");
-        assert_eq!(clean("/../.."), "/");
-        assert_eq!(clean("/upstream/*"), "/upstream/*");
-    }
-
-    #[test]
     fn prefixes_join_as_segments() {
         assert_eq!(join_prefix("", ""), "/");
         assert_eq!(join_prefix("/g", "/r"), "/g/r");
@@ -123,26 +63,6 @@ mod tests {
         );
         assert_eq!(query_key("/p", "/"), "/p");
         assert_eq!(query_key("/p", ""), "/p");
-    }
-
-    #[test]
-    fn under_is_by_path_segment() {
-        assert!(is_under("/app", "/app"));
-        assert!(is_under("/app/x", "/app"));
-        assert!(!is_under("/application", "/app"));
-        assert!(!is_under("/application/x", "/app"));
-        assert!(is_under("/anything", "/"));
-    }
-
-    #[test]
-    fn relative_is_by_path_segment() {
-        assert_eq!(
-            relative_to("/prefix/a/b", "/prefix").as_deref(),
-            Some("/a/b")
-        );
-        assert_eq!(relative_to("/prefix", "/prefix").as_deref(), Some("/"));
-        assert_eq!(relative_to("/prefixed/a", "/prefix"), None);
-        assert_eq!(relative_to("/a/b", "/").as_deref(), Some("/a/b"));
     }
 
     #[test]

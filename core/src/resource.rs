@@ -268,336 +268,312 @@ impl EngineKindKey {
     }
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "src",
-    "dest",
-    "keys",
-    "prefix",
-    "owner",
-    "group",
-    "uid",
-    "gid",
-    "mode",
-    "check_cmd",
-    "reload_cmd",
-    "check_cmd_timeout",
-    "reload_cmd_timeout",
-    "engine",
-    "trim_blocks",
-    "lstrip_blocks",
-    "backend",
-];
+impl TemplateCache {
+    /// The parsed template `src`, parsed now unless an earlier resource already did.
+    fn load(
+        &mut self,
+        templates_dir: &Path,
+        src: &str,
+        kind: EngineKind,
+        options: &TemplateOptions,
+    ) -> Result<Arc<Template>, String> {
+        let key = (
+            src.to_string(),
+            EngineKindKey::of(kind),
+            options.trim_blocks,
+            options.lstrip_blocks,
+        );
+        if let Some(t) = self.parsed.get(&key) {
+            return Ok(t.clone());
+        }
+        let path = templates_dir.join(src);
+        if !path.is_file() {
+            return Err(format!("missing template: {}", path.display()));
+        }
+        let template = Template::load(templates_dir, src, kind, options)
+            .map(Arc::new)
+            .map_err(|e| format!("template {src}: {e}"))?;
+        self.parsed.insert(key, template.clone());
+        Ok(template)
+    }
+}
 
+/// A resource file as written, keys lower-cased: confd decodes with BurntSushi/toml, which
+/// matches keys to fields case-insensitively (`SRC`, `Dest` work), and we keep that for drop-in
+/// use. Unknown keys are collected to be warned about (or refused when strict), as confd ignores
+/// them.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ResourceFile {
+    template: Option<RawTemplate>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The `[template]` table, each value of its documented type; nothing else is checked here.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RawTemplate {
+    src: Option<String>,
+    dest: Option<String>,
+    keys: Vec<String>,
+    prefix: Option<String>,
+    owner: Option<String>,
+    group: Option<String>,
+    uid: Option<i64>,
+    gid: Option<i64>,
+    mode: Option<String>,
+    check_cmd: Option<String>,
+    reload_cmd: Option<String>,
+    check_cmd_timeout: Option<String>,
+    reload_cmd_timeout: Option<String>,
+    engine: Option<String>,
+    trim_blocks: bool,
+    lstrip_blocks: bool,
+    backend: Option<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// Reads and decodes one resource file, then validates it.
 fn load_one(
     file: &Path,
     opts: &RunOptions,
     templates_dir: &Path,
     cache: &mut TemplateCache,
 ) -> Result<Resource, Vec<ResourceError>> {
-    let mut errors = Vec::new();
-    let mut err = |message: String| {
-        errors.push(ResourceError {
-            file: file.to_path_buf(),
-            message,
-        })
-    };
+    let mut problems = Vec::new();
+    let resource = decode(file, opts, &mut problems)
+        .and_then(|raw| validate(raw, file, opts, templates_dir, cache, &mut problems));
+    match resource {
+        Some(r) if problems.is_empty() => Ok(r),
+        _ => Err(problems
+            .into_iter()
+            .map(|message| ResourceError {
+                file: file.to_path_buf(),
+                message,
+            })
+            .collect()),
+    }
+}
+
+/// The file's `[template]` table, or `None` with the problems that prevent reading it.
+fn decode(file: &Path, opts: &RunOptions, problems: &mut Vec<String>) -> Option<RawTemplate> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
-            err(format!("cannot read: {e}"));
-            return Err(errors);
+            problems.push(format!("cannot read: {e}"));
+            return None;
         }
     };
     let doc: toml::Table = match toml::from_str(&text) {
         Ok(d) => d,
         Err(e) => {
-            err(format!("invalid TOML: {}", e.to_string().trim_end()));
-            return Err(errors);
+            problems.push(format!("invalid TOML: {}", e.to_string().trim_end()));
+            return None;
         }
     };
-    // confd decodes with BurntSushi/toml, which matches keys to fields
-    // case-insensitively (`SRC`, `Dest` work); we keep that for drop-in use.
-    let mut table = None;
-    for (key, value) in &doc {
-        if key.eq_ignore_ascii_case("template") {
-            match value.as_table() {
-                Some(t) if table.is_none() => table = Some(t),
-                Some(_) => err("more than one [template] table".to_string()),
-                None => err("`template` must be a table ([template])".to_string()),
-            }
-        } else if opts.strict_resource_keys {
-            err(format!("unknown top-level key {key:?}"));
+    let lowered = lower_case_keys(doc, "", problems);
+    let parsed: ResourceFile = match toml::Value::Table(lowered).try_into() {
+        Ok(p) => p,
+        Err(e) => {
+            // toml names the key path on a second line ("in `template.keys`").
+            let text = e.to_string().trim_end().replace('\n', " ");
+            problems.push(if text.contains("in `template`") {
+                "`template` must be a table ([template])".to_string()
+            } else {
+                text
+            });
+            return None;
+        }
+    };
+    let unknown = |key: &str, place: &str, problems: &mut Vec<String>| {
+        if opts.strict_resource_keys {
+            problems.push(format!("unknown key {key:?}{place}"));
         } else {
-            tracing::warn!("{}: ignoring unknown top-level key {key:?}", file.display());
+            tracing::warn!("{}: ignoring unknown key {key:?}{place}", file.display());
         }
-    }
-    let Some(table) = table else {
-        err("no [template] table".to_string());
-        return Err(errors);
     };
+    for key in parsed.unknown.keys() {
+        unknown(key, " at the top level", problems);
+    }
+    let Some(raw) = parsed.template else {
+        problems.push("no [template] table".to_string());
+        return None;
+    };
+    for key in raw.unknown.keys() {
+        unknown(key, " in [template]", problems);
+    }
+    Some(raw)
+}
 
-    let mut fields: BTreeMap<&'static str, &toml::Value> = BTreeMap::new();
+/// `table` with every key lower-cased, recursively for `[template]`; two keys that differ only
+/// in case are a problem, as confd would silently take one of them.
+fn lower_case_keys(table: toml::Table, within: &str, problems: &mut Vec<String>) -> toml::Table {
+    let mut out = toml::Table::new();
     for (key, value) in table {
         let lower = key.to_ascii_lowercase();
-        match KNOWN_KEYS.iter().find(|k| **k == lower) {
-            Some(known) => {
-                if fields.insert(known, value).is_some() {
-                    err(format!("key {known:?} given more than once"));
-                }
+        let value = match value {
+            toml::Value::Table(t) if within.is_empty() && lower == "template" => {
+                toml::Value::Table(lower_case_keys(t, "template", problems))
             }
-            None if opts.strict_resource_keys => err(format!("unknown key {key:?} in [template]")),
-            None => tracing::warn!(
-                "{}: ignoring unknown key {key:?} in [template]",
-                file.display()
-            ),
+            v => v,
+        };
+        if out.insert(lower.clone(), value).is_some() {
+            problems.push(if within.is_empty() && lower == "template" {
+                "more than one [template] table".to_string()
+            } else {
+                format!("key {lower:?} given more than once")
+            });
         }
     }
+    out
+}
 
-    let string = |name: &str, errs: &mut Vec<String>| -> Option<String> {
-        match fields.get(name) {
-            None => None,
-            Some(toml::Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                errs.push(format!(
-                    "`{name}` must be a string, found {}",
-                    other.type_str()
-                ));
+/// Every check that can run before anything is written, on a decoded `[template]` table; all
+/// problems are collected so one run shows them all.
+fn validate(
+    raw: RawTemplate,
+    file: &Path,
+    opts: &RunOptions,
+    templates_dir: &Path,
+    cache: &mut TemplateCache,
+    problems: &mut Vec<String>,
+) -> Option<Resource> {
+    let id = |name: &str, value: Option<i64>, problems: &mut Vec<String>| {
+        value.and_then(|v| match u32::try_from(v) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(format!("`{name}` = {v} is not a valid id"));
                 None
             }
-        }
+        })
     };
-    let boolean = |name: &str, errs: &mut Vec<String>| -> bool {
-        match fields.get(name) {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => {
-                errs.push(format!(
-                    "`{name}` must be true or false, found {}",
-                    other.type_str()
-                ));
-                false
-            }
-        }
-    };
-    let id = |name: &str, errs: &mut Vec<String>| -> Option<u32> {
-        match fields.get(name) {
-            None => None,
-            Some(toml::Value::Integer(i)) => match u32::try_from(*i) {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    errs.push(format!("`{name}` = {i} is not a valid id"));
-                    None
-                }
-            },
-            Some(other) => {
-                errs.push(format!(
-                    "`{name}` must be an integer, found {}",
-                    other.type_str()
-                ));
-                None
-            }
-        }
-    };
-    let mut msgs: Vec<String> = Vec::new();
-
-    let src = string("src", &mut msgs);
-    let dest = string("dest", &mut msgs);
-    let prefix = string("prefix", &mut msgs).unwrap_or_default();
-    let owner = string("owner", &mut msgs);
-    let group = string("group", &mut msgs);
-    let uid = id("uid", &mut msgs);
-    let gid = id("gid", &mut msgs);
-    let mode_text = string("mode", &mut msgs);
-    let check_cmd = string("check_cmd", &mut msgs).filter(|s| !s.trim().is_empty());
-    let reload_cmd = string("reload_cmd", &mut msgs).filter(|s| !s.trim().is_empty());
-    let check_timeout_text = string("check_cmd_timeout", &mut msgs);
-    let reload_timeout_text = string("reload_cmd_timeout", &mut msgs);
-    let engine_text = string("engine", &mut msgs);
-    let trim_blocks = boolean("trim_blocks", &mut msgs);
-    let lstrip_blocks = boolean("lstrip_blocks", &mut msgs);
-    let backend = string("backend", &mut msgs);
-
-    let keys: Vec<String> = match fields.get("keys") {
-        None => Vec::new(),
-        Some(toml::Value::Array(items)) => {
-            let mut out = Vec::new();
-            for item in items {
-                match item.as_str() {
-                    Some(s) => out.push(s.to_string()),
-                    None => msgs.push(format!(
-                        "`keys` must be a list of strings, found an item of type {}",
-                        item.type_str()
-                    )),
-                }
-            }
-            out
-        }
-        Some(other) => {
-            msgs.push(format!(
-                "`keys` must be a list of strings, found {}",
-                other.type_str()
-            ));
-            Vec::new()
-        }
-    };
-
-    let mode = match &mode_text {
-        Some(t) => parse_mode(t).map_err(|e| msgs.push(e)).ok(),
-        None => None,
-    };
-    let duration =
-        |text: &Option<String>, name: &str, default: Duration, msgs: &mut Vec<String>| match text {
+    let uid = id("uid", raw.uid, problems);
+    let gid = id("gid", raw.gid, problems);
+    let mode = raw
+        .mode
+        .as_deref()
+        .and_then(|t| parse_mode(t).map_err(|e| problems.push(e)).ok());
+    let duration = |name: &str,
+                    text: Option<&str>,
+                    default: Duration,
+                    problems: &mut Vec<String>| {
+        match text {
             None => default,
             Some(t) => humantime::parse_duration(t).unwrap_or_else(|e| {
-                msgs.push(format!("invalid `{name}` {t:?}: {e}"));
+                problems.push(format!("invalid `{name}` {t:?}: {e}"));
                 default
             }),
-        };
+        }
+    };
     let check_cmd_timeout = duration(
-        &check_timeout_text,
         "check_cmd_timeout",
+        raw.check_cmd_timeout.as_deref(),
         opts.check_cmd_timeout,
-        &mut msgs,
+        problems,
     );
     let reload_cmd_timeout = duration(
-        &reload_timeout_text,
         "reload_cmd_timeout",
+        raw.reload_cmd_timeout.as_deref(),
         opts.reload_cmd_timeout,
-        &mut msgs,
+        problems,
     );
-
-    // uid/gid win over owner/group (as in the confd fork); the names are
-    // still checked so a typo does not hide behind a numeric id.
-    let owner_uid = owner
-        .as_deref()
-        .and_then(|name| lookup_user(name, &mut msgs));
-    let group_gid = group
-        .as_deref()
-        .and_then(|name| lookup_group(name, &mut msgs));
-    let uid = uid.or(owner_uid);
-    let gid = gid.or(group_gid);
-
-    let engine = match &engine_text {
-        Some(t) => match t.parse::<EngineKind>() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                msgs.push(format!("invalid `engine` {t:?}: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
-
-    let src = match src {
+    // uid/gid win over owner/group (as in the confd fork); the names are still checked so a
+    // typo does not hide behind a numeric id.
+    let owner_uid = raw.owner.as_deref().and_then(|n| lookup_user(n, problems));
+    let group_gid = raw.group.as_deref().and_then(|n| lookup_group(n, problems));
+    let engine = raw.engine.as_deref().and_then(|t| {
+        t.parse::<EngineKind>()
+            .map_err(|e| problems.push(format!("invalid `engine` {t:?}: {e}")))
+            .ok()
+    });
+    let src = match raw.src {
         None => {
-            msgs.push("missing `src` (the template file)".to_string());
+            problems.push("missing `src` (the template file)".to_string());
             None
         }
         Some(s) if s.trim().is_empty() => {
-            msgs.push("empty `src` template".to_string());
+            problems.push("empty `src` template".to_string());
             None
         }
         Some(s) => Some(s),
     };
-    let dest = match dest {
+    let dest = match raw.dest {
         None => {
-            msgs.push("missing `dest` (the file to write)".to_string());
+            problems.push("missing `dest` (the file to write)".to_string());
             None
         }
         Some(d) if d.trim().is_empty() => {
-            msgs.push("empty `dest`".to_string());
+            problems.push("empty `dest`".to_string());
             None
         }
-        Some(d) => {
-            let dest = PathBuf::from(d);
-            let dir = match dest.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !dir.is_dir() {
-                msgs.push(format!(
-                    "the directory of dest {} does not exist (it is not created)",
-                    dest.display()
-                ));
-            }
-            if dest.is_dir() {
-                msgs.push(format!("dest {} is a directory", dest.display()));
-            }
-            Some(dest)
-        }
+        Some(d) => check_dest(PathBuf::from(d), problems),
     };
-
-    let template = match &src {
-        Some(src) => {
-            let kind = engine
-                .or(opts.template_engine)
-                .unwrap_or_else(|| EngineKind::from_extension(src));
-            let key = (
-                src.clone(),
-                EngineKindKey::of(kind),
-                trim_blocks,
-                lstrip_blocks,
-            );
-            if let Some(t) = cache.parsed.get(&key) {
-                Some((kind, t.clone()))
-            } else if !templates_dir.join(src).is_file() {
-                msgs.push(format!(
-                    "missing template: {}",
-                    templates_dir.join(src).display()
-                ));
-                None
-            } else {
-                let topts = TemplateOptions {
-                    trim_blocks,
-                    lstrip_blocks,
-                };
-                match Template::load(templates_dir, src, kind, &topts) {
-                    Ok(t) => {
-                        let t = Arc::new(t);
-                        cache.parsed.insert(key, t.clone());
-                        Some((kind, t))
-                    }
-                    Err(e) => {
-                        msgs.push(format!("template {src}: {e}"));
-                        None
-                    }
-                }
-            }
-        }
-        None => None,
+    let template = src.as_deref().and_then(|src| {
+        let options = TemplateOptions {
+            trim_blocks: raw.trim_blocks,
+            lstrip_blocks: raw.lstrip_blocks,
+        };
+        let kind = engine
+            .or(opts.template_engine)
+            .unwrap_or_else(|| EngineKind::from_extension(src));
+        cache
+            .load(templates_dir, src, kind, &options)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .map(|t| (kind, t))
+    });
+    let (Some(src), Some(dest), Some((engine, template))) = (src, dest, template) else {
+        return None;
     };
+    if !problems.is_empty() {
+        return None;
+    }
+    let prefix = keys::join_prefix(&opts.prefix, raw.prefix.as_deref().unwrap_or_default());
+    let mut query_keys: Vec<String> = raw
+        .keys
+        .iter()
+        .map(|k| keys::query_key(&prefix, k))
+        .collect();
+    query_keys.sort();
+    query_keys.dedup();
+    Some(Resource {
+        source_file: file.to_path_buf(),
+        src,
+        dest,
+        prefix,
+        keys: raw.keys,
+        query_keys,
+        uid: uid.or(owner_uid),
+        gid: gid.or(group_gid),
+        mode,
+        check_cmd: raw.check_cmd.filter(|s| !s.trim().is_empty()),
+        reload_cmd: raw.reload_cmd.filter(|s| !s.trim().is_empty()),
+        check_cmd_timeout,
+        reload_cmd_timeout,
+        backend: raw.backend.unwrap_or_else(|| opts.default_backend.clone()),
+        engine,
+        template,
+    })
+}
 
-    for m in msgs {
-        err(m);
+/// The destination, if its directory exists and it is not itself a directory.
+fn check_dest(dest: PathBuf, problems: &mut Vec<String>) -> Option<PathBuf> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let before = problems.len();
+    if !dir.is_dir() {
+        problems.push(format!(
+            "the directory of dest {} does not exist (it is not created)",
+            dest.display()
+        ));
     }
-    match (src, dest, template) {
-        (Some(src), Some(dest), Some((engine, template))) if errors.is_empty() => {
-            let prefix = keys::join_prefix(&opts.prefix, &prefix);
-            let mut query_keys: Vec<String> =
-                keys.iter().map(|k| keys::query_key(&prefix, k)).collect();
-            query_keys.sort();
-            query_keys.dedup();
-            Ok(Resource {
-                source_file: file.to_path_buf(),
-                src,
-                dest,
-                prefix,
-                keys,
-                query_keys,
-                uid,
-                gid,
-                mode,
-                check_cmd,
-                reload_cmd,
-                check_cmd_timeout,
-                reload_cmd_timeout,
-                backend: backend.unwrap_or_else(|| opts.default_backend.clone()),
-                engine,
-                template,
-            })
-        }
-        _ => Err(errors),
+    if dest.is_dir() {
+        problems.push(format!("dest {} is a directory", dest.display()));
     }
+    (problems.len() == before).then_some(dest)
 }
 
 fn lookup_user(name: &str, msgs: &mut Vec<String>) -> Option<u32> {

@@ -8,80 +8,30 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use confd_sdk::Descriptor;
+
 use crate::settings::Settings;
 
 /// File name prefix of an external database plugin.
 pub const PLUGIN_PREFIX: &str = "confd-database-";
 
-/// A backend compiled into the confd binary.
-#[derive(Debug)]
-pub struct Builtin {
-    /// The name `internal-plugin database <name>` serves.
-    pub name: &'static str,
-    /// Other names users write for it (confd's `etcdv3`).
-    pub aliases: &'static [&'static str],
-    /// confd's default nodes, used when no node is configured.
-    pub default_nodes: &'static [&'static str],
-    /// The settings keys its `Configure` accepts; nothing else is sent.
-    pub keys: &'static [&'static str],
-}
-
-/// Every builtin, sorted by name.
-pub const BUILTINS: &[Builtin] = &[
-    Builtin {
-        name: "consul",
-        aliases: &[],
-        default_nodes: &["127.0.0.1:8500"],
-        keys: &[
-            "nodes",
-            "scheme",
-            "cert",
-            "key",
-            "caCert",
-            "basicAuth",
-            "username",
-            "password",
-        ],
-    },
-    Builtin {
-        name: "env",
-        aliases: &[],
-        default_nodes: &[],
-        keys: &[],
-    },
-    Builtin {
-        name: "etcd",
-        aliases: &["etcdv3"],
-        default_nodes: &["127.0.0.1:2379"],
-        keys: &[
-            "nodes",
-            "cert",
-            "key",
-            "caCert",
-            "basicAuth",
-            "username",
-            "password",
-        ],
-    },
-    Builtin {
-        name: "file",
-        aliases: &[],
-        default_nodes: &[],
-        keys: &["file", "filter"],
-    },
-    Builtin {
-        name: "redis",
-        aliases: &[],
-        default_nodes: &["127.0.0.1:6379"],
-        keys: &["nodes", "password", "separator"],
-    },
+/// Every builtin backend, sorted by name: the one list of them. Everything else (discovery,
+/// `internal-plugin`, `--list-backends`, SRV discovery, default nodes, the settings each
+/// `Configure` receives) reads these descriptions.
+pub const BUILTINS: &[Descriptor] = &[
+    confd_builtin_consul::DESCRIPTOR,
+    confd_builtin_env::DESCRIPTOR,
+    confd_builtin_etcd::DESCRIPTOR,
+    confd_builtin_file::DESCRIPTOR,
+    confd_builtin_redis::DESCRIPTOR,
 ];
 
+/// The backend used when none is configured (confd's default).
+pub const DEFAULT_BACKEND: &str = confd_builtin_etcd::NAME;
+
 /// The builtin a name (or alias) refers to.
-pub fn builtin(name: &str) -> Option<&'static Builtin> {
-    BUILTINS
-        .iter()
-        .find(|b| b.name == name || b.aliases.contains(&name))
+pub fn builtin(name: &str) -> Option<&'static Descriptor> {
+    BUILTINS.iter().find(|b| b.answers_to(name))
 }
 
 /// What provides a backend name.
@@ -187,7 +137,10 @@ impl Registry {
         let mut out = String::new();
         for (name, source) in entries {
             let what = match source {
-                Source::Builtin(b) if b == name => "builtin".to_string(),
+                Source::Builtin(b) if b == name => match builtin(b) {
+                    Some(d) => format!("builtin: {}", d.summary),
+                    None => "builtin".to_string(),
+                },
                 Source::Builtin(b) => format!("builtin (alias of {b})"),
                 Source::File(path) => path.display().to_string(),
             };
@@ -247,26 +200,12 @@ impl Registry {
 /// `confd internal-plugin database <name>`: serves a builtin through the SDK, exactly as its
 /// `confd-database-<name>` executable would. Returns only on a bad request.
 pub fn serve_builtin(kind: &str, name: &str) -> anyhow::Result<std::convert::Infallible> {
-    use confd_sdk::{ServeOpts, serve};
     if kind != "database" {
         anyhow::bail!("unknown plugin type {kind:?}: only \"database\" exists");
     }
-    let version = env!("CARGO_PKG_VERSION");
-    match builtin(name).map(|b| b.name) {
-        Some("env") => serve(ServeOpts::new("env", confd_builtin_env::database).version(version)),
-        Some("file") => {
-            serve(ServeOpts::new("file", confd_builtin_file::database).version(version))
-        }
-        Some("etcd") => {
-            serve(ServeOpts::new("etcd", confd_builtin_etcd::Etcd::new).version(version))
-        }
-        Some("redis") => {
-            serve(ServeOpts::new("redis", confd_builtin_redis::database).version(version))
-        }
-        Some("consul") => {
-            serve(ServeOpts::new("consul", confd_builtin_consul::database).version(version))
-        }
-        _ => anyhow::bail!(
+    match builtin(name) {
+        Some(d) => confd_sdk::serve(d.serve_opts()),
+        None => anyhow::bail!(
             "{name:?} is not a builtin backend; builtins: {}",
             BUILTINS
                 .iter()
@@ -284,20 +223,20 @@ pub async fn apply_srv(launch: &mut Launch, settings: &Settings) -> anyhow::Resu
     let Some(b) = builtin(&launch.name) else {
         return Ok(());
     };
-    if !b.keys.contains(&"nodes") {
+    if b.srv_nodes == confd_sdk::SrvNodes::None {
         return Ok(());
     }
-    let Some(record) = confd_srv::record_for(
+    let Some(record) = confd_dns::record_for(
         &launch.name,
         settings.srv_record.as_deref(),
         settings.srv_domain.as_deref(),
     ) else {
         return Ok(());
     };
-    let found = confd_srv::discover_srv(&record)
+    let found = confd_dns::discover_nodes(&record)
         .await
         .map_err(|e| anyhow::anyhow!("cannot discover the {} nodes: {e}", launch.name))?;
-    let nodes = confd_srv::nodes_for_backend(&launch.name, &settings.scheme, found);
+    let nodes = b.srv_nodes(&settings.scheme, found);
     tracing::info!(backend = %launch.name, record = %record, nodes = %nodes.join(","), "nodes from DNS SRV");
     launch.config.insert("nodes".to_string(), nodes.join(","));
     Ok(())
@@ -322,48 +261,31 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The map `Configure` receives. A builtin name (also when a file overrides it) gets the
-/// confd settings it accepts; any other plugin gets only `[plugins.<name>]` and
+/// The map `Configure` receives. A builtin name (also when a file overrides it) gets the confd
+/// settings its description lists, each from the first of its host settings that is set, and
+/// its default nodes when none is configured; any other plugin gets only `[plugins.<name>]` and
 /// `--plugin-config`. Those user settings are merged last, over the builtin keys.
 pub fn config_for(name: &str, settings: &Settings) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     if let Some(b) = builtin(name) {
-        for key in b.keys {
-            if let Some(value) = builtin_value(b, key, settings) {
-                map.insert((*key).to_string(), value);
+        for setting in b.settings {
+            let value = setting
+                .from
+                .iter()
+                .find_map(|host| settings.host_value(host));
+            if let Some(value) = value {
+                map.insert(setting.key.to_string(), value);
             }
+        }
+        if b.setting("nodes").is_some() && settings.nodes.is_empty() && !b.default_nodes.is_empty()
+        {
+            map.insert("nodes".to_string(), b.default_nodes.join(","));
         }
     }
     if let Some(user) = settings.plugins.get(name) {
         map.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     map
-}
-
-fn builtin_value(b: &Builtin, key: &str, s: &Settings) -> Option<String> {
-    match key {
-        "nodes" => {
-            let nodes: Vec<&str> = if s.nodes.is_empty() {
-                b.default_nodes.to_vec()
-            } else {
-                s.nodes.iter().map(String::as_str).collect()
-            };
-            (!nodes.is_empty()).then(|| nodes.join(","))
-        }
-        "scheme" => Some(s.scheme.clone()),
-        "cert" => s.client_cert.clone(),
-        "key" => s.client_key.clone(),
-        "caCert" => s.client_cakeys.clone(),
-        "basicAuth" => Some(s.basic_auth.to_string()),
-        "username" => s.username.clone(),
-        // confd passed client_key as the redis password; --password now wins over it.
-        "password" if b.name == "redis" => s.password.clone().or_else(|| s.client_key.clone()),
-        "password" => s.password.clone(),
-        "separator" => s.separator.clone(),
-        "file" => (!s.files.is_empty()).then(|| s.files.join(",")),
-        "filter" => s.filter.clone(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

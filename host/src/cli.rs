@@ -21,8 +21,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Backend to read keys from: a builtin (env, file, etcd, etcdv3, redis, consul) or a
-    /// discovered confd-database-<name> plugin [default: etcd]
+    /// Backend to read keys from: a builtin or a discovered confd-database-<name> plugin
+    /// (--list-backends shows them) [default: etcd]
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
 
@@ -130,7 +130,8 @@ pub struct Cli {
     #[arg(long, value_name = "RECORD")]
     pub srv_record: Option<String>,
 
-    /// Template engine for every resource without an `engine` key: go or jinja
+    /// Template engine for every resource without an `engine` key: go or jinja (also gotmpl,
+    /// jinja2, j2)
     /// [default: by extension: .j2/.jinja/.jinja2 are jinja, others go]
     #[arg(long, value_name = "ENGINE")]
     pub template_engine: Option<String>,

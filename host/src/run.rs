@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::backends::{self, Launch, Registry};
 use crate::cli::{self, Command};
-use crate::settings::{self, LogLevel, ProcessEnv, Settings, TemplateEngine};
+use crate::settings::{self, LogLevel, ProcessEnv, Settings};
 
 /// Exit status: everything fine.
 pub const EXIT_OK: u8 = 0;
@@ -144,10 +144,7 @@ pub fn run_options(s: &Settings) -> confd_core::RunOptions {
         sync_only: s.sync_only,
         keep_stage_file: s.keep_stage_file,
         default_backend: s.backend.clone(),
-        template_engine: s.template_engine.map(|e| match e {
-            TemplateEngine::Go => confd_template::EngineKind::Go,
-            TemplateEngine::Jinja => confd_template::EngineKind::Jinja,
-        }),
+        template_engine: s.template_engine,
         check_cmd_timeout: s.check_cmd_timeout,
         reload_cmd_timeout: s.reload_cmd_timeout,
         interval: std::time::Duration::from_secs(s.interval),

@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 
+use confd_template::EngineKind;
+
 use crate::cli::Cli;
 
 /// The confd.toml used when neither `--config-file` nor `CONFD_CONFIG_FILE` names one.
@@ -45,7 +47,7 @@ pub struct Settings {
     pub filter: Option<String>,
     pub srv_domain: Option<String>,
     pub srv_record: Option<String>,
-    pub template_engine: Option<TemplateEngine>,
+    pub template_engine: Option<EngineKind>,
     pub check_cmd_timeout: Duration,
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
@@ -56,6 +58,44 @@ pub struct Settings {
     pub list_backends: bool,
     /// Problems worth a warning but not an error, logged once logging is set up.
     pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// The host settings a backend description may name as the source of a `Configure` key,
+    /// by their confd.toml names.
+    pub const HOST_SETTINGS: &'static [&'static str] = &[
+        "nodes",
+        "scheme",
+        "client_cert",
+        "client_key",
+        "client_cakeys",
+        "basic_auth",
+        "username",
+        "password",
+        "separator",
+        "file",
+        "filter",
+    ];
+
+    /// The value of host setting `name` (one of [`Settings::HOST_SETTINGS`]) as a plugin
+    /// setting, or `None` when it is not set.
+    pub fn host_value(&self, name: &str) -> Option<String> {
+        let list = |items: &[String]| (!items.is_empty()).then(|| items.join(","));
+        match name {
+            "nodes" => list(&self.nodes),
+            "scheme" => Some(self.scheme.clone()),
+            "client_cert" => self.client_cert.clone(),
+            "client_key" => self.client_key.clone(),
+            "client_cakeys" => self.client_cakeys.clone(),
+            "basic_auth" => Some(self.basic_auth.to_string()),
+            "username" => self.username.clone(),
+            "password" => self.password.clone(),
+            "separator" => self.separator.clone(),
+            "file" => list(&self.files),
+            "filter" => self.filter.clone(),
+            _ => None,
+        }
+    }
 }
 
 /// confd's log levels, mapped onto tracing's.
@@ -89,23 +129,6 @@ impl LogLevel {
             LogLevel::Info => LevelFilter::INFO,
             LogLevel::Warn => LevelFilter::WARN,
             LogLevel::Error => LevelFilter::ERROR,
-        }
-    }
-}
-
-/// The global template engine choice (`--template-engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TemplateEngine {
-    Go,
-    Jinja,
-}
-
-impl TemplateEngine {
-    fn parse(text: &str) -> Option<TemplateEngine> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "go" | "gotmpl" | "gotemplate" => Some(TemplateEngine::Go),
-            "jinja" | "jinja2" | "j2" => Some(TemplateEngine::Jinja),
-            _ => None,
         }
     }
 }
@@ -196,8 +219,32 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Parses confd.toml text; `origin` names the file in errors.
+    /// Top-level keys match case-insensitively (`Backend = "env"`), as the original's TOML
+    /// decoder matches them to its fields; the names inside `[plugins.<name>]` are the plugin's
+    /// and kept as written.
     pub fn parse(text: &str, origin: &Path) -> anyhow::Result<FileConfig> {
-        toml::from_str(text).with_context(|| format!("invalid config file {}", origin.display()))
+        let context = || format!("invalid config file {}", origin.display());
+        let table: toml::Table = toml::from_str(text).with_context(context)?;
+        if table
+            .keys()
+            .all(|k| !k.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            // Decoding the text itself keeps line and column in the errors.
+            return toml::from_str(text).with_context(context);
+        }
+        let mut lowered = toml::Table::new();
+        for (key, value) in table {
+            let lower = key.to_ascii_lowercase();
+            if lowered.insert(lower.clone(), value).is_some() {
+                return Err(anyhow!("key {lower:?} is given more than once")).with_context(context);
+            }
+        }
+        toml::Value::Table(lowered)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                anyhow!("{}", e.to_string().trim_end().replace('\n', " "))
+            })
+            .with_context(context)
     }
 }
 
@@ -246,44 +293,298 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// Applies flag > environment > file > default to every key.
+/// Applies flag > environment > file > default to every key: first every key is picked from
+/// the highest layer that gives it ([`Raw::gather`]), then each picked value is checked and
+/// parsed ([`Raw::validate`]), with errors naming the flag, variable or confd.toml key it came
+/// from.
 pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Settings> {
-    let mut warnings = Vec::new();
-    if file.client_insecure.is_some() {
-        warnings.push(
-            "confd.toml: client_insecure has no effect (it never had one in confd)".to_string(),
-        );
+    Raw::gather(cli, env, file)?.validate()
+}
+
+/// A value that still needs checking, and where it came from (for the error message).
+#[derive(Debug)]
+enum Given<T> {
+    Flag(&'static str, T),
+    Env(&'static str, T),
+    File(&'static str, T),
+}
+
+impl<T> Given<T> {
+    fn origin(&self) -> String {
+        match self {
+            Given::Flag(name, _) => name.to_string(),
+            Given::Env(name, _) => name.to_string(),
+            Given::File(name, _) => format!("confd.toml {name}"),
+        }
     }
-    let log_level_text = pick_string(
-        cli.log_level.clone(),
-        env,
-        "CONFD_LOG_LEVEL",
-        file.log_level,
-    );
-    let log_level = match log_level_text {
-        None => LogLevel::Info,
-        Some(t) => LogLevel::parse(&t).ok_or_else(|| {
-            anyhow!("invalid log level {t:?}: expected debug, info, warn or error")
-        })?,
-    };
-    let template_engine = match pick_string(
-        cli.template_engine.clone(),
-        env,
-        "CONFD_TEMPLATE_ENGINE",
-        file.template_engine,
-    ) {
-        None => None,
-        Some(t) => Some(
-            TemplateEngine::parse(&t)
-                .ok_or_else(|| anyhow!("invalid template engine {t:?}: expected go or jinja"))?,
-        ),
-    };
+    fn value(&self) -> &T {
+        match self {
+            Given::Flag(_, v) | Given::Env(_, v) | Given::File(_, v) => v,
+        }
+    }
+}
 
-    let backend = pick_string(cli.backend.clone(), env, "CONFD_BACKEND", file.backend)
-        .unwrap_or_else(|| "etcd".to_string());
+/// Every key picked from its highest layer, unchecked. Plain values are final here; the ones
+/// that need parsing keep their origin.
+struct Raw {
+    settings: Settings,
+    log_level: Option<String>,
+    template_engine: Option<String>,
+    interval: Option<Given<String>>,
+    durations: [(Option<Given<DurationValue>>, Duration); 4],
+    plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    plugin_pairs: Option<Vec<String>>,
+}
 
+/// The three layers, with the rule that picks a key from them.
+struct Layers<'a> {
+    env: &'a dyn Env,
+}
+
+impl Layers<'_> {
+    fn string(&self, flag: Option<String>, var: &str, file: Option<String>) -> Option<String> {
+        flag.or_else(|| nonempty(self.env, var)).or(file)
+    }
+
+    fn list(&self, flag: Option<Vec<String>>, var: &str, file: Option<OneOrMany>) -> Vec<String> {
+        flag.or_else(|| env_list(self.env, var))
+            .or(file.map(OneOrMany::into_vec))
+            .unwrap_or_default()
+    }
+
+    fn bool(&self, flag: Option<bool>, var: &str, file: Option<bool>) -> anyhow::Result<bool> {
+        if let Some(b) = flag {
+            return Ok(b);
+        }
+        if let Some(text) = nonempty(self.env, var) {
+            return parse_bool(&text)
+                .ok_or_else(|| anyhow!("invalid {var} {text:?}: expected true or false"));
+        }
+        Ok(file.unwrap_or(false))
+    }
+
+    /// A key whose value is parsed later: the flag `--<key>`, the variable `CONFD_<KEY>`, the
+    /// confd.toml `<key>`.
+    fn given<T>(
+        &self,
+        names: (&'static str, &'static str, &'static str),
+        flag: Option<T>,
+        from_env: impl FnOnce(String) -> T,
+        file: Option<T>,
+    ) -> Option<Given<T>> {
+        let (flag_name, var, key) = names;
+        if let Some(v) = flag {
+            return Some(Given::Flag(flag_name, v));
+        }
+        if let Some(text) = nonempty(self.env, var) {
+            return Some(Given::Env(var, from_env(text)));
+        }
+        file.map(|v| Given::File(key, v))
+    }
+}
+
+impl Raw {
+    fn gather(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Raw> {
+        let l = Layers { env };
+        let mut warnings = Vec::new();
+        if file.client_insecure.is_some() {
+            warnings.push(
+                "confd.toml: client_insecure has no effect (it never had one in confd)".to_string(),
+            );
+        }
+        let duration = |names, flag: &Option<String>, file: Option<DurationValue>| {
+            l.given(
+                names,
+                flag.clone().map(DurationValue::Text),
+                DurationValue::Text,
+                file,
+            )
+        };
+        let durations = [
+            (
+                duration(
+                    (
+                        "--check-cmd-timeout",
+                        "CONFD_CHECK_CMD_TIMEOUT",
+                        "check_cmd_timeout",
+                    ),
+                    &cli.check_cmd_timeout,
+                    file.check_cmd_timeout,
+                ),
+                Duration::from_secs(30),
+            ),
+            (
+                duration(
+                    (
+                        "--reload-cmd-timeout",
+                        "CONFD_RELOAD_CMD_TIMEOUT",
+                        "reload_cmd_timeout",
+                    ),
+                    &cli.reload_cmd_timeout,
+                    file.reload_cmd_timeout,
+                ),
+                Duration::from_secs(60),
+            ),
+            (
+                duration(
+                    ("--debounce", "CONFD_DEBOUNCE", "debounce"),
+                    &cli.debounce,
+                    file.debounce,
+                ),
+                Duration::from_millis(100),
+            ),
+            (
+                duration(
+                    (
+                        "--plugin-start-timeout",
+                        "CONFD_PLUGIN_START_TIMEOUT",
+                        "plugin_start_timeout",
+                    ),
+                    &cli.plugin_start_timeout,
+                    file.plugin_start_timeout,
+                ),
+                Duration::from_secs(10),
+            ),
+        ];
+        let settings = Settings {
+            backend: l
+                .string(cli.backend.clone(), "CONFD_BACKEND", file.backend)
+                .unwrap_or_else(|| crate::backends::DEFAULT_BACKEND.to_string()),
+            confdir: PathBuf::from(
+                l.string(cli.confdir.clone(), "CONFD_CONFDIR", file.confdir)
+                    .unwrap_or_else(|| "/etc/confd".to_string()),
+            ),
+            config_file: None,
+            onetime: l.bool(cli.onetime, "CONFD_ONETIME", file.onetime)?,
+            interval: 600,
+            watch: l.bool(cli.watch, "CONFD_WATCH", file.watch)?,
+            noop: l.bool(cli.noop, "CONFD_NOOP", file.noop)?,
+            diff: l.bool(cli.diff, "CONFD_DIFF", file.diff)?,
+            sync_only: l.bool(cli.sync_only, "CONFD_SYNC_ONLY", file.sync_only)?,
+            keep_stage_file: l.bool(
+                cli.keep_stage_file,
+                "CONFD_KEEP_STAGE_FILE",
+                file.keep_stage_file,
+            )?,
+            prefix: l
+                .string(cli.prefix.clone(), "CONFD_PREFIX", file.prefix)
+                .unwrap_or_default(),
+            log_level: LogLevel::Info,
+            nodes: l.list(cli.node.clone(), "CONFD_NODE", file.nodes),
+            scheme: l
+                .string(cli.scheme.clone(), "CONFD_SCHEME", file.scheme)
+                .unwrap_or_else(|| "http".to_string()),
+            client_cert: l.string(
+                cli.client_cert.clone(),
+                "CONFD_CLIENT_CERT",
+                file.client_cert,
+            ),
+            client_key: l.string(cli.client_key.clone(), "CONFD_CLIENT_KEY", file.client_key),
+            client_cakeys: l.string(
+                cli.client_ca_keys.clone(),
+                "CONFD_CLIENT_CAKEYS",
+                file.client_cakeys,
+            ),
+            basic_auth: l.bool(cli.basic_auth, "CONFD_BASIC_AUTH", file.basic_auth)?,
+            username: l.string(cli.username.clone(), "CONFD_USERNAME", file.username),
+            password: l.string(cli.password.clone(), "CONFD_PASSWORD", file.password),
+            separator: l.string(cli.separator.clone(), "CONFD_SEPARATOR", file.separator),
+            files: l.list(cli.file.clone(), "CONFD_FILE", file.file),
+            filter: l.string(cli.filter.clone(), "CONFD_FILTER", file.filter),
+            srv_domain: l.string(cli.srv_domain.clone(), "CONFD_SRV_DOMAIN", file.srv_domain),
+            srv_record: l.string(cli.srv_record.clone(), "CONFD_SRV_RECORD", file.srv_record),
+            template_engine: None,
+            check_cmd_timeout: Duration::ZERO,
+            reload_cmd_timeout: Duration::ZERO,
+            debounce: Duration::ZERO,
+            plugin_start_timeout: Duration::ZERO,
+            plugins: BTreeMap::new(),
+            list_backends: cli.list_backends,
+            warnings,
+        };
+        Ok(Raw {
+            settings,
+            log_level: l.string(cli.log_level.clone(), "CONFD_LOG_LEVEL", file.log_level),
+            template_engine: l.string(
+                cli.template_engine.clone(),
+                "CONFD_TEMPLATE_ENGINE",
+                file.template_engine,
+            ),
+            interval: l.given(
+                ("--interval", "CONFD_INTERVAL", "interval"),
+                cli.interval.map(|n| n.to_string()),
+                |text| text,
+                file.interval.map(|n| n.to_string()),
+            ),
+            durations,
+            plugin_tables: file.plugins.unwrap_or_default(),
+            plugin_pairs: match &cli.plugin_config {
+                Some(v) => Some(v.clone()),
+                None => env_list(env, "CONFD_PLUGIN_CONFIG"),
+            },
+        })
+    }
+
+    fn validate(self) -> anyhow::Result<Settings> {
+        let Raw {
+            mut settings,
+            log_level,
+            template_engine,
+            interval,
+            durations,
+            plugin_tables,
+            plugin_pairs,
+        } = self;
+        if let Some(t) = log_level {
+            settings.log_level = LogLevel::parse(&t).ok_or_else(|| {
+                anyhow!("invalid log level {t:?}: expected debug, info, warn or error")
+            })?;
+        }
+        if let Some(t) = template_engine {
+            settings.template_engine = Some(
+                t.parse::<EngineKind>()
+                    .map_err(|e| anyhow!("invalid template engine: {e}"))?,
+            );
+        }
+        if let Some(given) = interval {
+            let text = given.value();
+            settings.interval = text.trim().parse().map_err(|_| {
+                anyhow!(
+                    "invalid {} {text:?}: expected a number of seconds",
+                    given.origin()
+                )
+            })?;
+        }
+        if settings.interval == 0 {
+            // Zero would re-render in a busy loop.
+            bail!("invalid interval 0: expected at least 1 second");
+        }
+        let [check, reload, debounce, start] = durations.map(|(given, default)| match given {
+            None => Ok(default),
+            Some(given) => match given.value() {
+                DurationValue::Seconds(n) => Ok(Duration::from_secs(*n)),
+                DurationValue::Text(text) => parse_duration(text)
+                    .with_context(|| format!("invalid {} {text:?}", given.origin())),
+            },
+        });
+        settings.check_cmd_timeout = check?;
+        settings.reload_cmd_timeout = reload?;
+        settings.debounce = debounce?;
+        settings.plugin_start_timeout = start?;
+        settings.plugins = plugin_settings(plugin_tables, plugin_pairs, &settings.backend)?;
+        Ok(settings)
+    }
+}
+
+/// `[plugins.<name>]` tables as string maps, with `--plugin-config` / `CONFD_PLUGIN_CONFIG`
+/// pairs merged over the table of the selected backend.
+fn plugin_settings(
+    tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    pairs: Option<Vec<String>>,
+    backend: &str,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
     let mut plugins: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (name, table) in file.plugins.unwrap_or_default() {
+    for (name, table) in tables {
         let mut map = BTreeMap::new();
         for (key, value) in table {
             let text = toml_value_to_string(&value)
@@ -292,12 +593,8 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
         }
         plugins.insert(name, map);
     }
-    let pairs = match &cli.plugin_config {
-        Some(v) => Some(v.clone()),
-        None => env_list(env, "CONFD_PLUGIN_CONFIG"),
-    };
     if let Some(pairs) = pairs {
-        let target = plugins.entry(backend.clone()).or_default();
+        let target = plugins.entry(backend.to_string()).or_default();
         for pair in pairs {
             let (k, v) = pair
                 .split_once('=')
@@ -308,132 +605,7 @@ pub fn resolve(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Set
             target.insert(k.to_string(), v.to_string());
         }
     }
-
-    let settings = Settings {
-        confdir: PathBuf::from(
-            pick_string(cli.confdir.clone(), env, "CONFD_CONFDIR", file.confdir)
-                .unwrap_or_else(|| "/etc/confd".to_string()),
-        ),
-        config_file: None,
-        onetime: pick_bool(cli.onetime, env, "CONFD_ONETIME", file.onetime)?.unwrap_or(false),
-        interval: match cli.interval {
-            Some(n) => n,
-            None => match nonempty(env, "CONFD_INTERVAL") {
-                Some(t) => t.trim().parse().map_err(|_| {
-                    anyhow!("invalid CONFD_INTERVAL {t:?}: expected a number of seconds")
-                })?,
-                None => file.interval.unwrap_or(600),
-            },
-        },
-        watch: pick_bool(cli.watch, env, "CONFD_WATCH", file.watch)?.unwrap_or(false),
-        noop: pick_bool(cli.noop, env, "CONFD_NOOP", file.noop)?.unwrap_or(false),
-        diff: pick_bool(cli.diff, env, "CONFD_DIFF", file.diff)?.unwrap_or(false),
-        sync_only: pick_bool(cli.sync_only, env, "CONFD_SYNC_ONLY", file.sync_only)?
-            .unwrap_or(false),
-        keep_stage_file: pick_bool(
-            cli.keep_stage_file,
-            env,
-            "CONFD_KEEP_STAGE_FILE",
-            file.keep_stage_file,
-        )?
-        .unwrap_or(false),
-        prefix: pick_string(cli.prefix.clone(), env, "CONFD_PREFIX", file.prefix)
-            .unwrap_or_default(),
-        log_level,
-        nodes: pick_list(
-            cli.node.clone(),
-            env,
-            "CONFD_NODE",
-            file.nodes.map(OneOrMany::into_vec),
-        ),
-        scheme: pick_string(cli.scheme.clone(), env, "CONFD_SCHEME", file.scheme)
-            .unwrap_or_else(|| "http".to_string()),
-        client_cert: pick_string(
-            cli.client_cert.clone(),
-            env,
-            "CONFD_CLIENT_CERT",
-            file.client_cert,
-        ),
-        client_key: pick_string(
-            cli.client_key.clone(),
-            env,
-            "CONFD_CLIENT_KEY",
-            file.client_key,
-        ),
-        client_cakeys: pick_string(
-            cli.client_ca_keys.clone(),
-            env,
-            "CONFD_CLIENT_CAKEYS",
-            file.client_cakeys,
-        ),
-        basic_auth: pick_bool(cli.basic_auth, env, "CONFD_BASIC_AUTH", file.basic_auth)?
-            .unwrap_or(false),
-        username: pick_string(cli.username.clone(), env, "CONFD_USERNAME", file.username),
-        password: pick_string(cli.password.clone(), env, "CONFD_PASSWORD", file.password),
-        separator: pick_string(
-            cli.separator.clone(),
-            env,
-            "CONFD_SEPARATOR",
-            file.separator,
-        ),
-        files: pick_list(
-            cli.file.clone(),
-            env,
-            "CONFD_FILE",
-            file.file.map(OneOrMany::into_vec),
-        ),
-        filter: pick_string(cli.filter.clone(), env, "CONFD_FILTER", file.filter),
-        srv_domain: pick_string(
-            cli.srv_domain.clone(),
-            env,
-            "CONFD_SRV_DOMAIN",
-            file.srv_domain,
-        ),
-        srv_record: pick_string(
-            cli.srv_record.clone(),
-            env,
-            "CONFD_SRV_RECORD",
-            file.srv_record,
-        ),
-        template_engine,
-        check_cmd_timeout: pick_duration(
-            &cli.check_cmd_timeout,
-            env,
-            "CONFD_CHECK_CMD_TIMEOUT",
-            file.check_cmd_timeout,
-            Duration::from_secs(30),
-        )?,
-        reload_cmd_timeout: pick_duration(
-            &cli.reload_cmd_timeout,
-            env,
-            "CONFD_RELOAD_CMD_TIMEOUT",
-            file.reload_cmd_timeout,
-            Duration::from_secs(60),
-        )?,
-        debounce: pick_duration(
-            &cli.debounce,
-            env,
-            "CONFD_DEBOUNCE",
-            file.debounce,
-            Duration::from_millis(100),
-        )?,
-        plugin_start_timeout: pick_duration(
-            &cli.plugin_start_timeout,
-            env,
-            "CONFD_PLUGIN_START_TIMEOUT",
-            file.plugin_start_timeout,
-            Duration::from_secs(10),
-        )?,
-        backend,
-        plugins,
-        list_backends: cli.list_backends,
-        warnings,
-    };
-    if settings.interval == 0 {
-        // Zero would re-render in a busy loop.
-        bail!("invalid interval 0: expected at least 1 second");
-    }
-    Ok(settings)
+    Ok(plugins)
 }
 
 /// An environment variable, with an empty value treated as unset (so `CONFD_X=` in a unit
@@ -452,78 +624,12 @@ fn env_list(env: &dyn Env, name: &str) -> Option<Vec<String>> {
     })
 }
 
-fn pick_string(
-    flag: Option<String>,
-    env: &dyn Env,
-    var: &str,
-    file: Option<String>,
-) -> Option<String> {
-    flag.or_else(|| nonempty(env, var)).or(file)
-}
-
-fn pick_list(
-    flag: Option<Vec<String>>,
-    env: &dyn Env,
-    var: &str,
-    file: Option<Vec<String>>,
-) -> Vec<String> {
-    flag.or_else(|| env_list(env, var))
-        .or(file)
-        .unwrap_or_default()
-}
-
-fn pick_bool(
-    flag: Option<bool>,
-    env: &dyn Env,
-    var: &str,
-    file: Option<bool>,
-) -> anyhow::Result<Option<bool>> {
-    if flag.is_some() {
-        return Ok(flag);
-    }
-    if let Some(text) = nonempty(env, var) {
-        return parse_bool(&text)
-            .map(Some)
-            .ok_or_else(|| anyhow!("invalid {var} {text:?}: expected true or false"));
-    }
-    Ok(file)
-}
-
 /// Go's `strconv.ParseBool` set, which confd users already write.
 fn parse_bool(text: &str) -> Option<bool> {
     match text.trim() {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => None,
-    }
-}
-
-fn pick_duration(
-    flag: &Option<String>,
-    env: &dyn Env,
-    var: &str,
-    file: Option<DurationValue>,
-    default: Duration,
-) -> anyhow::Result<Duration> {
-    let flag_name = format!(
-        "--{}",
-        var.trim_start_matches("CONFD_")
-            .to_ascii_lowercase()
-            .replace('_', "-")
-    );
-    if let Some(text) = flag {
-        return parse_duration(text).with_context(|| format!("invalid {flag_name} {text:?}"));
-    }
-    if let Some(text) = nonempty(env, var) {
-        return parse_duration(&text).with_context(|| format!("invalid {var} {text:?}"));
-    }
-    let key = var.trim_start_matches("CONFD_").to_ascii_lowercase();
-    match file {
-        Some(DurationValue::Seconds(n)) => Ok(Duration::from_secs(n)),
-        Some(DurationValue::Text(text)) => {
-            parse_duration(&text).with_context(|| format!("invalid confd.toml {key} {text:?}"))
-        }
-        None => Ok(default),
     }
 }
 

@@ -35,18 +35,21 @@ mod client;
 pub mod config;
 mod configured;
 mod database;
+mod descriptor;
 mod error;
 mod handshake;
 mod hclog;
-pub mod keys;
 mod proto;
 mod serve;
 mod values;
 
 pub use async_trait::async_trait;
 pub use client::{ClientOptions, PluginClient, PluginCommand, PluginError};
+/// Key-path rules every backend needs (Go's `path` functions, path-aware matching).
+pub use confd_keys as keys;
 pub use configured::Configured;
 pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
+pub use descriptor::{Descriptor, Setting, SrvNodes, shared};
 pub use error::{Error, ErrorKind};
 pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,

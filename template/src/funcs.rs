@@ -7,7 +7,7 @@ use base64::Engine as _;
 use thiserror::Error;
 
 use crate::datetime::DateTime;
-use crate::store::{KvPair, Store, go_base, go_dir};
+use crate::store::{KvPair, Store};
 use crate::value::{Srv, Val};
 
 /// What a function may look at besides its arguments.
@@ -195,8 +195,12 @@ static FUNCTIONS: &[Function] = &[
         a.store().lsdir(a.str(0)?)
     ))),
     // paths and strings
-    f!("base", 1, Some(1), |a| Ok(Val::Str(go_base(a.str(0)?)))),
-    f!("dir", 1, Some(1), |a| Ok(Val::Str(go_dir(a.str(0)?)))),
+    f!("base", 1, Some(1), |a| Ok(Val::Str(confd_keys::base(
+        a.str(0)?
+    )))),
+    f!("dir", 1, Some(1), |a| Ok(Val::Str(confd_keys::dir(
+        a.str(0)?
+    )))),
     f!("split", 2, Some(2), |a| Ok(Val::from(go_split(
         a.str(0)?,
         a.str(1)?
@@ -282,7 +286,7 @@ static FUNCTIONS: &[Function] = &[
         Ok(Val::from(ips.collect::<Vec<_>>()))
     }),
     f!("lookupSRV", 3, Some(3), |a| {
-        let mut records = crate::dns::lookup_srv(a.str(0)?, a.str(1)?, a.str(2)?);
+        let mut records = lookup_srv(a.str(0)?, a.str(1)?, a.str(2)?);
         records.sort_by_cached_key(|s| format!("{}{}{}{}", s.target, s.port, s.priority, s.weight));
         Ok(Val::List(records.into_iter().map(Val::Srv).collect()))
     }),
@@ -394,6 +398,29 @@ pub fn functions() -> &'static [Function] {
 /// The function with this confd name.
 pub fn function(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// Go `net.LookupSRV(service, proto, name)`: queries `_service._proto.name` (or `name` when both
+/// are empty). A failed lookup gives no records, as in confd.
+fn lookup_srv(service: &str, proto: &str, name: &str) -> Vec<Srv> {
+    let record = if service.is_empty() && proto.is_empty() {
+        name.to_string()
+    } else {
+        format!("_{service}._{proto}.{name}")
+    };
+    confd_dns::lookup_srv_blocking(&record)
+        .map(|targets| {
+            targets
+                .into_iter()
+                .map(|t| Srv {
+                    target: t.host,
+                    port: t.port,
+                    priority: t.priority,
+                    weight: t.weight,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn join(a: &Args<'_>) -> Result<Val, FuncError> {

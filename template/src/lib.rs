@@ -19,7 +19,6 @@
 //! ```
 
 pub mod datetime;
-mod dns;
 pub mod funcs;
 mod gotemplate;
 mod jinja;
@@ -61,12 +60,15 @@ impl EngineKind {
 impl FromStr for EngineKind {
     type Err = String;
 
+    /// The engine names users write, in any case: `go` (also `gotmpl`, `gotemplate`) and
+    /// `jinja` (also `jinja2`, `j2`). The one parser for `--template-engine` and a resource's
+    /// `engine` key.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "go" => Ok(EngineKind::Go),
-            "jinja" => Ok(EngineKind::Jinja),
-            other => Err(format!(
-                "unknown template engine {other:?} (expected \"go\" or \"jinja\")"
+        match s.trim().to_ascii_lowercase().as_str() {
+            "go" | "gotmpl" | "gotemplate" => Ok(EngineKind::Go),
+            "jinja" | "jinja2" | "j2" => Ok(EngineKind::Jinja),
+            _ => Err(format!(
+                "unknown template engine {s:?} (expected \"go\" or \"jinja\")"
             )),
         }
     }

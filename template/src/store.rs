@@ -127,10 +127,10 @@ impl Store {
         let mut names = std::collections::BTreeSet::new();
         for key in self.map.keys() {
             if key == path {
-                names.insert(go_base(key));
+                names.insert(confd_keys::base(key));
                 continue;
             }
-            let target = path_terms(&go_dir(key));
+            let target = path_terms(&confd_keys::dir(key));
             if same_prefix_terms(&prefix, &target) {
                 let stripped = strip_key(key, path);
                 let first = stripped.split('/').next().unwrap_or_default();
@@ -148,7 +148,7 @@ impl Store {
             if !key.starts_with(path) {
                 continue;
             }
-            let items = path_terms(&go_dir(key));
+            let items = path_terms(&confd_keys::dir(key));
             if same_prefix_terms(&prefix, &items) && items.len() > prefix.len() {
                 names.insert(items[prefix.len()].clone());
             }
@@ -166,7 +166,7 @@ fn strip_key<'a>(key: &'a str, prefix: &str) -> &'a str {
 /// memkv's `pathToTerms`, except that the root is one empty term (memkv splits `/` into two
 /// empty terms, which is why its `ls "/"` misses every directory).
 fn path_terms(p: &str) -> Vec<String> {
-    let cleaned = go_clean(p);
+    let cleaned = confd_keys::clean(p);
     if cleaned == "/" {
         return vec![String::new()];
     }
@@ -175,58 +175,6 @@ fn path_terms(p: &str) -> Vec<String> {
 
 fn same_prefix_terms(prefix: &[String], test: &[String]) -> bool {
     test.len() >= prefix.len() && prefix.iter().zip(test).all(|(a, b)| a == b)
-}
-
-/// Go `path.Clean`.
-pub(crate) fn go_clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_string();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
-/// Go `path.Base`.
-pub(crate) fn go_base(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_string();
-    }
-    let trimmed = p.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return "/".to_string();
-    }
-    match trimmed.rfind('/') {
-        Some(i) => trimmed[i + 1..].to_string(),
-        None => trimmed.to_string(),
-    }
-}
-
-/// Go `path.Dir`.
-pub(crate) fn go_dir(p: &str) -> String {
-    let dir = match p.rfind('/') {
-        Some(i) => &p[..=i],
-        None => "",
-    };
-    go_clean(dir)
 }
 
 /// Checks the whole pattern for syntax errors, as Go's `path.Match` does on its failure path.
@@ -624,19 +572,5 @@ mod tests {
         assert_eq!(s.lsdir("/upstream"), ["c"]);
         assert!(s.lsdir("/app").is_empty());
         assert_eq!(s.lsdir("/"), ["app", "services", "upstream"]);
-    }
-
-    #[test]
-    fn go_path_helpers() {
-        assert_eq!(go_clean("/a//b/../c/"), "/a/c");
-        assert_eq!(go_clean("/.."), "/");
-        assert_eq!(go_clean("a/../.."), "..");
-        assert_eq!(go_clean(""), ".");
-        assert_eq!(go_base("/a/b/"), "b");
-        assert_eq!(go_base("/"), "/");
-        assert_eq!(go_base(""), ".");
-        assert_eq!(go_dir("/a/b"), "/a");
-        assert_eq!(go_dir("/a"), "/");
-        assert_eq!(go_dir("a"), ".");
     }
 }

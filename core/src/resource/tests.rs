@@ -316,13 +316,25 @@ fn wrong_types_and_bad_durations_and_engines() {
     c.resource(
         "a.toml",
         &format!(
-            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}/a\"\nkeys = \"/app\"\nuid = -1\ncheck_cmd_timeout = \"soon\"\nengine = \"mustache\"\n",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}/a\"\nkeys = \"/app\"\n",
             c.out().display()
         ),
     );
     let errs = c.errors();
-    assert_eq!(errs.len(), 4, "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("`keys` must be a list")));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("expected a sequence") && errs[0].contains("template.keys"),
+        "{errs:?}"
+    );
+    c.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}/a\"\nuid = -1\ncheck_cmd_timeout = \"soon\"\nengine = \"mustache\"\n",
+            c.out().display()
+        ),
+    );
+    let errs = c.errors();
+    assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(errs.iter().any(|e| e.contains("`uid` = -1")));
     assert!(errs.iter().any(|e| e.contains("check_cmd_timeout")));
     assert!(errs.iter().any(|e| e.contains("mustache")));
@@ -359,4 +371,44 @@ fn no_conf_d_means_no_resources() {
         ..Default::default()
     };
     assert!(load_resources(&opts).expect("ok").is_empty());
+}
+
+#[test]
+fn every_engine_spelling_of_the_command_line_works_in_a_resource() {
+    for (spelling, kind) in [
+        ("j2", EngineKind::Jinja),
+        ("Jinja2", EngineKind::Jinja),
+        ("gotmpl", EngineKind::Go),
+        ("GO", EngineKind::Go),
+    ] {
+        let c = Confdir::new();
+        fs::write(c.dir.path().join("templates/plain.tmpl"), "plain\n").expect("template");
+        c.resource(
+            "a.toml",
+            &format!(
+                "[template]\nsrc = \"plain.tmpl\"\ndest = \"{}/a\"\nengine = \"{spelling}\"\n",
+                c.out().display()
+            ),
+        );
+        let rs = c.load().expect(spelling);
+        assert_eq!(rs[0].engine(), kind, "{spelling}");
+    }
+}
+
+#[test]
+fn keys_differing_only_in_case_are_refused() {
+    let c = Confdir::new();
+    c.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\nSRC = \"other.tmpl\"\ndest = \"{}/a\"\n",
+            c.out().display()
+        ),
+    );
+    let errs = c.errors();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("\"src\" given more than once")),
+        "{errs:?}"
+    );
 }

@@ -234,7 +234,13 @@ fn listing_shows_builtins_aliases_and_paths() {
         listing.contains("etcdv3  builtin (alias of etcd)\n"),
         "{listing}"
     );
-    assert!(listing.contains("consul  builtin\n"), "{listing}");
+    assert!(
+        listing.contains(&format!(
+            "consul  builtin: {}\n",
+            confd_builtin_consul::DESCRIPTOR.summary
+        )),
+        "{listing}"
+    );
 }
 
 #[tokio::test]
@@ -259,4 +265,56 @@ async fn srv_discovery_only_touches_backends_with_nodes() {
         .await
         .expect("no lookup without srv settings");
     assert_eq!(launch.config["nodes"], "n:1");
+}
+
+#[test]
+fn descriptions_name_only_host_settings_and_are_sorted() {
+    for b in BUILTINS {
+        for setting in b.settings {
+            for host in setting.from {
+                assert!(
+                    Settings::HOST_SETTINGS.contains(host),
+                    "{}: setting {} names unknown host setting {host}",
+                    b.name,
+                    setting.key
+                );
+            }
+        }
+    }
+    let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(builtin(DEFAULT_BACKEND).is_some());
+}
+
+#[test]
+fn every_host_setting_is_readable() {
+    let s = settings_from(
+        &[
+            "--node",
+            "n",
+            "--client-cert",
+            "c",
+            "--client-key",
+            "k",
+            "--client-ca-keys",
+            "ca",
+            "--username",
+            "u",
+            "--password",
+            "p",
+            "--separator",
+            ":",
+            "--file",
+            "f",
+            "--filter",
+            "*",
+        ],
+        "",
+    );
+    for name in Settings::HOST_SETTINGS {
+        assert!(s.host_value(name).is_some(), "{name} is not read");
+    }
+    assert_eq!(s.host_value("no_such_setting"), None);
 }

@@ -313,7 +313,7 @@ fn log_level_and_engine_are_validated_from_every_source() {
             "template_engine = \"go\""
         )
         .template_engine,
-        Some(TemplateEngine::Jinja)
+        Some(confd_template::EngineKind::Jinja)
     );
 }
 
@@ -426,4 +426,23 @@ fn client_insecure_is_accepted_with_a_warning() {
 fn zero_interval_is_refused() {
     let err = resolve(&cli_from(&[]), &env_of(&[]), file_of("interval = 0")).expect_err("zero");
     assert!(err.to_string().contains("interval"), "{err}");
+}
+
+#[test]
+fn toml_keys_match_case_insensitively() {
+    let s = resolve_with(
+        &[],
+        &[],
+        "Backend = \"env\"\nNOOP = true\nLog-Level = \"debug\"\n[plugins.MyPlugin]\nToken = \"t\"",
+    );
+    assert_eq!(s.backend, "env");
+    assert!(s.noop);
+    assert_eq!(s.log_level, LogLevel::Debug);
+    assert_eq!(
+        s.plugins["MyPlugin"]["Token"], "t",
+        "plugin names and keys are kept"
+    );
+    let err = FileConfig::parse("backend = \"env\"\nBACKEND = \"etcd\"", Path::new("c.toml"))
+        .expect_err("twice");
+    assert!(format!("{err:#}").contains("more than once"), "{err:#}");
 }

@@ -1,10 +1,6 @@
-//! `confd-database-consul`: the consul backend as a standalone plugin
-//! executable (copy it next to confd, e.g. as `confd-database-consul-test`).
+//! `confd-database-consul`: the consul backend as a standalone plugin executable (copy it next to
+//! confd, e.g. as `confd-database-consul-test`); it serves from the backend's one description.
 
 fn main() {
-    confd_sdk::serve(
-        confd_sdk::ServeOpts::new(confd_builtin_consul::NAME, confd_builtin_consul::database)
-            .version(env!("CARGO_PKG_VERSION"))
-            .capabilities(["watch"]),
-    );
+    confd_sdk::serve(confd_builtin_consul::DESCRIPTOR.serve_opts());
 }

@@ -1,9 +1,6 @@
-//! `confd-database-env`: the env database as a standalone plugin executable
-//! (copy it next to confd, e.g. as `confd-database-env-test`).
+//! `confd-database-env`: the env backend as a standalone plugin executable (copy it next to
+//! confd, e.g. as `confd-database-env-test`); it serves from the backend's one description.
 
 fn main() {
-    confd_sdk::serve(
-        confd_sdk::ServeOpts::new(confd_builtin_env::NAME, confd_builtin_env::database)
-            .version(env!("CARGO_PKG_VERSION")),
-    );
+    confd_sdk::serve(confd_builtin_env::DESCRIPTOR.serve_opts());
 }

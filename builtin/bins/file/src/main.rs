@@ -1,10 +1,6 @@
-//! `confd-database-file`: the file database as a standalone plugin
-//! executable (copy it next to confd, e.g. as `confd-database-file-test`).
+//! `confd-database-file`: the file backend as a standalone plugin executable (copy it next to
+//! confd, e.g. as `confd-database-file-test`); it serves from the backend's one description.
 
 fn main() {
-    confd_sdk::serve(
-        confd_sdk::ServeOpts::new(confd_builtin_file::NAME, confd_builtin_file::database)
-            .version(env!("CARGO_PKG_VERSION"))
-            .capabilities(["watch"]),
-    );
+    confd_sdk::serve(confd_builtin_file::DESCRIPTOR.serve_opts());
 }

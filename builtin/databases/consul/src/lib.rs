@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use confd_sdk::keys::{common_prefix, is_under};
-use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::keys::{common_prefix, is_under, rooted};
+use confd_sdk::{
+    Config, Configured, Database, DatabaseInfo, Descriptor, Error, ErrorKind, Setting, SrvNodes,
+};
 use serde::Deserialize;
 
-const DEFAULT_NODE: &str = "127.0.0.1:8500";
 /// How long to wait for a connection or an answer before calling the agent
 /// unreachable.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +55,34 @@ impl Default for Settings {
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "consul";
+
+/// Everything the host and the plugin executable know about this backend.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: NAME,
+    aliases: &[],
+    summary: "Consul KV over its HTTP API; watches with blocking queries",
+    default_nodes: &["127.0.0.1:8500"],
+    settings: &[
+        Setting::from("nodes", &["nodes"], "agent addresses (host:port)"),
+        Setting::from("scheme", &["scheme"], "http or https"),
+        Setting::from("cert", &["client_cert"], "TLS client certificate file"),
+        Setting::from("key", &["client_key"], "TLS client key file"),
+        Setting::from("caCert", &["client_cakeys"], "TLS CA certificate file"),
+        Setting::from("basicAuth", &["basic_auth"], "use basic authentication"),
+        Setting::from("username", &["username"], "basic authentication user"),
+        Setting::from("password", &["password"], "basic authentication password"),
+        Setting::from("token", &[], "ACL token"),
+        Setting::from(
+            "dialTimeout",
+            &[],
+            "connect and request time limit (default 5s)",
+        ),
+    ],
+    capabilities: &["watch"],
+    srv_nodes: SrvNodes::HostPort,
+    version: env!("CARGO_PKG_VERSION"),
+    database: confd_sdk::shared::<Consul>,
+};
 
 /// A new, unconfigured backend (the factory `confd_sdk::serve` takes).
 pub fn database() -> Consul {
@@ -112,8 +141,10 @@ impl Agent {
         let node = settings
             .nodes
             .first()
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_NODE.to_string());
+            .map(String::as_str)
+            .or(DESCRIPTOR.default_nodes.first().copied())
+            .unwrap_or_default()
+            .to_string();
         let scheme = settings
             .scheme
             .clone()
@@ -248,7 +279,7 @@ impl Agent {
         for key in keys {
             let (_, pairs) = self.list(key.trim_start_matches('/'), None).await?;
             for pair in pairs {
-                let path = join_path(&pair.key);
+                let path = rooted(&pair.key);
                 if !is_under(&path, key) {
                     continue;
                 }
@@ -275,7 +306,7 @@ impl Agent {
     fn fingerprint(pairs: &[Pair], keys: &[String]) -> Fingerprint {
         pairs
             .iter()
-            .map(|p| (join_path(&p.key), p.modify_index))
+            .map(|p| (rooted(&p.key), p.modify_index))
             .filter(|(path, _)| keys.iter().any(|k| is_under(path, k)))
             .collect()
     }
@@ -360,12 +391,6 @@ fn encode_path(key: &str) -> String {
     out
 }
 
-/// confd's `path.Join("/", key)`: a leading `/`, no trailing `/`, no `//`.
-fn join_path(key: &str) -> String {
-    let parts: Vec<&str> = key.split('/').filter(|p| !p.is_empty()).collect();
-    format!("/{}", parts.join("/"))
-}
-
 #[confd_sdk::async_trait]
 impl Database for Consul {
     async fn configure(&self, config: Config) -> Result<(), Error> {
@@ -394,11 +419,7 @@ impl Database for Consul {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DatabaseInfo {
-            name: "consul".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: vec!["watch".to_string()],
-        })
+        Ok(DESCRIPTOR.info())
     }
 }
 
@@ -407,23 +428,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_join_like_confd() {
-        assert_eq!(join_path("upstream/"), "/upstream");
-        assert_eq!(join_path("a//b"), "/a/b");
-        assert_eq!(join_path(""), "/");
-    }
-
-    #[test]
     fn keys_are_encoded_for_urls() {
         assert_eq!(encode_path("app/my key%"), "app/my%20key%25");
         assert_eq!(encode_path("a/b-c_d.e~"), "a/b-c_d.e~");
-    }
-
-    #[test]
-    fn path_aware_matching() {
-        assert!(is_under("/app/x", "/app"));
-        assert!(!is_under("/application", "/app"));
-        assert!(is_under("/x", "/"));
     }
 
     #[test]

@@ -33,13 +33,23 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use confd_sdk::{Config, Database, DatabaseInfo, Error};
+use confd_sdk::{Config, Database, DatabaseInfo, Descriptor, Error, SrvNodes};
 
 /// The name this database is registered under (`--backend env`).
 pub const NAME: &str = "env";
 
-/// The settings this database understands, for `--help`-style listings.
-pub const SETTINGS_DOC: &str = "env takes no settings";
+/// Everything the host and the plugin executable know about this backend.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: NAME,
+    aliases: &[],
+    summary: "environment variables (/a/b is A_B); cannot watch",
+    default_nodes: &[],
+    settings: &[],
+    capabilities: &[],
+    srv_nodes: SrvNodes::None,
+    version: env!("CARGO_PKG_VERSION"),
+    database: confd_sdk::shared::<EnvDatabase>,
+};
 
 /// The message `watch_prefix` fails with.
 pub const WATCH_UNSUPPORTED: &str = "the env backend cannot watch: environment variables do not \
@@ -241,11 +251,7 @@ impl Database for EnvDatabase {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DatabaseInfo {
-            name: NAME.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: Vec::new(),
-        })
+        Ok(DESCRIPTOR.info())
     }
 }
 
@@ -273,7 +279,7 @@ fn lookup(vars: &Vars, keys: &[String]) -> BTreeMap<String, String> {
 /// and `/db/*` ask for `DB` like `/db` does.
 pub fn key_to_name(key: &str) -> String {
     let key = key.strip_suffix("/*").unwrap_or(key);
-    let cleaned = clean_path(&format!("/{key}"));
+    let cleaned = confd_sdk::keys::rooted(key);
     cleaned
         .strip_prefix('/')
         .unwrap_or(&cleaned)
@@ -283,7 +289,7 @@ pub fn key_to_name(key: &str) -> String {
 
 /// `DATABASE_HOST_PORT` → `/database/host/port` (confd's `clean`).
 pub fn name_to_key(name: &str) -> String {
-    clean_path(&format!("/{}", name.to_lowercase().replace('_', "/")))
+    confd_sdk::keys::rooted(&name.to_lowercase().replace('_', "/"))
 }
 
 /// Whether a variable is the prefix itself or lies below it (`_` boundary).
@@ -295,22 +301,6 @@ fn name_matches(name: &str, prefix: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('_'),
         None => false,
     }
-}
-
-/// Go's `path.Clean` for rooted paths: collapse `//`, drop `.`, resolve `..`,
-/// no trailing slash.
-fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            seg => parts.push(seg),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]

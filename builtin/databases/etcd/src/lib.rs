@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use cache::{Caches, PrefixCache};
 use confd_sdk::keys::{common_prefix, is_under};
-use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::{
+    Config, Configured, Database, DatabaseInfo, Descriptor, Error, ErrorKind, Setting, SrvNodes,
+};
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -42,6 +44,36 @@ const TOO_BIG_RETRY: Duration = Duration::from_secs(600);
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "etcd";
+
+/// Everything the host and the plugin executable know about this backend.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: NAME,
+    aliases: &["etcdv3"],
+    summary: "etcd v3; watches with etcd watches",
+    default_nodes: &["127.0.0.1:2379"],
+    settings: &[
+        Setting::from(
+            "nodes",
+            &["nodes"],
+            "endpoints (http[s]://host:port or host:port)",
+        ),
+        Setting::from("cert", &["client_cert"], "TLS client certificate file"),
+        Setting::from("key", &["client_key"], "TLS client key file"),
+        Setting::from("caCert", &["client_cakeys"], "TLS CA certificate file"),
+        Setting::from("basicAuth", &["basic_auth"], "use basic authentication"),
+        Setting::from("username", &["username"], "basic authentication user"),
+        Setting::from("password", &["password"], "basic authentication password"),
+        Setting::from(
+            "dialTimeout",
+            &[],
+            "connect and request time limit (default 5s)",
+        ),
+    ],
+    capabilities: &["watch"],
+    srv_nodes: SrvNodes::Url,
+    version: env!("CARGO_PKG_VERSION"),
+    database: confd_sdk::shared::<Etcd>,
+};
 
 /// A new, unconfigured backend (the factory `confd_sdk::serve` takes).
 pub fn database() -> Etcd {
@@ -456,25 +488,6 @@ impl Database for Etcd {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DatabaseInfo {
-            name: "etcd".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: vec!["watch".to_string()],
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_aware_matching() {
-        assert!(is_under("/app", "/app"));
-        assert!(is_under("/app/x", "/app"));
-        assert!(is_under("/app/x", "/app/"));
-        assert!(!is_under("/application", "/app"));
-        assert!(!is_under("/ap", "/app"));
-        assert!(is_under("/anything", "/"));
+        Ok(DESCRIPTOR.info())
     }
 }

@@ -6,8 +6,6 @@ use std::time::Duration;
 use confd_sdk::{Config, Error};
 use serde::Deserialize;
 
-/// etcd's own default client port, used when no node is given.
-const DEFAULT_NODE: &str = "127.0.0.1:2379";
 /// How long to wait for a connection or an answer before calling the node
 /// unreachable (etcd's and confd's default).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,7 +81,12 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
     let tls = ca_cert.is_some() || cert.is_some();
     let mut nodes = raw.nodes;
     if nodes.is_empty() {
-        nodes.push(DEFAULT_NODE.to_string());
+        nodes.extend(
+            crate::DESCRIPTOR
+                .default_nodes
+                .iter()
+                .map(|n| n.to_string()),
+        );
     }
     let nodes = nodes
         .into_iter()

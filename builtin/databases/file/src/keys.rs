@@ -1,38 +1,15 @@
-//! Path arithmetic on store keys: Go's `path.Join`/`path.Clean` (which the
-//! flattened keys must reproduce) and "at or below" selection.
+//! Which flattened keys a request selects ("at or below", by path), with the
+//! shared Go `path.Join` the flattened keys must reproduce.
 
 use std::collections::BTreeMap;
 
-/// Go's `path.Clean` for the rooted paths this backend produces.
-pub(crate) fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            seg => parts.push(seg),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// Go's `path.Join(base, seg)` with a rooted `base`; an empty segment adds
-/// nothing.
-pub(crate) fn join(base: &str, seg: &str) -> String {
-    if seg.is_empty() {
-        clean(base)
-    } else {
-        clean(&format!("{base}/{seg}"))
-    }
-}
+pub(crate) use confd_sdk::keys::join;
 
 /// A requested key as a rooted, clean path: a trailing `/*` is dropped (the
 /// fork's fix for `keys = ["/app/*"]`), `app` means `/app`.
 pub(crate) fn normalize(key: &str) -> String {
     let key = key.strip_suffix("/*").unwrap_or(key);
-    clean(key)
+    confd_sdk::keys::rooted(key)
 }
 
 /// The entries equal to or below any requested key, as a path (`/app`
@@ -68,7 +45,6 @@ mod tests {
         assert_eq!(join("/a", "b/"), "/a/b");
         assert_eq!(join("/a", ".."), "/");
         assert_eq!(join("/a", "dotted.name"), "/a/dotted.name");
-        assert_eq!(clean("//a//b/"), "/a/b");
     }
 
     #[test]

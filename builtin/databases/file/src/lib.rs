@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use confd_sdk::config::ConfigError;
-use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Descriptor, Error, Setting, SrvNodes};
 use glob::Pattern;
 
 use crate::source::Cache;
@@ -55,9 +55,29 @@ use crate::watch::FsWatch;
 /// The name this database is registered under (`--backend file`).
 pub const NAME: &str = "file";
 
-/// The settings this database understands, for `--help`-style listings.
-pub const SETTINGS_DOC: &str = "file: comma-separated YAML/JSON files or directories (required); \
-                                filter: glob on base names while walking directories (default *)";
+/// Everything the host and the plugin executable know about this backend.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: NAME,
+    aliases: &[],
+    summary: "YAML or JSON files and directories; watches the files",
+    default_nodes: &[],
+    settings: &[
+        Setting::from(
+            "file",
+            &["file"],
+            "comma-separated YAML/JSON files or directories (required)",
+        ),
+        Setting::from(
+            "filter",
+            &["filter"],
+            "glob on base names while walking directories (default *)",
+        ),
+    ],
+    capabilities: &["watch"],
+    srv_nodes: SrvNodes::None,
+    version: env!("CARGO_PKG_VERSION"),
+    database: confd_sdk::shared::<FileDatabase>,
+};
 
 /// Decoded settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,11 +228,7 @@ impl Database for FileDatabase {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DatabaseInfo {
-            name: NAME.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: vec!["watch".to_string()],
-        })
+        Ok(DESCRIPTOR.info())
     }
 }
 

@@ -11,7 +11,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confd_sdk::{Config, Configured, Database, DatabaseInfo, Error, ErrorKind};
+use confd_sdk::{
+    Config, Configured, Database, DatabaseInfo, Descriptor, Error, ErrorKind, Setting, SrvNodes,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::Mutex;
@@ -21,6 +23,37 @@ pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Settings};
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "redis";
+
+/// Everything the host and the plugin executable know about this backend.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: NAME,
+    aliases: &[],
+    summary: "Redis strings, hashes and SCANned prefixes; watches with keyspace notifications",
+    default_nodes: &["127.0.0.1:6379"],
+    settings: &[
+        Setting::from(
+            "nodes",
+            &["nodes"],
+            "host:port, host:port/db or a unix socket path",
+        ),
+        // confd passed client_key as the redis password; --password wins over it.
+        Setting::from("password", &["password", "client_key"], "AUTH password"),
+        Setting::from(
+            "separator",
+            &["separator"],
+            "key separator in place of / (default /)",
+        ),
+        Setting::from(
+            "dialTimeout",
+            &[],
+            "connect and request time limit (default 5s)",
+        ),
+    ],
+    capabilities: &["watch"],
+    srv_nodes: SrvNodes::HostPort,
+    version: env!("CARGO_PKG_VERSION"),
+    database: confd_sdk::shared::<Redis>,
+};
 
 /// A new, unconfigured backend (the factory `confd_sdk::serve` takes).
 pub fn database() -> Redis {
@@ -215,10 +248,6 @@ impl Database for Redis {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DatabaseInfo {
-            name: "redis".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: vec!["watch".to_string()],
-        })
+        Ok(DESCRIPTOR.info())
     }
 }

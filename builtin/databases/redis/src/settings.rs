@@ -5,7 +5,6 @@ use std::time::Duration;
 use confd_sdk::{Config, Error};
 use serde::Deserialize;
 
-const DEFAULT_NODE: &str = "127.0.0.1:6379";
 /// How long to wait for a connection or an answer before calling the node
 /// unreachable.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,7 +76,9 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
         .map(|n| parse_node(n))
         .collect::<Result<Vec<_>, _>>()?;
     if nodes.is_empty() {
-        nodes.push(parse_node(DEFAULT_NODE)?);
+        for node in crate::DESCRIPTOR.default_nodes {
+            nodes.push(parse_node(node)?);
+        }
     }
     Ok(Settings {
         nodes,

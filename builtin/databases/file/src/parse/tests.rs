@@ -1,4 +1,4 @@
-//! Unit tests: YAML 1.1 resolution, flattening and the conformance data of cases 01-03.
+//! Unit tests: YAML 1.1 resolution and flattening, on inline inputs and `testdata/`.
 
 use super::*;
 
@@ -18,11 +18,8 @@ fn lines(map: &BTreeMap<String, String>) -> String {
         .collect::<String>()
 }
 
-fn case_data(case: &str, file: &str) -> String {
-    let path = format!(
-        "{}/../../../../shared/conformance/cases/{case}/data/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+fn fixture(file: &str) -> String {
+    let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -86,104 +83,104 @@ fn floats_print_like_go_format_float() {
     assert_eq!(format_float(f64::NAN), "NaN");
 }
 
-/// Conformance case 03: every YAML 1.1 form gives confd-go's bytes.
+/// Every YAML 1.1 form gives confd-go's bytes.
 #[test]
-fn conformance_case_03_yaml11_scalars() {
-    let got = yaml(&case_data("03-file-yaml11-scalars", "yaml11.yaml"));
+fn yaml11_scalars_give_confd_go_bytes() {
+    let got = yaml(&fixture("yaml11.yaml"));
     assert_eq!(
         lines(&got),
-        "/v11/beyond_uint64=[123456789012345680000000000000]
-/v11/binary=[5]
-/v11/hex=[31]
-/v11/inf=[+Inf]
-/v11/leading_dot=[0.5]
-/v11/nan=[NaN]
-/v11/negative_inf=[-Inf]
-/v11/octal_0o=[493]
-/v11/octal_leading_zero=[493]
-/v11/plus_sign=[12]
-/v11/sexagesimal=[1:30]
-/v11/underscores=[1000]
-/v11/word_No=[false]
-/v11/word_OFF=[false]
-/v11/word_True=[true]
-/v11/word_on=[true]
-/v11/word_y=[true]
-/v11/word_yes=[true]
+        "/y11/big=[123456789012345680000000000000]
+/y11/bin=[3]
+/y11/half=[0.5]
+/y11/hexa=[255]
+/y11/nan=[NaN]
+/y11/ninf=[-Inf]
+/y11/oct_0o=[420]
+/y11/oct_zero=[420]
+/y11/pinf=[+Inf]
+/y11/plus=[7]
+/y11/sexa=[2:45]
+/y11/under=[10000]
+/y11/w_No=[false]
+/y11/w_On=[true]
+/y11/w_TRUE=[true]
+/y11/w_Yes=[true]
+/y11/w_off=[false]
+/y11/w_y=[true]
 "
     );
 }
 
-/// Conformance case 02: scalar formatting, nulls and empty collections.
+/// Scalar formatting, nulls and block scalars.
 #[test]
-fn conformance_case_02_scalars() {
-    let got = yaml(&case_data("02-file-scalars", "values.yaml"));
+fn scalars_nulls_and_blocks() {
+    let got = yaml(&fixture("scalars.yaml"));
     assert_eq!(
         lines(&got),
-        "/values/bool_false=[false]
-/values/bool_true=[true]
-/values/colon_in_quotes=[a: b]
-/values/date_like=[2024-01-31]
-/values/empty_string=[]
-/values/float=[1.5]
-/values/float_big=[1000000000000000000000]
-/values/float_exp=[1000]
-/values/float_neg=[-0.25]
-/values/float_small=[0.0000001]
-/values/float_tiny_exp=[0.0025]
-/values/float_trailing_zero=[1.1]
-/values/float_whole=[2]
-/values/folded_block=[folded text
+        "/s/address=[192.168.0.10]
+/s/big_int=[9223372036854775807]
+/s/colon=[k: v]
+/s/day=[2023-12-24]
+/s/fold=[folded words
 ]
-/values/int=[42]
-/values/int64_max=[9223372036854775807]
-/values/ip=[10.0.0.1]
-/values/list_with_null/0=[first]
-/values/list_with_null/2=[third]
-/values/literal_block=[first line
-second line
+/s/frac=[2.5]
+/s/frac_exp=[2000]
+/s/frac_huge=[2000000000000000000000]
+/s/frac_neg=[-0.75]
+/s/frac_small=[0.00000012]
+/s/frac_tiny_exp=[0.0035]
+/s/frac_trailing=[2.1]
+/s/frac_whole=[3]
+/s/holes/0=[one]
+/s/holes/2=[three]
+/s/link=[https://example.org:9443/x?y=2]
+/s/lit=[one
+two
 ]
-/values/negative=[-17]
-/values/quoted_bool=[true]
-/values/quoted_float=[1.50]
-/values/quoted_int=[0042]
-/values/single_quoted=[it's]
-/values/stripped_block=[no trailing newline]
-/values/url=[http://example.com:8080/path?q=1]
-/values/zero=[0]
+/s/minus=[-3]
+/s/no_bool=[false]
+/s/nothing=[0]
+/s/single=[don't]
+/s/strip=[kept without newline]
+/s/text_bool=[false]
+/s/text_empty=[]
+/s/text_float=[2.50]
+/s/text_int=[007]
+/s/whole=[7]
+/s/yes_bool=[true]
 "
     );
 }
 
-/// Conformance case 01: nested maps, lists of maps, lists of lists, a
-/// key with a slash, an empty list leaving a gap.
+/// Nested maps, lists of maps, lists of lists, a key with a slash, an
+/// empty list leaving a gap.
 #[test]
-fn conformance_case_01_nested_flatten() {
-    let got = yaml(&case_data("01-file-nested-flatten", "service.yaml"));
+fn nested_maps_and_lists_flatten() {
+    let got = yaml(&fixture("nested.yaml"));
     let want = [
-        ("/service/backends/0/addr", "10.0.0.1"),
-        ("/service/backends/0/name", "alpha"),
-        ("/service/backends/1/addr", "10.0.0.2"),
-        ("/service/backends/1/name", "beta"),
-        ("/service/backends/1/weights/0", "3"),
-        ("/service/backends/1/weights/1", "7"),
-        ("/service/dotted.name", "dotted"),
-        ("/service/listen/address", "0.0.0.0"),
-        ("/service/listen/port", "9000"),
-        ("/service/matrix/0/0", "x1"),
-        ("/service/matrix/0/1", "x2"),
-        ("/service/matrix/1/0", "y1"),
-        ("/service/matrix/3/0", "z1"),
-        ("/service/name", "billing"),
-        ("/service/spaced name", "spaced"),
-        ("/service/split/inside", "a map key containing a slash"),
+        ("/store/grid/0/0", "a0"),
+        ("/store/grid/0/1", "a1"),
+        ("/store/grid/1/0", "b0"),
+        ("/store/grid/3/0", "d0"),
+        ("/store/http/host", "127.0.0.1"),
+        ("/store/http/port", "8443"),
+        ("/store/path/inner", "a key with a slash"),
+        ("/store/title", "shop"),
+        ("/store/with space", "spaced"),
+        ("/store/with.dot", "dotted"),
+        ("/store/workers/0/host", "10.1.0.1"),
+        ("/store/workers/0/id", "w1"),
+        ("/store/workers/1/host", "10.1.0.2"),
+        ("/store/workers/1/id", "w2"),
+        ("/store/workers/1/shares/0", "1"),
+        ("/store/workers/1/shares/1", "2"),
     ];
     let mut expected: BTreeMap<String, String> = want
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     for i in 0..12 {
-        expected.insert(format!("/service/regions/{i}"), format!("r{i:02}"));
+        expected.insert(format!("/store/zones/{i}"), format!("z{i:02}"));
     }
     assert_eq!(got, expected);
 }

@@ -8,22 +8,19 @@ fn write(dir: &Path, rel: &str, text: &str) {
     fs::write(path, text).expect("write");
 }
 
-fn case_dir(case: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "{}/../../../../shared/conformance/cases/{case}/data",
-        env!("CARGO_MANIFEST_DIR")
-    ))
+fn testdata(dir: &str) -> PathBuf {
+    PathBuf::from(format!("{}/testdata/{dir}", env!("CARGO_MANIFEST_DIR")))
 }
 
 fn pattern(p: &str) -> Pattern {
     Pattern::new(p).expect("valid test pattern")
 }
 
-/// Conformance case 04: file, directory, file; later values overwrite
+/// File, directory, file: later values overwrite
 /// earlier ones per leaf; the filter applies to walked names only.
 #[test]
-fn conformance_case_04_sources_in_order() {
-    let data = case_dir("04-file-multi-sources-filter");
+fn sources_apply_in_order_and_the_filter_applies_to_walked_names() {
+    let data = testdata("sources");
     let paths = [
         data.join("base.yaml"),
         data.join("layers"),
@@ -43,10 +40,10 @@ fn conformance_case_04_sources_in_order() {
         names,
         [
             "base.yaml",
-            "layers/00-early/x.yml",
-            "layers/10-a.yml",
-            "layers/20-b.yml",
-            "layers/sub/30-c.yml",
+            "layers/00-first/a.yml",
+            "layers/10-one.yml",
+            "layers/20-two.yml",
+            "layers/deep/30-deep.yml",
             "override.json",
         ]
     );
@@ -57,26 +54,26 @@ fn conformance_case_04_sources_in_order() {
     assert_eq!(
         got,
         [
-            "/app/by_walk=c",
-            "/app/dir_first=a",
-            "/app/enabled=true",
-            "/app/from_base=kept",
-            "/app/from_sub=c",
-            "/app/level=json",
-            "/app/list/0=j1",
-            "/app/list/1=j2",
-            "/app/list/2=b3",
-            "/app/port=8080",
-            "/app/ratio=1",
+            "/svc/dir_before_file=one",
+            "/svc/items/0=k1",
+            "/svc/items/1=k2",
+            "/svc/items/2=i3",
+            "/svc/on=true",
+            "/svc/only_base=stays",
+            "/svc/only_deep=deep",
+            "/svc/port=9090",
+            "/svc/tier=json",
+            "/svc/walked=deep",
+            "/svc/weight=2",
         ]
     );
 }
 
-/// Conformance case 05: the default filter reads dot files, JSON and
+/// The default filter reads dot files, JSON and
 /// extension-less files; the last file in walk order wins.
 #[test]
-fn conformance_case_05_default_filter() {
-    let paths = [case_dir("05-file-dir-default-filter").join("conf")];
+fn the_default_filter_reads_every_file() {
+    let paths = [testdata("defaultfilter/conf")];
     let values = Cache::default()
         .load(&paths, &pattern("*"))
         .expect("case data parses");
@@ -84,19 +81,19 @@ fn conformance_case_05_default_filter() {
     assert_eq!(
         got,
         [
-            "/cfg/from_hidden=.hidden.yaml",
-            "/cfg/from_json=b.json",
-            "/cfg/from_nested=nested/d.yml",
-            "/cfg/from_no_ext=c",
-            "/cfg/from_yaml=a.yaml",
-            "/cfg/winner=nested/d.yml",
+            "/opt/last=two.json",
+            "/opt/via_dot=.dot.yaml",
+            "/opt/via_inner=inner/four.yml",
+            "/opt/via_json=two.json",
+            "/opt/via_plain=three",
+            "/opt/via_yaml=one.yaml",
         ]
     );
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let data = case_dir("errors/12-file-backend-missing-file");
+    let data = testdata("errors");
     let paths = [data.join("present.yaml"), data.join("absent.yaml")];
     let err = Cache::default()
         .load(&paths, &pattern("*"))
@@ -107,7 +104,7 @@ fn a_missing_file_is_named() {
 
 #[test]
 fn bad_yaml_names_the_file_and_line() {
-    let data = case_dir("errors/13-file-backend-invalid-yaml");
+    let data = testdata("errors");
     let err = Cache::default()
         .load(&[data.join("broken.yaml")], &pattern("*"))
         .expect_err("broken.yaml is invalid");

@@ -1,12 +1,12 @@
-//! DNS SRV discovery of backend nodes, as confd's `--srv-domain` and
-//! `--srv-record` do it. A library of its own so the host can call it
-//! before any backend exists, without pulling in a backend's client.
+//! DNS SRV lookups, the one resolver confd uses: the host's `--srv-domain` / `--srv-record` node
+//! discovery and the templates' `lookupSRV` both go through it, so both honour the system's
+//! resolver configuration (`/etc/resolv.conf` options, TCP fallback for truncated answers).
 //!
-//! confd's rules: `--srv-record` names the record directly; otherwise
-//! `--srv-domain example.com` with backend `etcd` looks up
-//! `_etcd._tcp.example.com.`. Each answer becomes `host:port` with the
-//! target's trailing dot trimmed; etcd nodes get a `<scheme>://` prefix.
-//! A failed lookup is an error (confd treats it as fatal).
+//! confd's rules for discovery: `--srv-record` names the record directly; otherwise
+//! `--srv-domain example.com` with backend `etcd` looks up `_etcd._tcp.example.com.`. Each answer
+//! becomes `host:port` with the target's trailing dot trimmed. A failed lookup is an error (confd
+//! treats it as fatal); how nodes are written for a backend (URLs for etcd) is the backend's own
+//! description, not this crate's business.
 
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
@@ -71,38 +71,57 @@ pub fn format_targets(mut targets: Vec<Target>) -> Vec<String> {
         .collect()
 }
 
-/// The node list a backend gets from discovered `host:port` nodes: etcd
-/// (and its alias etcdv3) takes URLs, so `<scheme>://` is prepended
-/// (`http` when the scheme is empty); other backends take them as they are.
-pub fn nodes_for_backend(backend: &str, scheme: &str, nodes: Vec<String>) -> Vec<String> {
-    if matches!(backend, "etcd" | "etcdv3") {
-        let scheme = if scheme.is_empty() { "http" } else { scheme };
-        nodes
-            .into_iter()
-            .map(|n| format!("{scheme}://{n}"))
-            .collect()
-    } else {
-        nodes
-    }
-}
-
-/// Looks `record` up with the system resolver and returns `host:port`
-/// nodes, ordered as [`format_targets`] does.
-pub async fn discover_srv(record: &str) -> Result<Vec<String>, Error> {
-    let resolver = Resolver::builder_tokio()
-        .map_err(|e| Error::Resolver {
-            record: record.to_string(),
-            cause: e.to_string(),
-        })?
-        .build()
-        .map_err(|e| Error::Resolver {
-            record: record.to_string(),
-            cause: e.to_string(),
-        })?;
+/// Looks `record` up with the system resolver and returns its answers in the order DNS gave them.
+/// An answer without targets is an error, as in confd.
+pub async fn lookup_srv(record: &str) -> Result<Vec<Target>, Error> {
+    let resolver = system_resolver(record)?;
     lookup(&resolver, record).await
 }
 
-async fn lookup(resolver: &TokioResolver, record: &str) -> Result<Vec<String>, Error> {
+/// [`lookup_srv`] for callers outside an async context (a template function): the lookup runs on
+/// a thread of its own with a small runtime, so it works whether or not the caller is itself
+/// on a runtime thread.
+pub fn lookup_srv_blocking(record: &str) -> Result<Vec<Target>, Error> {
+    let record = record.to_string();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Resolver {
+                        record: record.clone(),
+                        cause: format!("cannot start a runtime for the lookup: {e}"),
+                    })?;
+                runtime.block_on(lookup_srv(&record))
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Error::Lookup {
+                    record: record.clone(),
+                    cause: "the lookup thread panicked".to_string(),
+                })
+            })
+    })
+}
+
+/// Looks `record` up and returns `host:port` nodes, ordered as [`format_targets`] does.
+pub async fn discover_nodes(record: &str) -> Result<Vec<String>, Error> {
+    Ok(format_targets(lookup_srv(record).await?))
+}
+
+fn system_resolver(record: &str) -> Result<TokioResolver, Error> {
+    let cause = |e: &dyn std::fmt::Display| Error::Resolver {
+        record: record.to_string(),
+        cause: e.to_string(),
+    };
+    Resolver::builder_tokio()
+        .map_err(|e| cause(&e))?
+        .build()
+        .map_err(|e| cause(&e))
+}
+
+async fn lookup(resolver: &TokioResolver, record: &str) -> Result<Vec<Target>, Error> {
     let answer = resolver
         .srv_lookup(record)
         .await
@@ -128,7 +147,7 @@ async fn lookup(resolver: &TokioResolver, record: &str) -> Result<Vec<String>, E
             record: record.to_string(),
         });
     }
-    Ok(format_targets(targets))
+    Ok(targets)
 }
 
 #[cfg(test)]
@@ -184,20 +203,6 @@ mod tests {
                 "c.example.com:2379"
             ]
         );
-    }
-
-    #[test]
-    fn etcd_nodes_get_the_scheme() {
-        let nodes = vec!["a:2379".to_string()];
-        assert_eq!(
-            nodes_for_backend("etcd", "https", nodes.clone()),
-            ["https://a:2379"]
-        );
-        assert_eq!(
-            nodes_for_backend("etcdv3", "", nodes.clone()),
-            ["http://a:2379"]
-        );
-        assert_eq!(nodes_for_backend("consul", "https", nodes), ["a:2379"]);
     }
 
     /// A DNS server on a loopback port answering every SRV query with `answers`
@@ -258,9 +263,11 @@ mod tests {
             (10, 50, 2380, "a.example.test."),
         ])
         .await;
-        let nodes = lookup(&resolver_for(server), "_etcd._tcp.example.test.")
-            .await
-            .expect("lookup");
+        let nodes = format_targets(
+            lookup(&resolver_for(server), "_etcd._tcp.example.test.")
+                .await
+                .expect("lookup"),
+        );
         assert_eq!(
             nodes,
             [
@@ -268,10 +275,6 @@ mod tests {
                 "b.example.test:2379",
                 "backup.example.test:2379"
             ]
-        );
-        assert_eq!(
-            nodes_for_backend("etcd", "", nodes)[0],
-            "http://a.example.test:2380"
         );
     }
 
@@ -284,11 +287,31 @@ mod tests {
         assert!(err.to_string().contains("_etcd._tcp.empty.test."), "{err}");
     }
 
+    #[test]
+    fn a_blocking_lookup_works_inside_and_outside_a_runtime() {
+        let outside = lookup_srv_blocking("_confd-test._tcp.invalid.").expect_err("never resolves");
+        assert!(
+            outside.to_string().contains("_confd-test._tcp.invalid."),
+            "{outside}"
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let inside = runtime.block_on(async {
+            lookup_srv_blocking("_confd-test._tcp.invalid.").expect_err("never resolves")
+        });
+        assert!(
+            inside.to_string().contains("_confd-test._tcp.invalid."),
+            "{inside}"
+        );
+    }
+
     #[tokio::test]
     async fn a_bad_record_is_an_error_naming_it() {
         // Offline this fails in the resolver or the lookup; online the name
         // does not exist. Either way it must be an error naming the record.
-        let err = discover_srv("_confd-test._tcp.invalid.")
+        let err = discover_nodes("_confd-test._tcp.invalid.")
             .await
             .expect_err("the .invalid TLD never resolves");
         assert!(
