@@ -18,9 +18,12 @@ pub fn query_key(prefix: &str, key: &str) -> String {
     rooted(&format!("{prefix}/{key}"))
 }
 
-/// What the template of a resource sees: the backend's answer with every key
-/// made relative to `prefix` by path segments. A key outside the prefix is
-/// kept as it is (confd's string trim leaves it alone too).
+/// What the template of a resource sees: the backend's answer with every key cleaned as Go's
+/// `path.Join("/", key)` does (the original confd cleans every key a backend returns: `/app/db/`
+/// is `/app/db`, `/app//x` is `/app/x`; when two raw keys clean to the same path, the later in
+/// key order wins, as the original's sequential `Set` does) and made relative to `prefix` by path
+/// segments. A key outside the prefix is kept as it is (confd's string trim leaves it alone too).
+/// Cleaning here, where every backend's answer passes, holds for third-party plugins as well.
 ///
 /// Selecting keys (equal to a query key or below it as a path) is the
 /// backend's job under the `Database::get_values` contract; it is not
@@ -31,7 +34,8 @@ pub fn store_values(values: &BTreeMap<String, String>, prefix: &str) -> BTreeMap
     values
         .iter()
         .map(|(key, value)| {
-            let relative = relative_to(key, prefix).unwrap_or_else(|| key.clone());
+            let key = rooted(key);
+            let relative = relative_to(&key, prefix).unwrap_or(key);
             (relative, value.clone())
         })
         .collect()
@@ -78,5 +82,28 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(store_values(&values, "/"), values);
+    }
+
+    #[test]
+    fn store_keys_are_cleaned_like_go_path_join() {
+        let values: BTreeMap<String, String> = [
+            ("/p/app/db/", "trailing"),
+            ("/p/app//x", "double"),
+            ("/p/app/z/./y", "dot"),
+            ("/p/app/db", "plain"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let got = store_values(&values, "/p");
+        let want: BTreeMap<String, String> = [
+            ("/app/db", "trailing"),
+            ("/app/x", "double"),
+            ("/app/z/y", "dot"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want, "the later raw key in key order wins");
     }
 }

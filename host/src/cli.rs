@@ -78,7 +78,7 @@ pub struct Cli {
     pub log_level: Option<String>,
 
     /// Backend node address (repeatable)
-    #[arg(long = "node", value_name = "ADDR", action = ArgAction::Append)]
+    #[arg(long = "node", short = 'n', value_name = "ADDR", action = ArgAction::Append)]
     pub node: Option<Vec<String>>,
 
     /// URI scheme for consul and for SRV-discovered etcd nodes [default: http]
@@ -160,6 +160,71 @@ pub struct Cli {
     /// Print every known backend and what provides it (builtin or a plugin path), then exit
     #[arg(long)]
     pub list_backends: bool,
+
+    /// How long a backend may take to connect or answer one request (etcd, redis, consul)
+    /// [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub dial_timeout: Option<String>,
+
+    /// The maintained fork's command form names the backend as a word (`confd etcd --node
+    /// ...`); a word that names no builtin backend is ignored with a warning, as the original
+    /// confd ignores it.
+    #[arg(value_name = "BACKEND", hide = true)]
+    pub words: Vec<String>,
+
+    /// Flags of the maintained fork that have no effect here; accepted (with a warning) so that
+    /// its unit files and scripts run unchanged.
+    #[command(flatten)]
+    pub fork: ForkFlags,
+}
+
+/// The maintained fork's flags that tune machinery this confd does not have (each is named in
+/// the warning, with the reason, in settings.rs).
+#[derive(Debug, Default, clap::Args)]
+pub struct ForkFlags {
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    pub template_cache: Option<bool>,
+    #[arg(long, hide = true)]
+    pub no_template_cache: bool,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub stat_cache_ttl: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub batch_interval: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub read_timeout: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub write_timeout: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub retry_max_attempts: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub retry_base_delay: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub retry_max_delay: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub watch_error_backoff: Option<String>,
+}
+
+impl ForkFlags {
+    /// The fork flags given, by their flag names.
+    pub fn given(&self) -> Vec<&'static str> {
+        let pairs = [
+            ("--template-cache", self.template_cache.is_some()),
+            ("--no-template-cache", self.no_template_cache),
+            ("--stat-cache-ttl", self.stat_cache_ttl.is_some()),
+            ("--batch-interval", self.batch_interval.is_some()),
+            ("--read-timeout", self.read_timeout.is_some()),
+            ("--write-timeout", self.write_timeout.is_some()),
+            ("--retry-max-attempts", self.retry_max_attempts.is_some()),
+            ("--retry-base-delay", self.retry_base_delay.is_some()),
+            ("--retry-max-delay", self.retry_max_delay.is_some()),
+            ("--watch-error-backoff", self.watch_error_backoff.is_some()),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect()
+    }
 }
 
 /// Subcommands; only the hidden plugin entry point exists.

@@ -52,6 +52,8 @@ pub struct Settings {
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
     pub plugin_start_timeout: Duration,
+    /// `--dial-timeout`: passed to the backends that take one; their own default otherwise.
+    pub dial_timeout: Option<Duration>,
     /// `[plugins.<name>]` tables, with `--plugin-config` / `CONFD_PLUGIN_CONFIG` merged over
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
@@ -75,6 +77,7 @@ impl Settings {
         "separator",
         "file",
         "filter",
+        "dial_timeout",
     ];
 
     /// The value of host setting `name` (one of [`Settings::HOST_SETTINGS`]) as a plugin
@@ -93,6 +96,9 @@ impl Settings {
             "separator" => self.separator.clone(),
             "file" => list(&self.files),
             "filter" => self.filter.clone(),
+            "dial_timeout" => self
+                .dial_timeout
+                .map(|d| humantime::format_duration(d).to_string()),
             _ => None,
         }
     }
@@ -213,6 +219,8 @@ pub struct FileConfig {
     pub debounce: Option<DurationValue>,
     #[serde(alias = "plugin-start-timeout")]
     pub plugin_start_timeout: Option<DurationValue>,
+    #[serde(alias = "dial-timeout")]
+    pub dial_timeout: Option<DurationValue>,
     /// `[plugins.<name>]`: settings handed to that plugin's Configure.
     pub plugins: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
 }
@@ -279,9 +287,20 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
         Some(p) => (PathBuf::from(p), true),
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
     };
+    let mut missing = None;
     let file = match std::fs::read_to_string(&path) {
         Ok(text) => Some(FileConfig::parse(&text, &path)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        // The original confd skips a missing config file silently, also one named on the
+        // command line; a named one gets a warning here.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing = required.then(|| {
+                format!(
+                    "config file {} does not exist; going on without it",
+                    path.display()
+                )
+            });
+            None
+        }
         Err(e) => {
             return Err(anyhow!(e))
                 .with_context(|| format!("cannot read config file {}", path.display()));
@@ -290,6 +309,7 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let loaded = file.as_ref().map(|_| path);
     let mut settings = resolve(cli, env, file.unwrap_or_default())?;
     settings.config_file = loaded;
+    settings.warnings.extend(missing);
     Ok(settings)
 }
 
@@ -332,6 +352,7 @@ struct Raw {
     template_engine: Option<String>,
     interval: Option<Given<String>>,
     durations: [(Option<Given<DurationValue>>, Duration); 4],
+    dial_timeout: Option<Given<DurationValue>>,
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
 }
@@ -446,10 +467,32 @@ impl Raw {
                 Duration::from_secs(10),
             ),
         ];
+        let dial_timeout = duration(
+            ("--dial-timeout", "CONFD_DIAL_TIMEOUT", "dial_timeout"),
+            &cli.dial_timeout,
+            file.dial_timeout,
+        );
+        let backend = l
+            .string(
+                cli.backend.clone().or_else(|| command_form_backend(cli)),
+                "CONFD_BACKEND",
+                file.backend,
+            )
+            .unwrap_or_else(|| crate::backends::DEFAULT_BACKEND.to_string());
+        warnings.extend(ignored_words(cli));
+        warnings.extend(cli.fork.given().into_iter().map(|flag| {
+            format!("{flag} has no effect here: it tunes machinery of the maintained Go fork that this confd does not have")
+        }));
+        let mut nodes = l.list(cli.node.clone(), "CONFD_NODE", file.nodes);
+        if nodes.is_empty()
+            && crate::backends::builtin(&backend)
+                .is_some_and(|b| b.name == confd_builtin_etcd::NAME)
+        {
+            // The original confd's default etcd nodes.
+            nodes = env_list(env, "ETCDCTL_PEERS").unwrap_or_default();
+        }
         let settings = Settings {
-            backend: l
-                .string(cli.backend.clone(), "CONFD_BACKEND", file.backend)
-                .unwrap_or_else(|| crate::backends::DEFAULT_BACKEND.to_string()),
+            backend,
             confdir: PathBuf::from(
                 l.string(cli.confdir.clone(), "CONFD_CONFDIR", file.confdir)
                     .unwrap_or_else(|| "/etc/confd".to_string()),
@@ -470,7 +513,7 @@ impl Raw {
                 .string(cli.prefix.clone(), "CONFD_PREFIX", file.prefix)
                 .unwrap_or_default(),
             log_level: LogLevel::Info,
-            nodes: l.list(cli.node.clone(), "CONFD_NODE", file.nodes),
+            nodes,
             scheme: l
                 .string(cli.scheme.clone(), "CONFD_SCHEME", file.scheme)
                 .unwrap_or_else(|| "http".to_string()),
@@ -498,6 +541,7 @@ impl Raw {
             reload_cmd_timeout: Duration::ZERO,
             debounce: Duration::ZERO,
             plugin_start_timeout: Duration::ZERO,
+            dial_timeout: None,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
             warnings,
@@ -517,6 +561,7 @@ impl Raw {
                 file.interval.map(|n| n.to_string()),
             ),
             durations,
+            dial_timeout,
             plugin_tables: file.plugins.unwrap_or_default(),
             plugin_pairs: match &cli.plugin_config {
                 Some(v) => Some(v.clone()),
@@ -532,6 +577,7 @@ impl Raw {
             template_engine,
             interval,
             durations,
+            dial_timeout,
             plugin_tables,
             plugin_pairs,
         } = self;
@@ -559,14 +605,9 @@ impl Raw {
             // Zero would re-render in a busy loop.
             bail!("invalid interval 0: expected at least 1 second");
         }
-        let [check, reload, debounce, start] = durations.map(|(given, default)| match given {
-            None => Ok(default),
-            Some(given) => match given.value() {
-                DurationValue::Seconds(n) => Ok(Duration::from_secs(*n)),
-                DurationValue::Text(text) => parse_duration(text)
-                    .with_context(|| format!("invalid {} {text:?}", given.origin())),
-            },
-        });
+        let [check, reload, debounce, start] = durations
+            .map(|(given, default)| given.map_or(Ok(default), |given| given_duration(&given)));
+        settings.dial_timeout = dial_timeout.map(|g| given_duration(&g)).transpose()?;
         settings.check_cmd_timeout = check?;
         settings.reload_cmd_timeout = reload?;
         settings.debounce = debounce?;
@@ -574,6 +615,33 @@ impl Raw {
         settings.plugins = plugin_settings(plugin_tables, plugin_pairs, &settings.backend)?;
         Ok(settings)
     }
+}
+
+fn given_duration(given: &Given<DurationValue>) -> anyhow::Result<Duration> {
+    match given.value() {
+        DurationValue::Seconds(n) => Ok(Duration::from_secs(*n)),
+        DurationValue::Text(text) => {
+            parse_duration(text).with_context(|| format!("invalid {} {text:?}", given.origin()))
+        }
+    }
+}
+
+/// The maintained fork's command form: the first word names the backend (`confd etcd ...`)
+/// when it is a builtin's name.
+fn command_form_backend(cli: &Cli) -> Option<String> {
+    cli.words
+        .first()
+        .filter(|w| crate::backends::builtin(w).is_some())
+        .cloned()
+}
+
+/// Words that are not the fork's backend word: the original confd ignores them.
+fn ignored_words(cli: &Cli) -> Vec<String> {
+    let skip = usize::from(command_form_backend(cli).is_some());
+    cli.words[skip..]
+        .iter()
+        .map(|w| format!("ignoring the argument {w:?} (not a flag and not a builtin backend name)"))
+        .collect()
 }
 
 /// `[plugins.<name>]` tables as string maps, with `--plugin-config` / `CONFD_PLUGIN_CONFIG`

@@ -75,8 +75,20 @@ fn bad_confd_toml_key() {
 
 #[test]
 fn missing_explicit_config_file() {
+    // The original confd skips it silently; a warning here, and the run goes on.
     let s = Scratch::new();
-    assert_cmd_snapshot!(confd_in(s.path()).args(["--config-file", "nope.toml", "--onetime"]));
+    std::fs::create_dir_all(s.path().join("confdir/conf.d")).expect("mkdir");
+    insta::with_settings!({filters => vec![(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "[TIME]")]}, {
+        assert_cmd_snapshot!(confd_in(s.path()).args([
+            "--config-file",
+            "nope.toml",
+            "--onetime",
+            "--backend",
+            "env",
+            "--confdir",
+            "confdir"
+        ]));
+    });
 }
 
 #[test]

@@ -394,3 +394,33 @@ async fn bind_mounted_dest_is_written_in_place() {
     assert_eq!(fs::read_to_string(&outside).expect("source"), "name=demo\n");
     assert_eq!(c.listing(), ["app.conf"], "the stage file is removed");
 }
+
+/// Regression (drop-in): the original confd cleans every key a backend returns as Go's
+/// `path.Join` does, so data written with a trailing slash or `//` reads under the clean key and
+/// `ls` gains no empty entry.
+#[tokio::test]
+async fn keys_from_the_store_are_cleaned_like_go() {
+    let c = Confdir::new();
+    for (name, text) in [
+        (
+            "go.tmpl",
+            "{{getv \"/app/db\"}} {{getv \"/app/x\"}} {{getv \"/app/z/y\"}}\n{{range ls \"/app\"}}[{{.}}]{{end}}\n",
+        ),
+        (
+            "jinja.j2",
+            "{{ getv(\"/app/db\") }} {{ getv(\"/app/x\") }} {{ getv(\"/app/z/y\") }}\n{% for n in ls(\"/app\") %}[{{ n }}]{% endfor %}\n",
+        ),
+    ] {
+        c.template(name, text);
+        c.resource(name, name, &["/app"], "");
+    }
+    let db = MemDb::new(&[("/app/db/", "db"), ("/app//x", "x"), ("/app/z/./y", "y")]);
+    assert_eq!(once(&c, &db, &c.opts()).await, summary(2, 0, 0));
+    for name in ["go.tmpl", "jinja.j2"] {
+        assert_eq!(
+            c.read(name).as_deref(),
+            Some("db x y\n[db][x][z]\n"),
+            "{name}"
+        );
+    }
+}

@@ -310,6 +310,8 @@ fn every_host_setting_is_readable() {
             "f",
             "--filter",
             "*",
+            "--dial-timeout",
+            "2s",
         ],
         "",
     );

@@ -394,17 +394,17 @@ fn plugin_settings_merge_flag_over_file_for_the_selected_backend() {
 }
 
 #[test]
-fn explicit_missing_config_file_is_an_error_default_is_skipped() {
+fn a_missing_config_file_is_skipped_and_a_named_one_warned_about() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope.toml");
     let cli = cli_from(&["--config-file", missing.to_str().expect("utf-8 path")]);
-    let err = load(&cli, &env_of(&[])).expect_err("missing explicit file");
-    assert!(format!("{err:#}").contains("nope.toml"), "{err:#}");
+    let s = load(&cli, &env_of(&[])).expect("a missing file is skipped, as in confd");
+    assert_eq!(s.config_file, None);
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("nope.toml"), "{:?}", s.warnings);
     let env = env_of(&[("CONFD_CONFIG_FILE", missing.to_str().expect("utf-8 path"))]);
-    assert!(
-        load(&cli_from(&[]), &env).is_err(),
-        "CONFD_CONFIG_FILE is explicit too"
-    );
+    let s = load(&cli_from(&[]), &env).expect("CONFD_CONFIG_FILE is skipped the same way");
+    assert!(s.warnings[0].contains("nope.toml"), "{:?}", s.warnings);
 
     let present = dir.path().join("confd.toml");
     std::fs::write(&present, "backend = \"env\"\n").expect("write");
@@ -412,6 +412,7 @@ fn explicit_missing_config_file_is_an_error_default_is_skipped() {
     let s = load(&cli, &env_of(&[])).expect("load");
     assert_eq!(s.backend, "env");
     assert_eq!(s.config_file.as_deref(), Some(present.as_path()));
+    assert!(s.warnings.is_empty());
 }
 
 #[test]
@@ -445,4 +446,86 @@ fn toml_keys_match_case_insensitively() {
     let err = FileConfig::parse("backend = \"env\"\nBACKEND = \"etcd\"", Path::new("c.toml"))
         .expect_err("twice");
     assert!(format!("{err:#}").contains("more than once"), "{err:#}");
+}
+
+#[test]
+fn the_forks_command_form_names_the_backend() {
+    let s = resolve_with(&["etcd", "--node", "http://a:1", "--onetime"], &[], "");
+    assert_eq!(s.backend, "etcd");
+    assert_eq!(s.nodes, ["http://a:1"]);
+    assert!(s.onetime);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let s = resolve_with(&["-onetime", "redis", "-n", "r:1"], &[], "");
+    assert_eq!(
+        (s.backend.as_str(), s.nodes.as_slice()),
+        ("redis", &["r:1".to_string()][..])
+    );
+}
+
+#[test]
+fn stray_words_are_ignored_with_a_warning() {
+    let s = resolve_with(&["--backend", "env", "extra"], &[], "");
+    assert_eq!(s.backend, "env");
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].contains("\"extra\""), "{:?}", s.warnings);
+    // Not a builtin: ignored, and the default backend stays.
+    let s = resolve_with(&["-onetime", "typo"], &[], "");
+    assert_eq!(s.backend, "etcd");
+    assert!(s.warnings[0].contains("\"typo\""), "{:?}", s.warnings);
+}
+
+#[test]
+fn the_forks_tuning_flags_are_accepted_with_a_warning() {
+    let s = resolve_with(
+        &[
+            "--template-cache=false",
+            "--stat-cache-ttl",
+            "2s",
+            "--watch-error-backoff",
+            "1s",
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+    assert!(s.warnings.iter().any(|w| w.contains("--stat-cache-ttl")));
+}
+
+#[test]
+fn dial_timeout_follows_flag_env_file_and_defaults_to_the_backends_own() {
+    assert_eq!(resolve_with(&[], &[], "").dial_timeout, None);
+    assert_eq!(
+        resolve_with(
+            &[],
+            &[("CONFD_DIAL_TIMEOUT", "2s")],
+            "dial_timeout = \"3s\""
+        )
+        .dial_timeout,
+        Some(Duration::from_secs(2))
+    );
+    let s = resolve_with(&["--dial-timeout", "1500ms"], &[], "dial_timeout = 3");
+    assert_eq!(s.dial_timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(s.host_value("dial_timeout").as_deref(), Some("1s 500ms"));
+}
+
+#[test]
+fn etcdctl_peers_gives_the_etcd_nodes_when_none_are_set() {
+    let env = [("ETCDCTL_PEERS", "http://p1:2379,http://p2:2379")];
+    assert_eq!(
+        resolve_with(&["--backend", "etcd"], &env, "").nodes,
+        ["http://p1:2379", "http://p2:2379"]
+    );
+    assert_eq!(
+        resolve_with(&["--backend", "etcdv3"], &env, "").nodes.len(),
+        2
+    );
+    assert_eq!(
+        resolve_with(&["--backend", "etcd", "--node", "n:1"], &env, "").nodes,
+        ["n:1"]
+    );
+    assert!(
+        resolve_with(&["--backend", "redis"], &env, "")
+            .nodes
+            .is_empty()
+    );
 }

@@ -74,7 +74,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         Setting::from("token", &[], "ACL token"),
         Setting::from(
             "dialTimeout",
-            &[],
+            &["dial_timeout"],
             "connect and request time limit (default 5s)",
         ),
     ],

@@ -65,7 +65,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         Setting::from("password", &["password"], "basic authentication password"),
         Setting::from(
             "dialTimeout",
-            &[],
+            &["dial_timeout"],
             "connect and request time limit (default 5s)",
         ),
     ],

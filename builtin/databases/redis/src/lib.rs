@@ -45,7 +45,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         ),
         Setting::from(
             "dialTimeout",
-            &[],
+            &["dial_timeout"],
             "connect and request time limit (default 5s)",
         ),
     ],
