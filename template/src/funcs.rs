@@ -15,6 +15,8 @@ use crate::value::{Srv, Val};
 pub struct FuncContext<'a> {
     /// The key store of the render.
     pub store: &'a Store,
+    /// The templates directory, where `include` finds templates (`None`: `include` fails).
+    pub templates_dir: Option<&'a std::path::Path>,
 }
 
 /// A failed function call; the message names the function.
@@ -180,11 +182,16 @@ static FUNCTIONS: &[Function] = &[
         .gets(a.str(0)?)
         .map(Val::from)
         .map_err(|e| a.store_err(e))),
-    f!("getv", 1, Some(2), |a| a
-        .store()
-        .getv(a.str(0)?, a.opt_str(1)?)
-        .map(Val::Str)
-        .map_err(|e| a.store_err(e))),
+    // Go's `getv(key string, v ...string)`: any number of defaults, the first one is used.
+    f!("getv", 1, None, |a| {
+        for i in 2..a.args.len() {
+            a.str(i)?;
+        }
+        a.store()
+            .getv(a.str(0)?, a.opt_str(1)?)
+            .map(Val::Str)
+            .map_err(|e| a.store_err(e))
+    }),
     f!("getvs", 1, Some(1), |a| a
         .store()
         .getvs(a.str(0)?)
@@ -552,7 +559,13 @@ mod tests {
     fn call(name: &str, args: &[Val]) -> Result<Val, FuncError> {
         let s = store();
         let f = function(name).unwrap_or_else(|| panic!("no function {name}"));
-        f.call(&FuncContext { store: &s }, args)
+        f.call(
+            &FuncContext {
+                store: &s,
+                templates_dir: None,
+            },
+            args,
+        )
     }
 
     fn ok(name: &str, args: &[Val]) -> Val {
@@ -632,7 +645,7 @@ mod tests {
     fn arity_is_checked() {
         assert_eq!(
             err("getv", &[]),
-            "getv: wrong number of arguments: want 1 to 2, got 0"
+            "getv: wrong number of arguments: want at least 1, got 0"
         );
         assert_eq!(
             err("add", &[Val::Int(1)]),
@@ -662,6 +675,13 @@ mod tests {
         );
         assert_eq!(ok("getv", &[s("/app/port")]), s("8080"));
         assert_eq!(ok("getv", &[s("/nope"), s("d")]), s("d"));
+        // Go's variadic default: the first one counts, the rest are ignored (but typed).
+        assert_eq!(ok("getv", &[s("/nope"), s("a"), s("b")]), s("a"));
+        assert_eq!(ok("getv", &[s("/app/port"), s("a"), s("b")]), s("8080"));
+        assert_eq!(
+            err("getv", &[s("/nope"), s("a"), Val::Int(1)]),
+            "getv: argument 3 must be a string, got int 1"
+        );
         let e = call("getv", &[s("/nope")]).expect_err("missing");
         assert_eq!(e.missing_key.as_deref(), Some("/nope"));
         assert_eq!(

@@ -172,7 +172,10 @@ fn call_confd(f: &'static Function, state: &State, args: &[Value]) -> Result<Val
         ));
     };
     let args: Vec<Val> = args.iter().map(to_val).collect();
-    let ctx = FuncContext { store };
+    let ctx = FuncContext {
+        store,
+        templates_dir: None,
+    };
     match f.call(&ctx, &args) {
         Ok(v) => Ok(from_val(v)),
         Err(e) => Err(Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)),
@@ -224,28 +227,24 @@ impl Object for Native {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
-        let Val::Time(t) = &self.0 else {
+        if matches!(self.0, Val::Pair(_) | Val::Srv(_)) {
             return Err(Error::from(ErrorKind::UnknownMethod));
-        };
-        match (method, args) {
-            ("Format" | "format", [layout]) => {
-                let layout = layout.as_str().ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "{method}: the layout must be a string, got {}",
-                            layout.kind()
-                        ),
-                    )
-                })?;
-                Ok(Value::from(t.format(layout)))
-            }
-            ("Format" | "format", _) => Err(Error::new(
+        }
+        // Go's method names; `format` and `unix` as Jinja users spell them work too.
+        let mut go_name: String = method
+            .chars()
+            .take(1)
+            .flat_map(char::to_uppercase)
+            .collect();
+        go_name.push_str(&method[method.chars().next().map_or(0, char::len_utf8)..]);
+        let args: Vec<Val> = args.iter().map(to_val).collect();
+        match self.0.method(&go_name, &args) {
+            Ok(Some(v)) => Ok(from_val(v)),
+            Ok(None) => Err(Error::from(ErrorKind::UnknownMethod)),
+            Err(e) => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("{method} takes one argument, a Go layout such as \"2006-01-02\""),
+                format!("{method}: {e}"),
             )),
-            ("Unix" | "unix", []) => Ok(Value::from(t.unix)),
-            _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
 
@@ -275,7 +274,13 @@ fn from_val(v: Val) -> Value {
                 .map(|(k, v)| (k, from_val(v)))
                 .collect::<BTreeMap<String, Value>>(),
         ),
-        native @ (Val::Pair(_) | Val::Srv(_) | Val::Time(_)) => Value::from_object(Native(native)),
+        native @ (Val::Pair(_)
+        | Val::Srv(_)
+        | Val::Time(_)
+        | Val::Month(_)
+        | Val::Weekday(_)
+        | Val::Location(_)
+        | Val::Duration(_)) => Value::from_object(Native(native)),
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod datetime;
 mod dns;
 pub mod funcs;
+mod gofmt;
 mod gotemplate;
 mod jinja;
 pub mod store;
@@ -177,9 +178,10 @@ impl Template {
         engine: EngineKind,
         opts: &TemplateOptions,
     ) -> Result<Template, TemplateError> {
+        datetime::init();
         let path = templates_dir.join(normalize_src(src)?);
         let engine = match engine {
-            EngineKind::Go => Engine::Go(gotemplate::GoTemplate::load(&path)?),
+            EngineKind::Go => Engine::Go(gotemplate::GoTemplate::load(&path, templates_dir)?),
             EngineKind::Jinja => Engine::Jinja(jinja::load(templates_dir, src, opts)?),
         };
         Ok(Template { path, engine })
