@@ -25,12 +25,13 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use gotmpl::parse::{CommandNode, Expr, ListNode, Node, Number, PipeNode, SmolStr};
 use gotmpl::{Value, ValueFunc};
 
-use crate::funcs::{FuncContext, FuncError, Function, function};
+use crate::funcs::{FuncContext, FuncError, Function, Include, function};
 use crate::gofmt::{self, GoValue};
 use crate::store::Store;
 use crate::value::Val;
@@ -48,6 +49,8 @@ const METHOD_FN: &str = "confd:method";
 /// A parsed Go template.
 pub(crate) struct GoTemplate {
     name: String,
+    /// The path relative to the templates directory (`sub/a.tmpl`), for include chains.
+    rel: String,
     tmpl: gotmpl::Template,
     /// Where `include` finds templates.
     templates_dir: Option<PathBuf>,
@@ -71,10 +74,18 @@ enum Tag {
     Val(Val),
 }
 
+/// The templates `include` parsed during one render (with its nested renders), by relative name:
+/// a partial included in a loop is read and parsed once per render, and a changed partial is
+/// seen by the next render.
+type IncludeCache = Rc<RefCell<HashMap<String, Rc<GoTemplate>>>>;
+
 /// The state of the render running on this thread.
 struct RenderState {
     store: Store,
     templates_dir: Option<PathBuf>,
+    /// The templates being rendered, the outermost first (this one last).
+    chain: Rc<[String]>,
+    includes: IncludeCache,
     /// The first table function failure, with its line (gotmpl drops positions).
     error: Option<(FuncError, usize)>,
     /// Go types of the lists and maps made during this render, by the address of their shared
@@ -90,11 +101,18 @@ thread_local! {
 struct StoreGuard;
 
 impl StoreGuard {
-    fn set(store: &Store, templates_dir: Option<&Path>) -> StoreGuard {
+    fn set(
+        store: &Store,
+        templates_dir: Option<&Path>,
+        chain: Rc<[String]>,
+        includes: IncludeCache,
+    ) -> StoreGuard {
         CURRENT.with(|c| {
             c.borrow_mut().push(RenderState {
                 store: store.clone(),
                 templates_dir: templates_dir.map(Path::to_path_buf),
+                chain,
+                includes,
                 error: None,
                 typed: HashMap::new(),
             });
@@ -151,6 +169,9 @@ impl GoTemplate {
         })?;
         let mut t = Self::parse(&name, &src)?;
         t.templates_dir = Some(templates_dir.to_path_buf());
+        if let Ok(rel) = path.strip_prefix(templates_dir) {
+            t.rel = rel.to_string_lossy().into_owned();
+        }
         Ok(t)
     }
 
@@ -213,6 +234,7 @@ impl GoTemplate {
         }
         Ok(GoTemplate {
             name: name.to_string(),
+            rel: name.to_string(),
             tmpl,
             templates_dir: None,
         })
@@ -220,16 +242,20 @@ impl GoTemplate {
 
     /// Executes the template with dot = nil (as confd does) against `store`.
     pub(crate) fn render(&self, store: &Store) -> Result<String, TemplateError> {
-        self.render_with(store, None)
+        let chain: Rc<[String]> = Rc::from(vec![self.rel.clone()]);
+        self.render_with(store, None, chain, IncludeCache::default())
     }
 
-    /// Executes the template with `dot` as dot (`include "x.tmpl" $data`).
-    pub(crate) fn render_with(
+    /// Executes the template with `dot` as dot (`include "x.tmpl" $data`), as the last of the
+    /// include `chain`.
+    fn render_with(
         &self,
         store: &Store,
         dot: Option<&Val>,
+        chain: Rc<[String]>,
+        includes: IncludeCache,
     ) -> Result<String, TemplateError> {
-        let guard = StoreGuard::set(store, self.templates_dir.as_deref());
+        let guard = StoreGuard::set(store, self.templates_dir.as_deref(), chain, includes);
         let dot = dot.map_or(Value::Nil, |d| to_go(d.clone()));
         let result = self.tmpl.execute_template_to_string(&self.name, &dot);
         let func_error = guard.take_error();
@@ -702,12 +728,16 @@ fn table_func(f: &'static Function, line: usize) -> ValueFunc {
             let state = states.last().ok_or_else(|| {
                 gotmpl::TemplateError::Exec(format!("{}: called outside a render", f.name))
             })?;
-            let store = state.store.clone();
-            let dir = state.templates_dir.clone();
+            let include = GoInclude {
+                store: state.store.clone(),
+                templates_dir: state.templates_dir.clone(),
+                chain: Rc::clone(&state.chain),
+                includes: Rc::clone(&state.includes),
+            };
             drop(states);
             let ctx = FuncContext {
-                store: &store,
-                templates_dir: dir.as_deref(),
+                store: &include.store,
+                include: Some(&include),
             };
             Ok::<_, gotmpl::TemplateError>(f.call(&ctx, &vals))
         })?;
@@ -727,6 +757,56 @@ fn table_func(f: &'static Function, line: usize) -> ValueFunc {
             }
         }
     })
+}
+
+/// `include` in a Go template: the named template, parsed as a Go template, rendered with the
+/// data as dot by the same store, one step further down the include chain.
+#[derive(Debug)]
+struct GoInclude {
+    store: Store,
+    templates_dir: Option<PathBuf>,
+    chain: Rc<[String]>,
+    includes: IncludeCache,
+}
+
+impl Include for GoInclude {
+    fn include(&self, name: &str, data: Option<&Val>) -> Result<String, FuncError> {
+        let fail = |message: String| FuncError::new("include", message);
+        let dir = self
+            .templates_dir
+            .as_deref()
+            .ok_or_else(|| fail("this template has no templates directory".into()))?;
+        let (rel, path) = crate::include::resolve(dir, name).map_err(fail)?;
+        let chain = crate::include::enter(&self.chain, &rel).map_err(fail)?;
+        // Where the included template went wrong, named by its path in the templates directory.
+        let nested = |e: TemplateError| FuncError {
+            missing_key: e.missing_key.clone(),
+            ..fail(match e.line {
+                Some(line) => format!("{rel}:{line}: {}", e.message),
+                None => format!("{rel}: {}", e.message),
+            })
+        };
+        let cached = self.includes.borrow().get(&rel).cloned();
+        let tmpl = match cached {
+            Some(t) => t,
+            None => {
+                let mut t = GoTemplate::load(&path, dir).map_err(nested)?;
+                t.rel = rel.clone();
+                let t = Rc::new(t);
+                self.includes
+                    .borrow_mut()
+                    .insert(rel.clone(), Rc::clone(&t));
+                t
+            }
+        };
+        tmpl.render_with(
+            &self.store,
+            data,
+            Rc::from(chain),
+            Rc::clone(&self.includes),
+        )
+        .map_err(nested)
+    }
 }
 
 /// Converts a table value into a gotmpl value.

@@ -20,9 +20,13 @@
 
 pub mod datetime;
 mod dns;
+mod extra;
 pub mod funcs;
 mod gofmt;
+mod gojson;
+mod goregex;
 mod gotemplate;
+mod include;
 mod jinja;
 pub mod store;
 pub mod value;
@@ -31,7 +35,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use funcs::{FuncContext, FuncError, Function, functions};
+pub use funcs::{FilterInput, FuncContext, FuncError, Function, Include, functions};
 pub use store::{KvPair, Store, StoreError};
 pub use value::Val;
 
