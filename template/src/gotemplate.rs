@@ -17,6 +17,9 @@
 //! - each call site of a table function is registered under its own name carrying the line, so
 //!   a failing function (a missing key, above all) is reported with its line.
 //!
+//! `include` parses the named template as a Go template (once per render) and executes it with the
+//! data as dot, as a nested render on the same thread, one step further down the include chain.
+//!
 //! The store of the render is kept in a thread-local slot while the template executes: gotmpl
 //! calls functions synchronously on the rendering thread, so concurrent renders of one template
 //! on different threads each see their own store, and the function map can be built once.

@@ -227,11 +227,18 @@ fn call_dict(
         [m] if m.kind() == ValueKind::Map => to_val(m),
         _ => to_val(&call_confd(f, state, args)?),
     };
-    let Val::Map(mut map) = base else {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            "dict: the result is not a map",
-        ));
+    let mut map = match base {
+        Val::Map(m) => m,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "dict: a single argument must be a map, got {} {}",
+                    other.type_name(),
+                    crate::funcs::quote_val(&other)
+                ),
+            ));
+        }
     };
     for key in kwargs.args() {
         let value: Value = kwargs.get(key)?;
