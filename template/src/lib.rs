@@ -268,7 +268,16 @@ mod tests {
     fn engine_from_str() {
         assert_eq!("go".parse::<EngineKind>(), Ok(EngineKind::Go));
         assert_eq!("jinja".parse::<EngineKind>(), Ok(EngineKind::Jinja));
-        assert!("Go".parse::<EngineKind>().is_err());
+        for (text, kind) in [
+            ("Go", EngineKind::Go),
+            (" gotmpl ", EngineKind::Go),
+            ("gotemplate", EngineKind::Go),
+            ("JINJA2", EngineKind::Jinja),
+            ("j2", EngineKind::Jinja),
+        ] {
+            assert_eq!(text.parse::<EngineKind>(), Ok(kind), "{text:?}");
+        }
+        assert!("mustache".parse::<EngineKind>().is_err());
     }
 
     #[test]
