@@ -11,8 +11,9 @@
 //! behind the same handle.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,6 @@ use tokio::sync::{oneshot, watch};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Response, Status};
 
-use crate::child_env::ChildEnv;
 use crate::handshake::{self, Address, HandshakeProblem};
 use crate::hclog;
 use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
@@ -482,12 +482,13 @@ impl Database for PluginClient {
         };
         let timeout = self.options.call_timeout;
         let entries = if process.unary_values_only.load(Ordering::Relaxed) {
-            let call = get_values_unary(process.channel.clone(), request);
+            let mut client = self.database(&process);
+            let call = client.get_values(request);
             self.finish(&process, "GetValues", timeout, call)
                 .await?
                 .into_entries()
         } else {
-            let call = get_values_stream(process.channel.clone(), request.clone());
+            let call = get_values_stream(self.database(&process), request.clone());
             match self
                 // Named like the unary call: which of the two carried the read is a detail
                 // operators need not tell apart.
@@ -498,7 +499,8 @@ impl Database for PluginClient {
                     // Most likely a plugin built before GetValuesStream existed; unless
                     // GetValues answers Unimplemented too (then it was the database's own
                     // answer), use GetValues from now on.
-                    let call = get_values_unary(process.channel.clone(), request);
+                    let mut client = self.database(&process);
+                    let call = client.get_values(request);
                     let unary = self.finish(&process, "GetValues", timeout, call).await;
                     if !matches!(&unary, Err(e) if e.kind() == ErrorKind::Unimplemented) {
                         tracing::debug!(plugin = %self.command.name, "plugin does not offer GetValuesStream; using GetValues");
@@ -557,52 +559,15 @@ impl Database for PluginClient {
     }
 }
 
-/// A ready gRPC client for the values calls. Unlike the generated client, it keeps the transport
-/// error as the status's source, which `translate` reads as "plugin unreachable".
-async fn ready_grpc(channel: Channel) -> Result<tonic::client::Grpc<Channel>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::from_error(e.into()))?;
-    Ok(grpc)
-}
-
-/// `Database/GetValues`.
-async fn get_values_unary(
-    channel: Channel,
-    request: v1::GetValuesRequest,
-) -> Result<Response<GetValuesResponse>, Status> {
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/confd.plugin.v1.Database/GetValues");
-    ready_grpc(channel)
-        .await?
-        .unary(
-            tonic::Request::new(request),
-            path,
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-}
-
-/// `Database/GetValuesStream`, all batches joined in order into one list.
+/// `Database/GetValuesStream`, all batches joined in order into one list. The generated
+/// client carries the values in `crate::values::GetValuesResponse` (build.rs maps the message
+/// there), so the method paths come from the .proto while the entries are encoded and decoded
+/// by hand.
 async fn get_values_stream(
-    channel: Channel,
+    mut client: DatabaseClient<Channel>,
     request: v1::GetValuesRequest,
 ) -> Result<Response<Vec<(String, String)>>, Status> {
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/confd.plugin.v1.Database/GetValuesStream",
-    );
-    let mut stream: tonic::Streaming<GetValuesResponse> = ready_grpc(channel)
-        .await?
-        .server_streaming(
-            tonic::Request::new(request),
-            path,
-            tonic_prost::ProstCodec::default(),
-        )
-        .await?
-        .into_inner();
+    let mut stream = client.get_values_stream(request).await?.into_inner();
     // The first batch's list is kept and grows (a large one in place, by mremap) instead of
     // every batch being copied into a new list at the end.
     let mut entries = Vec::new();
@@ -724,19 +689,16 @@ impl Drop for KillGuard {
 }
 
 fn build_command(command: &PluginCommand) -> io::Result<tokio::process::Command> {
-    let mut set: Vec<(OsString, OsString)> = vec![
-        (
-            handshake::MAGIC_COOKIE_KEY.into(),
-            handshake::MAGIC_COOKIE_VALUE.into(),
-        ),
-        ("PLUGIN_PROTOCOL_VERSIONS".into(), offered_versions().into()),
-        ("PLUGIN_MIN_PORT".into(), "10000".into()),
-        ("PLUGIN_MAX_PORT".into(), "25000".into()),
-    ];
-    set.extend(command.env.iter().cloned());
-    let env = ChildEnv::new(&set, &["PLUGIN_CLIENT_CERT", "PLUGIN_MULTIPLEX_GRPC"])?;
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
+        // The inherited environment, less what would make the plugin expect TLS or a
+        // multiplexed connection, plus the go-plugin variables and the command's own (last wins).
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .env_remove("PLUGIN_MULTIPLEX_GRPC")
+        .env(handshake::MAGIC_COOKIE_KEY, handshake::MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", offered_versions())
+        .env("PLUGIN_MIN_PORT", "10000")
+        .env("PLUGIN_MAX_PORT", "25000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -744,23 +706,40 @@ fn build_command(command: &PluginCommand) -> io::Result<tokio::process::Command>
         // Its own process group: a Ctrl-C in the terminal reaches the host only, which then
         // shuts the plugin down in order; and we can kill whatever the plugin itself started.
         .process_group(0);
-    in_child(&mut cmd, env);
+    for (name, value) in &command.env {
+        check_env(name, value)?;
+        cmd.env(name, value);
+    }
+    die_with_host(&mut cmd);
     Ok(cmd)
 }
 
-/// What the forked child does before exec: take its environment (see `ChildEnv`) and, on
-/// Linux, arrange to die with the host.
+/// A variable the environment cannot hold is refused by name: std would pass a name with `=`
+/// on as another variable, and fail on a NUL byte without saying which variable had it.
+fn check_env(name: &OsStr, value: &OsStr) -> io::Result<()> {
+    let problem = if name.is_empty() || name.as_bytes().contains(&b'=') {
+        "its name is empty or contains '='"
+    } else if name.as_bytes().contains(&0) || value.as_bytes().contains(&0) {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("environment variable {name:?} cannot be passed: {problem}"),
+    ))
+}
+
+/// On Linux, arranges in the forked child that it dies with the host.
 #[allow(unsafe_code)]
-fn in_child(cmd: &mut tokio::process::Command, env: ChildEnv) {
+fn die_with_host(cmd: &mut tokio::process::Command) {
     let parent = std::process::id();
-    // SAFETY: the closure runs in the forked child before exec. Installing the prepared
-    // environment is one pointer store; prctl and getppid are async-signal-safe, and the
-    // io::Errors are built without allocating. The death signal fires when the spawning thread
-    // ends; tokio spawns from runtime threads that live as long as the runtime, and the runtime
-    // ending kills the plugin anyway (kill_on_drop).
+    // SAFETY: the closure runs in the forked child before exec. prctl and getppid are
+    // async-signal-safe, and the io::Errors are built without allocating. The death signal
+    // fires when the spawning thread ends; tokio spawns from runtime threads that live as long
+    // as the runtime, and the runtime ending kills the plugin anyway (kill_on_drop).
     unsafe {
         cmd.pre_exec(move || {
-            env.install();
             #[cfg(target_os = "linux")]
             {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
@@ -1328,6 +1307,55 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Unimplemented, "{err}");
         }
         assert_eq!(served.stream_calls.load(Ordering::SeqCst), 2, "still tried");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_inherits_the_environment_under_the_go_plugin_variables() {
+        let command = PluginCommand::new("env", "/usr/bin/env")
+            .env("PLUGIN_MIN_PORT", "20000")
+            .env("CONFD_TEST_EXTRA", "a=b");
+        let mut cmd = build_command(&command).expect("builds");
+        let removed: Vec<&OsStr> = cmd
+            .as_std()
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                OsStr::new("PLUGIN_CLIENT_CERT"),
+                OsStr::new("PLUGIN_MULTIPLEX_GRPC")
+            ]
+        );
+        let output = cmd.output().await.expect("runs env");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        let path = format!("PATH={}", std::env::var("PATH").expect("PATH is set"));
+        for want in [
+            path.as_str(),
+            &format!(
+                "{}={}",
+                handshake::MAGIC_COOKIE_KEY,
+                handshake::MAGIC_COOKIE_VALUE
+            ),
+            "PLUGIN_MIN_PORT=20000",
+            "PLUGIN_MAX_PORT=25000",
+            "CONFD_TEST_EXTRA=a=b",
+        ] {
+            assert!(lines.contains(&want), "{want} missing in {lines:?}");
+        }
+        assert!(!lines.contains(&"PLUGIN_MIN_PORT=10000"), "{lines:?}");
+    }
+
+    #[test]
+    fn variables_the_environment_cannot_hold_are_refused_by_name() {
+        for (name, value) in [("A=B", "x"), ("", "x"), ("A", "x\0y"), ("A\0", "x")] {
+            let command = PluginCommand::new("x", "/bin/true").env(name, value);
+            let err = build_command(&command).expect_err("refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(&format!("{name:?}")), "{err}");
+        }
     }
 
     #[test]
