@@ -30,6 +30,7 @@
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
 //! confd host. The protobuf types never leave this crate.
 
+mod child_env;
 mod client;
 pub mod config;
 mod configured;
