@@ -5,8 +5,8 @@
 //! nearly all of it.
 //!
 //! What it buys, measured (`make bench`, oneshot, with and without the order in one run): the
-//! PSS of host + plugin at the peak is 2.7-3.3 MiB lower, 12.0-14.8 → 9.3-11.7 MiB over the four
-//! one-shot rows, and a one-resource run 8.5 → 5.8 MiB; wall time the same within noise.
+//! PSS of host + plugin at the peak is 2.7-2.9 MiB lower, 12.8-15.6 → 10.1-12.8 MiB over the four
+//! one-shot rows, and a one-resource run 9.1 → 6.0 MiB; wall time the same within noise.
 //! To check that it still pays: `CONFD_SYMBOL_ORDER=0 cargo build --release -p confd` relinks
 //! without it (nothing else is rebuilt); compare the two binaries with the oneshot bench's
 //! `CONFD_BENCH_BASELINE` (docs/performance.md).
