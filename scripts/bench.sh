@@ -15,6 +15,22 @@ trap 'rm -rf "$log"' EXIT
 cargo build --release -p confd -p confd-database-env -p confd-database-file -p confd-database-etcd
 cargo bench -p confd-integration --no-run
 
+# host/symbol-order.txt (see host/build.rs) names functions with their crate hashes, which change
+# with every rustc or dependency update; the link skips names it does not find, so a stale file
+# would quietly stop paying. Most of its names must be functions of this build.
+confd="${CARGO_TARGET_DIR:-target}/release/confd"
+if [ -f host/symbol-order.txt ]; then
+    total=$(grep -c . host/symbol-order.txt)
+    found=$(nm --defined-only "$confd" | awk '{print $3}' | sort -u |
+        comm -12 - <(sort -u host/symbol-order.txt) | wc -l)
+    echo "symbol order: $found of $total names in host/symbol-order.txt are functions of $confd" |
+        tee "$log/symbol-order.txt"
+    if [ $((found * 2)) -lt "$total" ]; then
+        echo "host/symbol-order.txt is stale: regenerate it with scripts/symbol-order.sh" >&2
+        exit 1
+    fi
+fi
+
 run() {
     local name=$1
     shift
@@ -40,6 +56,7 @@ echo "================ summary (end-to-end) ================"
 sed -n '/^one-shot,/,/^targets:/p' "$log/oneshot.txt"
 grep '^engines' "$log/oneshot.txt" || true
 grep '^baseline' "$log/oneshot.txt" || true
+cat "$log/symbol-order.txt" 2>/dev/null || true
 echo
 sed -n '/^watch latency/,/^ratios:/p' "$log/watch_latency.txt"
 echo

@@ -6,7 +6,8 @@ set -euo pipefail
 
 want=(protobuf-compiler)
 if [ "${1:-build}" = test ]; then
-    want+=(etcd-server redis-server openssl golang-go
+    # binutils: nm, for the bench's check of host/symbol-order.txt.
+    want+=(etcd-server redis-server openssl golang-go binutils
         golang-github-hashicorp-go-plugin-dev golang-github-hashicorp-go-hclog-dev
         golang-google-grpc-dev golang-google-genproto-dev golang-goprotobuf-dev golang-github-golang-protobuf-1-3-dev
         protoc-gen-go-1-3)

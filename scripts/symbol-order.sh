@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates host/symbol-order.txt: the functions a one-shot run executes, host and builtin
-# plugin, so the release link (host/build.rs) places them together at the start of .text.
-# Code is mapped in 64 KB (or larger) chunks around each touched page; with the hot functions
-# scattered over a 7 MB text each process ended up mapping almost all of it.
-# Run after changes that add or rename functions on the one-shot path; names that no longer
-# exist are ignored by the linker, new ones are simply placed in the default order.
+# Regenerates host/symbol-order.txt from the current build: the functions a one-shot run
+# executes, host and builtin plugin, so the release link (host/build.rs, which says what that
+# buys) places them together at the start of .text.
+# Run after a rustc or dependency update (the names carry crate hashes) or changes on the one-shot
+# path: `make bench` fails once most names are missing from the build. Names that no longer exist
+# are skipped by the linker, new functions are placed in the default order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null; then

@@ -11,7 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // The values answer is encoded and decoded by hand (sdk/src/values.rs).
+        // The values answer is encoded and decoded by hand (sdk/src/values.rs, which says what
+        // that buys); the generated client and server reach it through this mapping, so the
+        // method paths of GetValues and GetValuesStream still come from the .proto.
         .extern_path(
             ".confd.plugin.v1.GetValuesResponse",
             "crate::values::GetValuesResponse",

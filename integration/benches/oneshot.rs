@@ -1,7 +1,9 @@
 //! `make bench`: one `confd --onetime` run over 200 resources x 50 keys, env and file backends,
 //! Go and Jinja templates, builtin plugin start included. Reports the median wall time and the
-//! peak resident memory of host and plugin, as ratios against baselines measured in the same
-//! invocation (a bare process spawn, `cat` of the 200 templates, and Jinja for the Go engine).
+//! peak memory of host and plugin together (their PSS, what the machine spends on the pair), as
+//! ratios against baselines measured in the same invocation: a bare process spawn, `cat` of the
+//! 200 templates, Jinja for the Go engine and, given `CONFD_BENCH_BASELINE`, other confd
+//! binaries (an A/B of a change: build both, name the old one there).
 
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
@@ -19,11 +21,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(11);
-    let confd = e2e::isolated_confd();
     let dir = tempfile::tempdir().expect("temp dir");
+    let builds = builds(dir.path());
     let data = data();
-    write_confdir(dir.path(), "go");
-    write_confdir(dir.path(), "jinja");
+    write_confdir(dir.path(), "go", RESOURCES);
+    write_confdir(dir.path(), "jinja", RESOURCES);
+    write_confdir(dir.path(), "idle", 1);
     let json = dir.path().join("data.json");
     write_json(&json, &data);
     let env: Vec<(String, String)> = data
@@ -31,7 +34,8 @@ fn main() {
         .map(|(k, v)| (e2e::env_name(k), v.clone()))
         .collect();
 
-    // Baselines: the cost of any process at all, and of reading the same templates.
+    // Baselines: the cost of any process at all, of reading the same templates, and the memory
+    // of a run with one resource (the binary and runtimes, before any data).
     let spawn = median(runs, || time(Command::new("/bin/true")));
     let templates: Vec<PathBuf> = (0..RESOURCES)
         .map(|i| {
@@ -47,6 +51,19 @@ fn main() {
     });
     println!("baseline  spawn /bin/true: {}", ms(spawn));
     println!("baseline  cat of {RESOURCES} templates: {}", ms(cat));
+    for build in &builds {
+        reset(&dir.path().join("idle/out"));
+        let idle = peak_pss(&mut || {
+            let mut c = confd_command(&build.confd, &dir.path().join("idle"), "env", &json);
+            c.envs(env.iter().take(KEYS).map(|(k, v)| (k, v)));
+            c
+        });
+        println!(
+            "baseline  PSS of a one-resource env run ({}): {}",
+            build.label,
+            mib(idle.pair)
+        );
+    }
 
     let mut rows = Vec::new();
     for backend in ["env", "file"] {
@@ -54,47 +71,47 @@ fn main() {
         for engine in ["go", "jinja"] {
             let confdir = dir.path().join(engine);
             let out = confdir.join("out");
-            let command = || {
-                let mut c = Command::new(&confd);
-                c.env_clear()
-                    .env("PATH", "/usr/bin:/bin")
-                    .arg("--onetime")
-                    .arg("--confdir")
-                    .arg(&confdir)
-                    .args(["--backend", backend, "--log-level", "error"]);
-                if backend == "file" {
-                    c.arg("--file").arg(&json);
-                } else {
+            let command = |confd: &Path| {
+                let mut c = confd_command(confd, &confdir, backend, &json);
+                if backend == "env" {
                     c.envs(env.iter().map(|(k, v)| (k, v)));
                 }
                 c
             };
             // Fresh: every destination is written (the first run on a host).
-            let fresh = median(runs, || {
+            let fresh = interleaved(runs, &builds, |b| {
                 reset(&out);
-                time(command())
+                time(command(&b.confd))
             });
             check_outputs(&out);
             // Unchanged: everything rendered and compared, nothing written.
-            let unchanged = median(runs, || time(command()));
-            let (host, plugin) = peak_rss(|| {
-                reset(&out);
-                command()
-            });
-            let union = peak_union(|| {
-                reset(&out);
-                command()
-            });
-            engine_times.insert(engine, fresh);
-            rows.push(Row {
-                backend,
-                engine,
-                fresh,
-                unchanged,
-                host_kib: host,
-                plugin_kib: plugin,
-                union_kib: union,
-            });
+            let unchanged = interleaved(runs, &builds, |b| time(command(&b.confd)));
+            let mut pss: Vec<Pss> = vec![Pss::default(); builds.len()];
+            for _ in 0..PSS_RUNS {
+                for (i, build) in builds.iter().enumerate() {
+                    let run = peak_pss(&mut || {
+                        reset(&out);
+                        command(&build.confd)
+                    });
+                    if run.pair > pss[i].pair {
+                        pss[i] = run;
+                    }
+                }
+            }
+            for (i, build) in builds.iter().enumerate() {
+                if i + 1 == builds.len() {
+                    engine_times.insert(engine, fresh[i]);
+                }
+                rows.push(Row {
+                    backend,
+                    engine,
+                    build: build.label.clone(),
+                    fresh: fresh[i],
+                    unchanged: unchanged[i],
+                    pss: pss[i],
+                    base: (builds.len() > 1).then(|| (fresh[0], pss[0].pair)),
+                });
+            }
         }
         compare_engines(dir.path(), backend);
         println!(
@@ -104,61 +121,157 @@ fn main() {
     }
 
     println!(
-        "\none-shot, {RESOURCES} resources x {KEYS} keys, builtin backend, median of {runs} runs"
+        "\none-shot, {RESOURCES} resources x {KEYS} keys, builtin backend, wall: median of {runs} \
+         runs, PSS: peak of {PSS_RUNS} runs"
     );
-    println!(
-        "{:<6} {:<6} {:>10} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10} {:>10}",
+    let with_base = builds.len() > 1;
+    print!(
+        "{:<6} {:<6} {:<10} {:>10} {:>8} {:>7} {:>10} {:>9} {:>10} {:>9}",
         "store",
         "engine",
+        "build",
         "fresh",
         "x spawn",
         "x cat",
         "unchanged",
-        "host RSS",
-        "plugin RSS",
-        "total RSS",
-        "pair once"
+        "host PSS",
+        "plugin PSS",
+        "pair PSS"
     );
+    if with_base {
+        print!(
+            " {:>9} {:>9}",
+            format!("wall x {}", builds[0].label),
+            format!("PSS x {}", builds[0].label)
+        );
+    }
+    println!();
     for r in &rows {
-        let total = r.host_kib + r.plugin_kib;
-        println!(
-            "{:<6} {:<6} {:>10} {:>8.1}x {:>8.1}x {:>11} {:>7.1} MB {:>7.1} MB {:>7.1} MB {:>10}{}",
+        print!(
+            "{:<6} {:<6} {:<10} {:>10} {:>7.1}x {:>6.1}x {:>10} {:>9} {:>10} {:>9}",
             r.backend,
             r.engine,
+            r.build,
             ms(r.fresh),
             r.fresh.as_secs_f64() / spawn.as_secs_f64(),
             r.fresh.as_secs_f64() / cat.as_secs_f64(),
             ms(r.unchanged),
-            r.host_kib as f64 / 1024.0,
-            r.plugin_kib as f64 / 1024.0,
-            total as f64 / 1024.0,
-            r.union_kib
-                .map(|k| format!("{:.1} MB", k as f64 / 1024.0))
-                .unwrap_or_else(|| "n/a".to_string()),
-            verdict(r.fresh, total)
+            mib(r.pss.host),
+            mib(r.pss.plugins),
+            mib(r.pss.pair),
         );
+        if let Some((wall, pss)) = r.base {
+            print!(
+                " {:>8.2}x {:>8.2}x",
+                r.fresh.as_secs_f64() / wall.as_secs_f64(),
+                r.pss.pair as f64 / pss as f64
+            );
+        }
+        println!("{}", verdict(r.fresh, r.pss.pair));
     }
-    println!("targets: < 150 ms wall, < 20 MB peak RSS (host + plugin)");
+    println!("targets: < 150 ms wall, < 16 MiB PSS of host + plugin at the peak");
     println!(
-        "total RSS adds the two VmHWM peaks, so pages both processes map (the confd binary, libc) \
-         count twice; pair once counts each resident page of the two once (page frames from \
-         /proc/PID/pagemap, sampled; needs root, else n/a)"
+        "PSS (proportional set size, /proc/PID/smaps_rollup) splits each shared page among the \
+         processes that map it, so the pages of the confd binary that host and plugin both map \
+         count once for the pair; sampled continuously, the peak of the sum host + plugins \
+         (host and plugin columns: their shares at that moment)"
     );
+}
+
+/// Runs per build for the PSS peak: the peak barely varies, a sampled one only downwards.
+const PSS_RUNS: usize = 3;
+
+/// A confd binary to measure; with more than one, the first is the baseline of the ratios.
+struct Build {
+    label: String,
+    confd: PathBuf,
+}
+
+/// This build's confd, after the baselines named in `CONFD_BENCH_BASELINE`
+/// (`label=path[,label=path...]`, other confd binaries measured side by side in this
+/// invocation). `CONFD_BENCH_CONFD` replaces this build by a given binary (no cargo build).
+/// Every binary runs alone in its own directory, so the builtins run as `confd internal-plugin`.
+fn builds(dir: &Path) -> Vec<Build> {
+    let mut builds = Vec::new();
+    let spec = std::env::var("CONFD_BENCH_BASELINE").unwrap_or_default();
+    let mut named: Vec<(String, PathBuf)> = spec
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (label, path) = s
+                .split_once('=')
+                .unwrap_or_else(|| panic!("CONFD_BENCH_BASELINE: {s:?} is not label=path"));
+            (label.to_string(), PathBuf::from(path))
+        })
+        .collect();
+    let this = match std::env::var_os("CONFD_BENCH_CONFD") {
+        Some(path) => PathBuf::from(path),
+        None => e2e::isolated_confd(),
+    };
+    named.push(("this".to_string(), this));
+    for (label, path) in named {
+        let alone = dir.join("builds").join(&label);
+        std::fs::create_dir_all(&alone).expect("mkdir build dir");
+        let confd = alone.join("confd");
+        std::fs::copy(&path, &confd)
+            .unwrap_or_else(|e| panic!("copy {} for {label}: {e}", path.display()));
+        builds.push(Build { label, confd });
+    }
+    builds
+}
+
+fn confd_command(confd: &Path, confdir: &Path, backend: &str, json: &Path) -> Command {
+    let mut c = Command::new(confd);
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("--onetime")
+        .arg("--confdir")
+        .arg(confdir)
+        .args(["--backend", backend, "--log-level", "error"]);
+    if backend == "file" {
+        c.arg("--file").arg(json);
+    }
+    c
+}
+
+/// The median time of each build, runs alternating between the builds so that a slower
+/// moment of the shared machine falls on all of them alike.
+fn interleaved(
+    runs: usize,
+    builds: &[Build],
+    mut f: impl FnMut(&Build) -> Duration,
+) -> Vec<Duration> {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); builds.len()];
+    for build in builds {
+        let _warm_up = f(build);
+    }
+    for _ in 0..runs {
+        for (i, build) in builds.iter().enumerate() {
+            times[i].push(f(build));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect()
 }
 
 struct Row {
     backend: &'static str,
     engine: &'static str,
+    build: String,
     fresh: Duration,
     unchanged: Duration,
-    host_kib: u64,
-    plugin_kib: u64,
-    /// Peak of the pair's resident pages counted once (None: page frames not readable).
-    union_kib: Option<u64>,
+    pss: Pss,
+    /// The baseline build's fresh wall time and pair PSS, when there is one.
+    base: Option<(Duration, u64)>,
 }
 
-fn verdict(wall: Duration, rss_kib: u64) -> &'static str {
-    if wall < Duration::from_millis(150) && rss_kib < 20 * 1024 {
+fn verdict(wall: Duration, pss_kib: u64) -> &'static str {
+    if wall < Duration::from_millis(150) && pss_kib < 16 * 1024 {
         "  ok"
     } else {
         "  MISSES TARGET"
@@ -178,8 +291,9 @@ fn data() -> Vec<(String, String)> {
     data
 }
 
-fn write_confdir(root: &Path, engine: &str) {
-    let confdir = root.join(engine);
+fn write_confdir(root: &Path, name: &str, resources: usize) {
+    let engine = if name == "jinja" { "jinja" } else { "go" };
+    let confdir = root.join(name);
     std::fs::create_dir_all(confdir.join("conf.d")).expect("mkdir");
     std::fs::create_dir_all(confdir.join("templates")).expect("mkdir");
     let (ext, body) = if engine == "go" {
@@ -193,7 +307,7 @@ fn write_confdir(root: &Path, engine: &str) {
             "# {{ getv(\"/name\") }}\n{% for kv in gets(\"/k*\") %}{{ base(kv.key) }} = {{ kv.value }}\n{% endfor %}",
         )
     };
-    for r in 0..RESOURCES {
+    for r in 0..resources {
         std::fs::write(
             confdir.join("templates").join(format!("r{r:03}.{ext}")),
             body,
@@ -274,135 +388,67 @@ fn median(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
     times[times.len() / 2]
 }
 
-/// confd's plugin child, once it has started.
-fn plugin_of(pid: u32) -> Option<u32> {
-    e2e::children_of(pid).into_iter().find(|p| {
-        let cmd = e2e::cmdline(*p);
-        cmd.contains("internal-plugin") || cmd.contains("confd-database-")
-    })
+/// Proportional set sizes (KiB) at the moment the pair's sum peaked.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pss {
+    host: u64,
+    plugins: u64,
+    pair: u64,
 }
 
-/// Peak RSS (KiB) of confd and of its plugin child over one run, the largest of 3 runs. Both
-/// are read from `/proc/<pid>/status` VmHWM while the processes run (VmHWM only grows, so the
-/// last reading before exit is the peak up to then); the two peaks are added, an upper bound
-/// of what they held together.
-fn peak_rss(mut command: impl FnMut() -> Command) -> (u64, u64) {
-    let mut best = (0, 0);
-    for _ in 0..3 {
-        let mut child = command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn confd");
-        let pid = child.id();
-        let (mut host, mut plugin, mut plugin_pid) = (0, 0, None);
-        loop {
-            if let Some(kib) = e2e::vm_hwm_kib(pid) {
-                host = host.max(kib);
-            }
-            if plugin_pid.is_none() {
-                plugin_pid = plugin_of(pid);
-            }
-            if let Some(p) = plugin_pid.and_then(e2e::vm_hwm_kib) {
-                plugin = plugin.max(p);
-            }
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        assert!(plugin_pid.is_some(), "never saw confd's plugin process");
-        if host + plugin > best.0 + best.1 {
-            best = (host, plugin);
-        }
-    }
-    best
-}
-
-/// Peak number of distinct resident pages (KiB) of confd and its plugin together over one run,
-/// the largest of 3 runs; sampled, so a slight underestimate of the true peak. None when the
-/// page frame numbers are hidden (not root).
-fn peak_union(mut command: impl FnMut() -> Command) -> Option<u64> {
-    let mut best = 0;
-    for _ in 0..3 {
-        let mut child = command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn confd");
-        let pid = child.id();
-        let mut plugin_pid = None;
-        loop {
-            if plugin_pid.is_none() {
-                plugin_pid = plugin_of(pid);
-            }
-            let Some(mut frames) = resident_frames(pid) else {
-                // Page frames hidden (not root): let the run finish, report n/a.
-                child.wait().expect("wait for confd");
-                return None;
-            };
-            if let Some(p) = plugin_pid {
-                frames.extend(resident_frames(p).unwrap_or_default());
-            }
-            best = best.max(frames.len() as u64 * 4);
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-        }
-    }
-    Some(best)
-}
-
-/// Page frame numbers of `pid`'s resident pages (empty once it exited); None when they read as
-/// 0 (not root).
-fn resident_frames(pid: u32) -> Option<std::collections::HashSet<u64>> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut frames = std::collections::HashSet::new();
-    // A process that has just exited has no pages left: an empty set, not "hidden".
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-        return Some(frames);
-    };
-    let Ok(mut pagemap) = std::fs::File::open(format!("/proc/{pid}/pagemap")) else {
-        return Some(frames);
-    };
-    let mut present = 0usize;
-    let mut buf = Vec::new();
-    for line in maps.lines() {
-        if line.ends_with("[vsyscall]") {
-            continue;
-        }
-        let Some((start, end)) = line
-            .split_whitespace()
-            .next()
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(a, b)| {
-                Some((
-                    u64::from_str_radix(a, 16).ok()?,
-                    u64::from_str_radix(b, 16).ok()?,
-                ))
-            })
-        else {
-            continue;
-        };
-        let pages = ((end - start) / 4096) as usize;
-        buf.resize(pages * 8, 0);
-        if pagemap.seek(SeekFrom::Start(start / 4096 * 8)).is_err()
-            || pagemap.read_exact(&mut buf).is_err()
-        {
-            continue;
-        }
-        for entry in buf.chunks_exact(8) {
-            let v = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
-            if v >> 63 == 1 {
-                present += 1;
-                let frame = v & ((1 << 55) - 1);
-                if frame != 0 {
-                    frames.insert(frame);
+/// Samples the PSS of confd and of every child it starts, back to back for the whole run, and
+/// returns the sample where their sum was largest. The sum stays right across the plugin's
+/// fork (the copy's pages are split between the two), and a page both map after the exec
+/// counts half in each.
+fn peak_pss(command: &mut dyn FnMut() -> Command) -> Pss {
+    let mut child = command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn confd");
+    let pid = child.id();
+    let mut children: Vec<u32> = Vec::new();
+    let mut last_scan = Instant::now();
+    let mut peak = Pss::default();
+    let mut saw_plugin = false;
+    loop {
+        // Listing children scans all of /proc: every few milliseconds, not at every sample.
+        if children.is_empty() || last_scan.elapsed() > Duration::from_millis(5) {
+            for p in e2e::children_of(pid) {
+                if !children.contains(&p) {
+                    children.push(p);
                 }
             }
+            last_scan = Instant::now();
+        }
+        let host = pss_kib(pid).unwrap_or(0);
+        let plugins: u64 = children.iter().filter_map(|p| pss_kib(*p)).sum();
+        saw_plugin |= plugins > 0;
+        if host + plugins > peak.pair {
+            peak = Pss {
+                host,
+                plugins,
+                pair: host + plugins,
+            };
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
         }
     }
-    (present == 0 || !frames.is_empty()).then_some(frames)
+    assert!(saw_plugin, "never saw confd's plugin process");
+    peak
+}
+
+/// `Pss:` of `/proc/<pid>/smaps_rollup` in KiB; None once the process is gone.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 fn ms(d: Duration) -> String {

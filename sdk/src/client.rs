@@ -32,7 +32,6 @@ use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use crate::proto::goplugin::{self, stdio_data};
 use crate::proto::v1::{self, database_client::DatabaseClient};
-use crate::values::GetValuesResponse;
 use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
@@ -482,12 +481,13 @@ impl Database for PluginClient {
         };
         let timeout = self.options.call_timeout;
         let entries = if process.unary_values_only.load(Ordering::Relaxed) {
-            let call = get_values_unary(process.channel.clone(), request);
+            let mut client = self.database(&process);
+            let call = client.get_values(request);
             self.finish(&process, "GetValues", timeout, call)
                 .await?
                 .into_entries()
         } else {
-            let call = get_values_stream(process.channel.clone(), request.clone());
+            let call = get_values_stream(self.database(&process), request.clone());
             match self
                 // Named like the unary call: which of the two carried the read is a detail
                 // operators need not tell apart.
@@ -498,7 +498,8 @@ impl Database for PluginClient {
                     // Most likely a plugin built before GetValuesStream existed; unless
                     // GetValues answers Unimplemented too (then it was the database's own
                     // answer), use GetValues from now on.
-                    let call = get_values_unary(process.channel.clone(), request);
+                    let mut client = self.database(&process);
+                    let call = client.get_values(request);
                     let unary = self.finish(&process, "GetValues", timeout, call).await;
                     if !matches!(&unary, Err(e) if e.kind() == ErrorKind::Unimplemented) {
                         tracing::debug!(plugin = %self.command.name, "plugin does not offer GetValuesStream; using GetValues");
@@ -557,52 +558,15 @@ impl Database for PluginClient {
     }
 }
 
-/// A ready gRPC client for the values calls. Unlike the generated client, it keeps the transport
-/// error as the status's source, which `translate` reads as "plugin unreachable".
-async fn ready_grpc(channel: Channel) -> Result<tonic::client::Grpc<Channel>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::from_error(e.into()))?;
-    Ok(grpc)
-}
-
-/// `Database/GetValues`.
-async fn get_values_unary(
-    channel: Channel,
-    request: v1::GetValuesRequest,
-) -> Result<Response<GetValuesResponse>, Status> {
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/confd.plugin.v1.Database/GetValues");
-    ready_grpc(channel)
-        .await?
-        .unary(
-            tonic::Request::new(request),
-            path,
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-}
-
-/// `Database/GetValuesStream`, all batches joined in order into one list.
+/// `Database/GetValuesStream`, all batches joined in order into one list. The generated
+/// client carries the values in `crate::values::GetValuesResponse` (build.rs maps the message
+/// there), so the method paths come from the .proto while the entries are encoded and decoded
+/// by hand.
 async fn get_values_stream(
-    channel: Channel,
+    mut client: DatabaseClient<Channel>,
     request: v1::GetValuesRequest,
 ) -> Result<Response<Vec<(String, String)>>, Status> {
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/confd.plugin.v1.Database/GetValuesStream",
-    );
-    let mut stream: tonic::Streaming<GetValuesResponse> = ready_grpc(channel)
-        .await?
-        .server_streaming(
-            tonic::Request::new(request),
-            path,
-            tonic_prost::ProstCodec::default(),
-        )
-        .await?
-        .into_inner();
+    let mut stream = client.get_values_stream(request).await?.into_inner();
     // The first batch's list is kept and grows (a large one in place, by mremap) instead of
     // every batch being copied into a new list at the end.
     let mut entries = Vec::new();
@@ -734,6 +698,7 @@ fn build_command(command: &PluginCommand) -> io::Result<tokio::process::Command>
         ("PLUGIN_MAX_PORT".into(), "25000".into()),
     ];
     set.extend(command.env.iter().cloned());
+    // Without TLS or a multiplexed connection on offer, the plugin must not expect them.
     let env = ChildEnv::new(&set, &["PLUGIN_CLIENT_CERT", "PLUGIN_MULTIPLEX_GRPC"])?;
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
@@ -1074,6 +1039,7 @@ mod tests {
 
     use super::*;
     use crate::proto::v1::database_server::{self, DatabaseServer};
+    use crate::values::GetValuesResponse;
 
     fn assert_send<T: Send>(_: &T) {}
 
@@ -1328,6 +1294,44 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Unimplemented, "{err}");
         }
         assert_eq!(served.stream_calls.load(Ordering::SeqCst), 2, "still tried");
+    }
+
+    /// What the prepared environment (`ChildEnv`) does once installed in a real child.
+    #[tokio::test]
+    async fn a_plugin_inherits_the_environment_under_the_go_plugin_variables() {
+        let command = PluginCommand::new("env", "/usr/bin/env")
+            .env("PLUGIN_MIN_PORT", "20000")
+            .env("CONFD_TEST_EXTRA", "a=b");
+        let output = build_command(&command)
+            .expect("builds")
+            .output()
+            .await
+            .expect("runs env");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        let path = format!("PATH={}", std::env::var("PATH").expect("PATH is set"));
+        let cookie = format!(
+            "{}={}",
+            handshake::MAGIC_COOKIE_KEY,
+            handshake::MAGIC_COOKIE_VALUE
+        );
+        for want in [
+            path.as_str(),
+            cookie.as_str(),
+            "PLUGIN_MIN_PORT=20000",
+            "PLUGIN_MAX_PORT=25000",
+            "CONFD_TEST_EXTRA=a=b",
+        ] {
+            assert!(lines.contains(&want), "{want} missing in {lines:?}");
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("PLUGIN_MIN_PORT="))
+                .count(),
+            1,
+            "{lines:?}"
+        );
     }
 
     #[test]
