@@ -386,9 +386,12 @@ impl<D: Database, F: Fixture> Conformance<D, F> {
         self
     }
 
-    /// Runs every check and panics with the report if any failed.
+    /// Runs every check and panics with the report if any failed. The report is printed
+    /// either way (`cargo test -- --nocapture` shows it for a passing run).
     pub async fn run(self) {
-        self.report().await.assert_ok();
+        let report = self.report().await;
+        println!("{report}");
+        report.assert_ok();
     }
 
     /// Runs every check and returns what it found.
