@@ -809,8 +809,14 @@ impl<D: Database, F: Fixture> Run<'_, D, F> {
             ),
             (
                 "read-several-keys",
-                self.data
-                    .keys(&["app/db", "app", "other", "app/db/host", "values/empty"]),
+                self.data.keys(&[
+                    "app/db",
+                    "app",
+                    "other",
+                    "app/db/host",
+                    "values/empty",
+                    "missing",
+                ]),
             ),
             ("read-values-exact", self.data.keys(&["values"])),
         ];
