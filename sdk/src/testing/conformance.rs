@@ -248,10 +248,27 @@ impl fmt::Display for Report {
                 }
             }
         }
+        // One line per check and reason, naming the sides it was skipped on.
+        let mut skipped: Vec<(&str, &str, Vec<String>)> = Vec::new();
         for o in &self.outcomes {
             if let Verdict::Skipped(why) = &o.verdict {
-                writeln!(f, "skipped {}{}: {why}", o.check, side(o))?;
+                let target = o.target.map(|t| t.to_string());
+                match skipped
+                    .iter_mut()
+                    .find(|(check, reason, _)| *check == o.check && reason == why)
+                {
+                    Some((_, _, sides)) => sides.extend(target),
+                    None => skipped.push((o.check, why, target.into_iter().collect())),
+                }
             }
+        }
+        for (check, why, sides) in skipped {
+            let sides = if sides.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", sides.join(", "))
+            };
+            writeln!(f, "skipped {check}{sides}: {why}")?;
         }
         Ok(())
     }
@@ -755,7 +772,13 @@ impl<D: Database, F: Fixture> Run<'_, D, F> {
                 "x".to_string(),
             ));
         }
-        if !self.suite.bad_settings.is_empty() && self.wanted("configure-bad-setting", target) {
+        if self.suite.bad_settings.is_empty() {
+            self.skip(
+                "configure-bad-setting",
+                target,
+                "no bad_setting(..) was given",
+            );
+        } else if self.wanted("configure-bad-setting", target) {
             for (key, value) in &self.suite.bad_settings {
                 cases.push(("configure-bad-setting", key.clone(), value.clone()));
             }

@@ -481,7 +481,8 @@ async fn skipped_checks_say_why_and_unknown_names_are_refused() {
     assert!(
         report
             .to_string()
-            .contains("skipped read-exact-key (served): not under test here")
+            .contains("skipped read-exact-key (in-process, served): not under test here"),
+        "{report}"
     );
 
     let refused = std::panic::catch_unwind(|| suite(Bugs::default()).skip("read-everything", "?"));
