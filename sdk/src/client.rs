@@ -177,7 +177,7 @@ impl From<PluginError> for Error {
 }
 
 /// How the process ended, as observed by the reaper task.
-type ExitState = Option<Result<ExitStatus, String>>;
+pub(crate) type ExitState = Option<Result<ExitStatus, String>>;
 
 fn describe_exit(state: &Result<ExitStatus, String>) -> String {
     match state {
@@ -984,7 +984,7 @@ fn emit(name: &str, line: &hclog::LogLine) {
 
 /// Newer Go plugins send their Go-level stdout/stderr through `GRPCStdio`; without a reader they
 /// stall once a pipe fills. Ours send nothing; Go 1.0.1 plugins lack the service.
-fn spawn_stdio_forwarder(name: String, channel: Channel) {
+pub(crate) fn spawn_stdio_forwarder(name: String, channel: Channel) {
     tokio::spawn(async move {
         let mut client = GrpcStdioClient::new(channel);
         let mut stream = match client.stream_stdio(()).await {
@@ -1006,14 +1006,19 @@ fn spawn_stdio_forwarder(name: String, channel: Channel) {
     });
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl PluginClient {
     /// A client over an already connected channel with no process behind it, for talking to
-    /// in-process test servers.
-    fn attached(channel: Channel, address: Address) -> PluginClient {
-        let (_exit_tx, exit) = watch::channel::<ExitState>(None);
+    /// in-process servers (`crate::testing`, and this module's tests). `exit` stands in for the
+    /// reaper: it reports when the server stopped.
+    pub(crate) fn attached(
+        command: PluginCommand,
+        channel: Channel,
+        address: Address,
+        exit: watch::Receiver<ExitState>,
+    ) -> PluginClient {
         PluginClient {
-            command: PluginCommand::new("scripted", "/scripted"),
+            command,
             options: ClientOptions::default(),
             slot: Arc::new(RwLock::new(Arc::new(Process {
                 pid: 0,
@@ -1175,7 +1180,12 @@ mod tests {
             .await
             .expect("connect");
         Served {
-            client: PluginClient::attached(channel, address),
+            client: PluginClient::attached(
+                PluginCommand::new("scripted", "/scripted"),
+                channel,
+                address,
+                watch::channel::<ExitState>(None).1,
+            ),
             stream_calls,
             unary_calls,
             _dir: dir,

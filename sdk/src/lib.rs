@@ -26,6 +26,10 @@
 //! handshake, and is itself a [`Database`], so the host cannot tell a plugin
 //! from an in-process backend. See `docs/writing-a-plugin.md`.
 //!
+//! With the `testing` feature, [`testing`] serves a `Database` in-process through that same
+//! path and checks it against the `Database` contract (see "Testing your plugin" in
+//! `docs/writing-a-plugin.md`).
+//!
 //! The wire protocol is HashiCorp go-plugin's gRPC flavour, so a plugin built
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
 //! confd host. The protobuf types never leave this crate.
@@ -41,6 +45,8 @@ mod handshake;
 mod hclog;
 mod proto;
 mod serve;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod values;
 
 pub use async_trait::async_trait;

@@ -131,6 +131,8 @@ pub fn serve<D: Database>(opts: ServeOpts<D>) -> ! {
 }
 
 /// Where the handshake line goes: stdout in a real plugin, a channel in in-process tests.
+/// With `Stdout` the server also takes over the process's SIGINT and SIGTERM, as a plugin
+/// process must; with `Channel` it leaves them alone.
 #[doc(hidden)]
 pub enum HandshakeOut {
     Stdout,
@@ -160,11 +162,15 @@ pub async fn serve_until_shutdown<D: Database>(
         std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref(),
         handshake::APP_PROTOCOL_VERSIONS,
     );
-    ignore_sigint();
     let listener = Listener::open()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
-    watch_sigterm(shutdown_tx.clone());
+    // A plugin process owns its signals. A server inside a test binary does not: taking SIGINT
+    // there would leave `cargo test` unstoppable with Ctrl-C for the rest of the run.
+    if matches!(out, HandshakeOut::Stdout) {
+        ignore_sigint();
+        watch_sigterm(shutdown_tx.clone());
+    }
 
     let db = Arc::new((opts.factory)());
     let fallback_info = DatabaseInfo {

@@ -2,7 +2,7 @@
 //! built by `cargo test` so the documented code keeps compiling. Keep the two in sync.
 
 #[rustfmt::skip]
-mod lib {
+pub mod lib {
 use confd_sdk::{Config, Database, Error, async_trait};
 use std::{collections::BTreeMap, sync::RwLock};
 
@@ -13,14 +13,19 @@ pub struct Memory(RwLock<BTreeMap<String, String>>);
 #[async_trait]
 impl Database for Memory {
     async fn configure(&self, config: Config) -> Result<(), Error> {
-        let data = config.into_iter().filter_map(|(k, v)| Some((k.strip_prefix("data.")?.to_owned(), v)));
-        *self.0.write().map_err(|_| Error::internal("lock poisoned"))? = data.collect();
+        let mut data = BTreeMap::new();
+        for (key, value) in config {
+            let path = key.strip_prefix("data.").ok_or_else(|| Error::invalid_config(format!("unknown key {key:?}")))?;
+            data.insert(path.to_owned(), value);
+        }
+        *self.0.write().map_err(|_| Error::internal("lock poisoned"))? = data;
         Ok(())
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
         let data = self.0.read().map_err(|_| Error::internal("lock poisoned"))?;
-        let wanted = |k: &str| keys.iter().any(|p| k == p || k.starts_with(&format!("{p}/")));
+        // `/app` covers `/app` and `/app/x`, not `/application`; `/` covers everything.
+        let wanted = |k: &str| keys.iter().any(|p| confd_sdk::keys::is_under(k, p));
         Ok(data.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 

@@ -1,4 +1,6 @@
-//! The etcd backend against a real etcd server (Debian `etcd-server`).
+//! The etcd backend against a real etcd server (Debian `etcd-server`): what is particular to
+//! etcd. The `Database` contract (path-aware reads, settings errors, watch rules) is checked by
+//! the SDK's conformance suite in conformance.rs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -45,48 +47,6 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_keys_prefixes_and_nested_paths_path_aware() {
-    let Some(server) = EtcdServer::start() else {
-        return;
-    };
-    put_all(
-        &server,
-        &[
-            ("/app/db/host", "10.0.0.1"),
-            ("/app/db/port", "5432"),
-            ("/app/name", "shop"),
-            ("/application/name", "other"),
-            ("/top", "1"),
-        ],
-    )
-    .await;
-    let etcd = backend(&server, &[]).await;
-
-    let single = etcd.get_values(&keys(&["/top"])).await.expect("read");
-    assert_eq!(single, map(&[("/top", "1")]));
-
-    let app = etcd.get_values(&keys(&["/app"])).await.expect("read");
-    assert_eq!(
-        app,
-        map(&[
-            ("/app/db/host", "10.0.0.1"),
-            ("/app/db/port", "5432"),
-            ("/app/name", "shop"),
-        ]),
-        "/app must not return /application"
-    );
-
-    let nested = etcd
-        .get_values(&keys(&["/app/db", "/app/db/host", "/missing"]))
-        .await
-        .expect("read");
-    assert_eq!(
-        nested,
-        map(&[("/app/db/host", "10.0.0.1"), ("/app/db/port", "5432")])
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,17 +224,6 @@ async fn basic_auth() {
         .await
         .expect_err("no credentials");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-}
-
-#[tokio::test]
-async fn unknown_setting_is_named() {
-    let etcd = Etcd::new();
-    let err = etcd
-        .configure(HashMap::from([("nodez".to_string(), "x".to_string())]))
-        .await
-        .expect_err("unknown setting");
-    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    assert!(err.to_string().contains("nodez"), "{err}");
 }
 
 #[tokio::test]

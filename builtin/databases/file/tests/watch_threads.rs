@@ -5,18 +5,8 @@ use std::time::{Duration, Instant};
 
 use confd_sdk::{Config, Database};
 
-/// Threads of this process named like notify's inotify loop (Linux names
-/// are cut to 15 bytes).
-fn watcher_threads() -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .filter(|name| name.starts_with("notify-rs"))
-        .count()
-}
+mod common;
+use common::watcher_threads;
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -59,8 +59,12 @@ pub(crate) async fn read_key(
     values: &mut BTreeMap<String, String>,
 ) -> Result<(), Error> {
     let sep = connection.settings.separator.as_str();
-    // confd strips glob suffixes such as `/upstream/*`.
-    let mut path = requested.replace("/*", "");
+    // confd strips glob suffixes such as `/upstream/*`; a trailing `/` asks for the same key
+    // (otherwise `/app/` would scan for `/app//*` and find nothing).
+    let mut path = requested
+        .replace("/*", "")
+        .trim_end_matches('/')
+        .to_string();
     if path.is_empty() {
         path = "/".to_string();
     }

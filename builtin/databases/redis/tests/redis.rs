@@ -1,4 +1,6 @@
-//! The redis backend against a real redis server (Debian `redis-server`).
+//! The redis backend against a real redis server (Debian `redis-server`): hashes, separators,
+//! notifications and outages. The `Database` contract (path-aware reads, settings errors, watch
+//! rules) is checked by the SDK's conformance suite in conformance.rs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -306,17 +308,6 @@ async fn password_is_used_and_a_wrong_one_is_denied() {
     let err = wrong.get_values(&keys(&["/pw"])).await.expect_err("denied");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(!err.to_string().contains("nope"), "{err}");
-}
-
-#[tokio::test]
-async fn unknown_setting_is_named() {
-    let redis = Redis::new();
-    let err = redis
-        .configure(HashMap::from([("seperator".to_string(), ":".to_string())]))
-        .await
-        .expect_err("unknown setting");
-    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    assert!(err.to_string().contains("seperator"), "{err}");
 }
 
 #[tokio::test]
