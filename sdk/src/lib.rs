@@ -41,6 +41,7 @@ mod handshake;
 mod hclog;
 mod proto;
 mod serve;
+pub mod text;
 mod values;
 
 pub use async_trait::async_trait;
