@@ -153,6 +153,16 @@ pub struct Cli {
     #[arg(long, value_name = "KEY=VALUE", action = ArgAction::Append)]
     pub plugin_config: Option<Vec<String>>,
 
+    /// Also look for confd-database-<name> plugins in DIR (repeatable; the first given wins,
+    /// and these win over the current directory and the confd binary's directory)
+    #[arg(long = "plugin-dir", value_name = "DIR", action = ArgAction::Append)]
+    pub plugin_dir: Option<Vec<String>>,
+
+    /// Do not look for plugins in the current directory
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub no_cwd_plugins: Option<bool>,
+
     /// How long a plugin may take to start and print its handshake [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub plugin_start_timeout: Option<String>,

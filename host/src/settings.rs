@@ -52,6 +52,11 @@ pub struct Settings {
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
     pub plugin_start_timeout: Duration,
+    /// `--plugin-dir`: more directories searched for `confd-database-*` plugins, the first
+    /// one winning (see `backends::Discovery`).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// `--no-cwd-plugins`: the current directory is not searched for plugins.
+    pub no_cwd_plugins: bool,
     /// `[plugins.<name>]` tables, with `--plugin-config` / `CONFD_PLUGIN_CONFIG` merged over
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
@@ -213,6 +218,10 @@ pub struct FileConfig {
     pub debounce: Option<DurationValue>,
     #[serde(alias = "plugin-start-timeout")]
     pub plugin_start_timeout: Option<DurationValue>,
+    #[serde(alias = "plugin-dir", alias = "plugin_dirs", alias = "plugin-dirs")]
+    pub plugin_dir: Option<OneOrMany>,
+    #[serde(alias = "no-cwd-plugins")]
+    pub no_cwd_plugins: Option<bool>,
     /// `[plugins.<name>]`: settings handed to that plugin's Configure.
     pub plugins: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
 }
@@ -269,7 +278,8 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
-/// Reads confd.toml (if any) and resolves every key.
+/// Reads confd.toml (if any) and resolves every key. Records the plugin discovery settings for
+/// `backends::Registry::discover`.
 pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let explicit = cli
         .config_file
@@ -290,6 +300,7 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let loaded = file.as_ref().map(|_| path);
     let mut settings = resolve(cli, env, file.unwrap_or_default())?;
     settings.config_file = loaded;
+    crate::backends::set_discovery(crate::backends::Discovery::from_settings(&settings));
     Ok(settings)
 }
 
@@ -498,6 +509,16 @@ impl Raw {
             reload_cmd_timeout: Duration::ZERO,
             debounce: Duration::ZERO,
             plugin_start_timeout: Duration::ZERO,
+            plugin_dirs: l
+                .list(cli.plugin_dir.clone(), "CONFD_PLUGIN_DIR", file.plugin_dir)
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            no_cwd_plugins: l.bool(
+                cli.no_cwd_plugins,
+                "CONFD_NO_CWD_PLUGINS",
+                file.no_cwd_plugins,
+            )?,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
             warnings,
