@@ -64,7 +64,7 @@ pub struct Cli {
           action = ArgAction::Set, value_name = "BOOL")]
     pub sync_only: Option<bool>,
 
-    /// Keep the stage file next to the destination after a sync
+    /// Keep the stage file next to the destination after a sync (until the next run starts)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_name = "BOOL")]
     pub keep_stage_file: Option<bool>,
