@@ -140,8 +140,11 @@ pub struct Launch {
 
 impl Registry {
     /// Discovery for this process, once at start-up: the directories of [`Discovery`] (as
-    /// `settings::load` recorded them), with a warning for every plugin file refused.
+    /// `settings::load` recorded them), with a warning for every plugin file refused. Also
+    /// removes the socket directories plugins of dead confd processes left behind
+    /// ([`crate::cleanup`]).
     pub fn discover() -> Registry {
+        crate::cleanup::remove_stale_socket_dirs();
         let discovery = DISCOVERY.get().cloned().unwrap_or_default();
         let registry = Registry::discover_with(&discovery);
         for skipped in &registry.skipped {
