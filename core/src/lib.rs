@@ -26,6 +26,7 @@ pub mod keys;
 mod options;
 mod resource;
 mod run;
+mod stage;
 mod sync;
 
 pub use command::CommandError;

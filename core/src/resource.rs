@@ -173,6 +173,9 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
 /// Files are those whose name ends in `.toml`, found recursively and taken
 /// in sorted path order. A missing `conf.d` gives no resources (and a
 /// warning), like confd. All problems are collected before returning.
+///
+/// When every resource loads (and not in `noop` mode), the stage files that
+/// killed runs left beside their destinations are removed (see `stage`).
 pub fn load_resources(opts: &RunOptions) -> Result<Vec<Resource>, LoadError> {
     let conf_d = opts.confdir.join("conf.d");
     let mut files = Vec::new();
@@ -207,11 +210,20 @@ pub fn load_resources(opts: &RunOptions) -> Result<Vec<Resource>, LoadError> {
             );
         }
     }
-    if errors.is_empty() {
-        Ok(resources)
-    } else {
-        Err(LoadError { errors })
+    if !errors.is_empty() {
+        return Err(LoadError { errors });
     }
+    if !opts.noop {
+        // Once per run, before any sync: what killed runs left beside these destinations.
+        let removed: usize = writers
+            .keys()
+            .map(|dest| crate::stage::remove_stale(dest))
+            .sum();
+        if removed > 0 {
+            tracing::info!("removed {removed} stage files left by interrupted runs");
+        }
+    }
+    Ok(resources)
 }
 
 fn find_toml_files(

@@ -7,12 +7,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
-
 use crate::command::{self, CommandError};
 use crate::engine::Store;
 use crate::options::RunOptions;
 use crate::resource::Resource;
+use crate::stage::Stage;
 
 /// What a sync did to a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +239,7 @@ enum Prepared {
     },
     /// Staged and fsynced, waiting for `check_cmd` before `install`.
     Staged {
-        stage: NamedTempFile,
+        stage: Stage,
         content: Vec<u8>,
         wanted: Wanted,
     },
@@ -406,24 +405,19 @@ fn dest_dir(dest: &Path) -> &Path {
     }
 }
 
-/// Writes `content` to a new `.<name>.<random>` file (0600, O_EXCL) next to
-/// `dest`, gives it its final owner and mode and fsyncs it. Dropping the
-/// returned handle deletes the file, so every error path cleans up.
-fn create_stage(dest: &Path, content: &[u8], wanted: Wanted) -> Result<NamedTempFile, SyncError> {
+/// Writes `content` to a new stage file `.confd-<name>.<random>` (0600,
+/// O_EXCL, see `stage`) next to `dest`, gives it its final owner and mode and
+/// fsyncs it. Dropping the returned handle deletes the file, so every error
+/// path cleans up.
+fn create_stage(dest: &Path, content: &[u8], wanted: Wanted) -> Result<Stage, SyncError> {
     let dir = dest_dir(dest);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut stage = tempfile::Builder::new()
-        .prefix(&prefix)
-        .rand_bytes(8)
-        .permissions(Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io_err("create stage file in", dir))?;
+    let name = dest.file_name().unwrap_or_default();
+    let stage = Stage::create(dir, name).map_err(io_err("create stage file in", dir))?;
     let path = stage.path().to_path_buf();
-    stage.write_all(content).map_err(io_err("write", &path))?;
+    stage
+        .as_file()
+        .write_all(content)
+        .map_err(io_err("write", &path))?;
     apply_metadata(stage.as_file(), &path, wanted)?;
     stage.as_file().sync_all().map_err(io_err("fsync", &path))?;
     Ok(stage)
@@ -441,10 +435,10 @@ fn apply_metadata(file: &File, path: &Path, wanted: Wanted) -> Result<(), SyncEr
         .map_err(io_err("chmod", path))
 }
 
-fn discard(stage: NamedTempFile, keep: bool) {
+fn discard(stage: Stage, keep: bool) {
     if keep {
         match stage.keep() {
-            Ok((_, path)) => tracing::info!("Keeping stage file {}", path.display()),
+            Ok(path) => tracing::info!("Keeping stage file {}", path.display()),
             Err(e) => tracing::warn!("could not keep stage file: {e}"),
         }
     }
@@ -452,7 +446,7 @@ fn discard(stage: NamedTempFile, keep: bool) {
 }
 
 fn install(
-    stage: NamedTempFile,
+    stage: Stage,
     dest: &Path,
     content: &[u8],
     wanted: Wanted,
@@ -471,31 +465,25 @@ fn install(
 }
 
 /// Renames `stage` over `dest` and makes the rename durable.
-fn replace(
-    stage: NamedTempFile,
-    dest: &Path,
-    content: &[u8],
-    wanted: Wanted,
-) -> Result<(), SyncError> {
+fn replace(stage: Stage, dest: &Path, content: &[u8], wanted: Wanted) -> Result<(), SyncError> {
     match stage.persist(dest) {
-        Ok(_) => {}
+        Ok(()) => {}
         Err(e)
             if matches!(
-                e.error.raw_os_error(),
+                e.raw_os_error(),
                 Some(libc_errno::EBUSY) | Some(libc_errno::EXDEV)
             ) =>
         {
             // A bind-mounted file (typical in containers) cannot be renamed
-            // over; writing in place is the only way left. Dropping `e`
-            // removes the stage file.
+            // over; writing in place is the only way left. The failed
+            // persist removed the stage file.
             tracing::warn!(
-                "rename over {} failed ({}); writing it in place (not atomic)",
+                "rename over {} failed ({e}); writing it in place (not atomic)",
                 dest.display(),
-                e.error
             );
             write_in_place(dest, content, wanted)?;
         }
-        Err(e) => return Err(io_err("rename stage file to", dest)(e.error)),
+        Err(e) => return Err(io_err("rename stage file to", dest)(e)),
     }
     let dir = dest_dir(dest);
     File::open(dir)
@@ -593,7 +581,7 @@ mod tests {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        assert!(name.starts_with(".app.conf."), "{name}");
+        assert!(name.starts_with(".confd-app.conf."), "{name}");
         assert_eq!(stage.path().parent(), Some(dir.path()));
         let mode = std::fs::metadata(stage.path()).expect("stat").mode() & 0o7777;
         assert_eq!(mode, 0o640);

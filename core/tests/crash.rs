@@ -1,5 +1,6 @@
 //! Crash safety: a process killed with SIGKILL at a random point of a sync
-//! leaves the destination either completely old or completely new.
+//! leaves the destination either completely old or completely new, and the
+//! stage files such kills leave are removed by the next run.
 //!
 //! The test binary re-executes itself in "child mode" (`CONFD_CRASH_CHILD`
 //! set): the child syncs one large destination back and forth between two
@@ -94,6 +95,18 @@ fn killed_sync_leaves_old_or_new() {
     let exe = std::env::current_exe().expect("test binary");
     let start = Instant::now();
     let mut seen = BTreeSet::new();
+    let stages = || {
+        fs::read_dir(dest.parent().expect("dest dir"))
+            .expect("read dest dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".confd-big.conf.")
+            })
+            .count()
+    };
+    let mut left_behind = 0;
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -108,6 +121,13 @@ fn killed_sync_leaves_old_or_new() {
         std::thread::sleep(delay);
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
+        // Each run removes what the kill before it left: never more than one here.
+        let left = stages();
+        assert!(
+            left <= 1,
+            "round {round}: {left} stage files beside the destination"
+        );
+        left_behind += left;
         let got = fs::read_to_string(&dest).expect("dest must always exist");
         if got == old {
             seen.insert("old");
@@ -127,6 +147,20 @@ fn killed_sync_leaves_old_or_new() {
         "the kills never interrupted a run that changed the file: {seen:?}"
     );
     assert!(start.elapsed() < Duration::from_secs(60));
+
+    // The kills left stage files; the next run's load removes every one.
+    println!("{left_behind} of {KILLS} kills left a stage file");
+    assert!(
+        left_behind > 0,
+        "no kill hit a stage file: the check above proved nothing"
+    );
+    let opts = confd_core::RunOptions {
+        confdir: root.join("confdir"),
+        default_backend: "mem".into(),
+        ..Default::default()
+    };
+    load_resources(&opts).expect("resources load");
+    assert_eq!(stages(), 0);
 }
 
 /// A spread of kill points: mostly 5-40 ms, deterministic per round so a

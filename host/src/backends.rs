@@ -47,6 +47,64 @@ pub enum Source {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     files: BTreeMap<String, PathBuf>,
+    skipped: Vec<Skipped>,
+}
+
+/// A `confd-database-*` executable discovery refused to run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not using the plugin {}: {}; the builtin or another plugin of that name is used \
+             instead",
+            self.path.display(),
+            self.reason
+        )
+    }
+}
+
+/// Where discovery looks for `confd-database-*` executables, from the settings. In increasing
+/// priority: the confd executable's directory, the current directory (unless
+/// `--no-cwd-plugins`), then the `--plugin-dir` directories, of which the first given wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    pub plugin_dirs: Vec<PathBuf>,
+    pub no_cwd: bool,
+}
+
+impl Discovery {
+    pub fn from_settings(settings: &Settings) -> Discovery {
+        Discovery {
+            plugin_dirs: settings.plugin_dirs.clone(),
+            no_cwd: settings.no_cwd_plugins,
+        }
+    }
+
+    /// The directories to search, in increasing priority, given the executable's directory
+    /// and the current one.
+    pub fn dirs(&self, exe_dir: Option<PathBuf>, cwd: Option<PathBuf>) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = exe_dir.into_iter().collect();
+        if !self.no_cwd {
+            dirs.extend(cwd);
+        }
+        dirs.extend(self.plugin_dirs.iter().rev().map(|d| absolute(d)));
+        dirs
+    }
+}
+
+/// The discovery settings of this process, recorded by `settings::load` so that
+/// [`Registry::discover`] (called by the run glue without arguments) applies them.
+static DISCOVERY: std::sync::OnceLock<Discovery> = std::sync::OnceLock::new();
+
+/// Records the discovery settings of this process (the first call wins).
+pub fn set_discovery(discovery: Discovery) {
+    let _ = DISCOVERY.set(discovery);
 }
 
 /// A name nobody provides; the message lists what exists.
@@ -81,38 +139,77 @@ pub struct Launch {
 }
 
 impl Registry {
-    /// Looks for `confd-database-*` files in the confd executable's directory, then in the
-    /// current directory; a later directory wins for the same name.
+    /// Discovery for this process, once at start-up: the directories of [`Discovery`] (as
+    /// `settings::load` recorded them), with a warning for every plugin file refused. Also
+    /// removes the socket directories plugins of dead confd processes left behind
+    /// ([`crate::cleanup`]).
     pub fn discover() -> Registry {
+        crate::cleanup::remove_stale_socket_dirs();
+        let discovery = DISCOVERY.get().cloned().unwrap_or_default();
+        let registry = Registry::discover_with(&discovery);
+        for skipped in &registry.skipped {
+            tracing::warn!("{skipped}");
+        }
+        registry
+    }
+
+    /// Discovery in the directories `discovery` names.
+    pub fn discover_with(discovery: &Discovery) -> Registry {
         let exe_dir = std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf));
         let cwd = std::env::current_dir().ok();
-        Registry::discover_in(exe_dir.iter().chain(cwd.iter()).map(PathBuf::as_path))
+        let dirs = discovery.dirs(exe_dir, cwd);
+        Registry::discover_in(dirs.iter().map(PathBuf::as_path))
     }
 
-    /// Discovery over explicit directories, in increasing priority.
+    /// Discovery over explicit directories, in increasing priority. Only files that pass
+    /// [`check_plugin_file`] in a directory that passes [`check_plugin_dir`] are used; the
+    /// others are listed in [`Registry::skipped`].
     pub fn discover_in<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Registry {
+        let euid = nix::unistd::geteuid().as_raw();
         let mut files = BTreeMap::new();
+        let mut skipped = Vec::new();
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
-            let mut found: Vec<(String, PathBuf)> = entries
+            let candidates: Vec<(String, PathBuf)> = entries
                 .filter_map(Result::ok)
                 .filter_map(|entry| {
                     let file_name = entry.file_name();
                     let name = plugin_name(file_name.to_str()?)?;
-                    let path = entry.path();
-                    is_executable(&path).then(|| (name.to_string(), absolute(&path)))
+                    Some((name.to_string(), absolute(&entry.path())))
                 })
                 .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let dir_problem = check_plugin_dir(dir, euid).err();
+            let mut found = Vec::new();
+            for (name, path) in candidates {
+                let problem = match check_plugin_file(&path, euid) {
+                    FileCheck::NotAPlugin => continue,
+                    FileCheck::Unsafe(reason) => Some(reason),
+                    FileCheck::Usable => dir_problem.clone(),
+                };
+                match problem {
+                    Some(reason) => skipped.push(Skipped { path, reason }),
+                    None => found.push((name, path)),
+                }
+            }
             // Within one directory, `x` and `x.exe` both map to `x`; sorting makes the pick
             // stable (the shorter, extension-less file sorts first and loses to the later one).
             found.sort();
             files.extend(found);
         }
-        Registry { files }
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        Registry { files, skipped }
+    }
+
+    /// The plugin files discovery refused, with the reason.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Every name and its provider, sorted by name.
@@ -249,12 +346,88 @@ pub fn plugin_name(file_name: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// A regular file (symlinks followed) with an execute bit. Unlike the Go branch we skip
-/// non-executable files: build directories hold `confd-database-x.d` dep-info files and
-/// editors leave backups, and running them only gives a confusing "permission denied".
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// What [`check_plugin_file`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCheck {
+    /// A regular executable file that may be run.
+    Usable,
+    /// Not a regular file with an execute bit (a dep-info file, an editor backup, a
+    /// directory, a dangling link): silently not a plugin. Unlike the Go branch we skip them:
+    /// build directories hold `confd-database-x.d` files and running them only gives a
+    /// confusing "permission denied".
+    NotAPlugin,
+    /// An executable that someone other than root or us could have put there or changed.
+    Unsafe(String),
+}
+
+/// The rule ssh applies to its files, for a plugin file: the file (for a symlink, its target)
+/// must be owned by root or by the user running confd (`euid`) and not be writable by group or
+/// others; a symlink must itself be owned by root or that user. Otherwise another user could
+/// have confd run their program, as root when confd runs as root.
+pub fn check_plugin_file(path: &Path, euid: u32) -> FileCheck {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(link) = std::fs::symlink_metadata(path) else {
+        return FileCheck::NotAPlugin;
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return FileCheck::NotAPlugin;
+    };
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return FileCheck::NotAPlugin;
+    }
+    if link.file_type().is_symlink() && !trusted_owner(link.uid(), euid) {
+        return FileCheck::Unsafe(format!(
+            "it is a symbolic link owned by uid {}, neither root nor the user running confd \
+             (uid {euid})",
+            link.uid()
+        ));
+    }
+    let what = if link.file_type().is_symlink() {
+        "the file it links to"
+    } else {
+        "it"
+    };
+    if !trusted_owner(meta.uid(), euid) {
+        return FileCheck::Unsafe(format!(
+            "{what} is owned by uid {}, neither root nor the user running confd (uid {euid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return FileCheck::Unsafe(format!(
+            "{what} is writable by group or others (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    FileCheck::Usable
+}
+
+/// The same rule for the directory holding plugin files: whoever can write to it can replace
+/// a checked file between the check and its start.
+pub fn check_plugin_dir(dir: &Path, euid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| format!("its directory {} cannot be checked: {e}", dir.display()))?;
+    if !trusted_owner(meta.uid(), euid) {
+        return Err(format!(
+            "its directory {} is owned by uid {}, neither root nor the user running confd \
+             (uid {euid})",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "its directory {} is writable by group or others (mode {:04o})",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn trusted_owner(uid: u32, euid: u32) -> bool {
+    uid == 0 || uid == euid
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -64,7 +64,7 @@ pub struct Cli {
           action = ArgAction::Set, value_name = "BOOL")]
     pub sync_only: Option<bool>,
 
-    /// Keep the stage file next to the destination after a sync
+    /// Keep the stage file next to the destination after a sync (until the next run starts)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_name = "BOOL")]
     pub keep_stage_file: Option<bool>,
@@ -152,6 +152,16 @@ pub struct Cli {
     /// [plugins.<backend>] in confd.toml)
     #[arg(long, value_name = "KEY=VALUE", action = ArgAction::Append)]
     pub plugin_config: Option<Vec<String>>,
+
+    /// Also look for confd-database-<name> plugins in DIR (repeatable; the first given wins,
+    /// and these win over the current directory and the confd binary's directory)
+    #[arg(long = "plugin-dir", value_name = "DIR", action = ArgAction::Append)]
+    pub plugin_dir: Option<Vec<String>>,
+
+    /// Do not look for plugins in the current directory
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub no_cwd_plugins: Option<bool>,
 
     /// How long a plugin may take to start and print its handshake [default: 10s]
     #[arg(long, value_name = "DURATION")]

@@ -1,7 +1,9 @@
 //! The confd host as a library, so integration tests and main.rs share one implementation:
-//! command line, settings resolution, backend resolution and the run glue.
+//! command line, settings resolution, backend resolution, the clean-up of what killed runs left,
+//! and the run glue.
 
 pub mod backends;
+pub mod cleanup;
 pub mod cli;
 pub mod run;
 pub mod settings;

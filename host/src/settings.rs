@@ -54,6 +54,11 @@ pub struct Settings {
     pub plugin_start_timeout: Duration,
     /// `--dial-timeout`: passed to the backends that take one; their own default otherwise.
     pub dial_timeout: Option<Duration>,
+    /// `--plugin-dir`: more directories searched for `confd-database-*` plugins, the first
+    /// one winning (see `backends::Discovery`).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// `--no-cwd-plugins`: the current directory is not searched for plugins.
+    pub no_cwd_plugins: bool,
     /// `[plugins.<name>]` tables, with `--plugin-config` / `CONFD_PLUGIN_CONFIG` merged over
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
@@ -221,6 +226,10 @@ pub struct FileConfig {
     pub plugin_start_timeout: Option<DurationValue>,
     #[serde(alias = "dial-timeout")]
     pub dial_timeout: Option<DurationValue>,
+    #[serde(alias = "plugin-dir", alias = "plugin_dirs", alias = "plugin-dirs")]
+    pub plugin_dir: Option<OneOrMany>,
+    #[serde(alias = "no-cwd-plugins")]
+    pub no_cwd_plugins: Option<bool>,
     /// `[plugins.<name>]`: settings handed to that plugin's Configure.
     pub plugins: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
 }
@@ -277,7 +286,8 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
-/// Reads confd.toml (if any) and resolves every key.
+/// Reads confd.toml (if any) and resolves every key. Records the plugin discovery settings for
+/// `backends::Registry::discover`.
 pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let explicit = cli
         .config_file
@@ -310,6 +320,7 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let mut settings = resolve(cli, env, file.unwrap_or_default())?;
     settings.config_file = loaded;
     settings.warnings.extend(missing);
+    crate::backends::set_discovery(crate::backends::Discovery::from_settings(&settings));
     Ok(settings)
 }
 
@@ -542,6 +553,16 @@ impl Raw {
             debounce: Duration::ZERO,
             plugin_start_timeout: Duration::ZERO,
             dial_timeout: None,
+            plugin_dirs: l
+                .list(cli.plugin_dir.clone(), "CONFD_PLUGIN_DIR", file.plugin_dir)
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            no_cwd_plugins: l.bool(
+                cli.no_cwd_plugins,
+                "CONFD_NO_CWD_PLUGINS",
+                file.no_cwd_plugins,
+            )?,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
             warnings,

@@ -262,3 +262,42 @@ fn plugin_rejecting_its_settings_is_exit_1_naming_backend_and_key() {
         &before,
     );
 }
+
+/// The one rule for bytes that are not UTF-8: the resource asking for the key fails with an
+/// error naming the backend and the key, the other resources still render, and the exit status
+/// is 1.
+#[test]
+fn a_value_that_is_not_utf8_fails_only_its_resource() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let s = Scratch::new();
+    s.template("blob.tmpl", "{{getv \"/bad/blob\"}}\n")
+        .template("good.tmpl", "ok {{getv \"/app/x\"}}\n")
+        .resource(
+            "bad.toml",
+            "[template]\nsrc = \"blob.tmpl\"\ndest = \"@OUT@/blob.conf\"\nkeys = [\"/bad\"]\n",
+        )
+        .resource("good.toml", GOOD);
+    let output = crate::common::clean_command(&s.confd())
+        .current_dir(s.path())
+        .args(["--onetime", "--backend", "env", "--confdir"])
+        .arg(s.confdir())
+        .env("APP_X", "1")
+        .env("BAD_BLOB", std::ffi::OsStr::from_bytes(b"ab\xffcd"))
+        .output()
+        .expect("run confd");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("the value of key \"/bad/blob\" is not UTF-8 text") && err.contains("\"env\""),
+        "the error names the backend and the key\n{}",
+        text(&output)
+    );
+    let out = tree(&s.out());
+    assert_eq!(
+        out.keys().collect::<Vec<_>>(),
+        ["good.conf"],
+        "{}",
+        text(&output)
+    );
+    assert_eq!(out["good.conf"], b"ok 1\n");
+}

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use crate::common::{
     clean_command, confd_bin, copy_confdir, copy_exe, env_list, integration_dir, mode, text, tree,
+    write_script,
 };
 
 /// A copy of the integration confdir with empty `out/go` and `out/jinja`.
@@ -246,6 +249,98 @@ fn external_plugin_overriding_a_builtin_warns() {
     run.assert_expected(&output);
     assert!(
         !String::from_utf8_lossy(&output.stderr).contains("overrides"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// A `confd-database-env` in the current directory that another user owns, or that anyone may
+/// write, is not run (it would run as root in place of the builtin); the builtin renders and the
+/// warning names the file and why.
+#[test]
+fn hijack_files_in_the_current_directory_are_skipped_and_the_builtin_runs() {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("not root: the file owned by another user is not tested (only mode 0777)");
+    }
+    for how in ["mode 0777", "owned by nobody"] {
+        if how == "owned by nobody" && !root {
+            continue;
+        }
+        let run = Run::new();
+        let marker = run.path().join("hijacked");
+        let hijack = run.path().join("confd-database-env");
+        write_script(
+            &hijack,
+            &format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+        );
+        let reason = if how == "mode 0777" {
+            std::fs::set_permissions(&hijack, std::fs::Permissions::from_mode(0o777))
+                .expect("chmod");
+            "it is writable by group or others (mode 0777)"
+        } else {
+            std::os::unix::fs::chown(&hijack, Some(65534), None).expect("chown to nobody");
+            "it is owned by uid 65534, neither root nor the user running confd (uid 0)"
+        };
+        let output = run
+            .env_command(&run.private_confd(), "env")
+            .output()
+            .expect("run");
+        run.assert_expected(&output);
+        assert!(
+            !marker.exists(),
+            "{how}: the file was run\n{}",
+            text(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "not using the plugin {}: {reason}",
+                hijack.display()
+            )),
+            "{how}: the warning names the file and why\n{}",
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn plugin_dirs_are_searched_and_the_current_directory_can_be_left_out() {
+    let run = Run::new();
+    let plugins = run.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    copy_exe(&plugin_bin("env"), &plugins.join("confd-database-env-test"));
+    let output = run
+        .env_command(&run.private_confd(), "env-test")
+        .args(["--plugin-dir", "plugins"])
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+
+    let run = Run::new();
+    let plugins = run.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    copy_exe(&plugin_bin("env"), &plugins.join("confd-database-env-test"));
+    let output = run
+        .env_command(&run.private_confd(), "env-test")
+        .env("CONFD_PLUGIN_DIR", &plugins)
+        .output()
+        .expect("run");
+    run.assert_expected(&output);
+
+    let run = Run::new();
+    copy_exe(
+        &plugin_bin("env"),
+        &run.path().join("confd-database-env-test"),
+    );
+    let output = run
+        .env_command(&run.private_confd(), "env-test")
+        .arg("--no-cwd-plugins")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown backend \"env-test\""),
         "{}",
         text(&output)
     );

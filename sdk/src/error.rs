@@ -25,6 +25,9 @@ pub enum ErrorKind {
     NotConfigured,
     /// Access denied by the store (gRPC `PermissionDenied`/`Unauthenticated`).
     PermissionDenied,
+    /// The store holds something confd cannot use as text: a key or value
+    /// that is not UTF-8 (gRPC `DataLoss`). See [`crate::text`].
+    InvalidData,
     /// The plugin process died or broke the protocol (host side only).
     PluginFailed,
     /// Anything else (gRPC `Internal`/`Unknown`).
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Unimplemented => "not implemented",
             ErrorKind::NotConfigured => "not configured",
             ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::InvalidData => "invalid data",
             ErrorKind::PluginFailed => "plugin failed",
             ErrorKind::Internal => "internal error",
         }
@@ -58,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Unimplemented => tonic::Code::Unimplemented,
             ErrorKind::NotConfigured => tonic::Code::FailedPrecondition,
             ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorKind::InvalidData => tonic::Code::DataLoss,
             ErrorKind::PluginFailed => tonic::Code::Aborted,
             ErrorKind::Internal => tonic::Code::Internal,
         }
@@ -75,6 +80,7 @@ impl ErrorKind {
             tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
                 ErrorKind::PermissionDenied
             }
+            tonic::Code::DataLoss => ErrorKind::InvalidData,
             tonic::Code::Aborted => ErrorKind::PluginFailed,
             _ => ErrorKind::Internal,
         }
@@ -109,6 +115,9 @@ impl Error {
     }
     pub fn not_configured(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::NotConfigured, message)
+    }
+    pub fn invalid_data(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidData, message)
     }
     pub fn internal(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Internal, message)
@@ -162,6 +171,7 @@ mod tests {
             ErrorKind::Unimplemented,
             ErrorKind::NotConfigured,
             ErrorKind::PermissionDenied,
+            ErrorKind::InvalidData,
             ErrorKind::PluginFailed,
             ErrorKind::Internal,
         ] {

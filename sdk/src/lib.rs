@@ -47,6 +47,7 @@ mod proto;
 mod serve;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod text;
 mod values;
 
 pub use async_trait::async_trait;

@@ -220,10 +220,13 @@ async fn keep_stage_file_keeps_it() {
     assert_eq!(once(&c, &db, &opts).await, summary(1, 0, 0));
     let listing = c.listing();
     assert_eq!(listing.len(), 2, "{listing:?}");
-    assert!(listing[0].starts_with(".app.conf."), "{listing:?}");
+    assert!(listing[0].starts_with(".confd-app.conf."), "{listing:?}");
     let stage = c.out().join(&listing[0]);
-    assert_eq!(fs::read_to_string(stage).expect("stage"), "name=demo\n");
+    assert_eq!(fs::read_to_string(&stage).expect("stage"), "name=demo\n");
     assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+    // A kept stage file lasts until the next run loads its resources.
+    confd_core::load_resources(&opts).expect("resources load");
+    assert_eq!(c.listing(), ["app.conf"]);
 }
 
 #[tokio::test]

@@ -320,3 +320,190 @@ fn every_host_setting_is_readable() {
     }
     assert_eq!(s.host_value("no_such_setting"), None);
 }
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .expect("chmod");
+}
+
+fn reasons(reg: &Registry) -> Vec<(String, String)> {
+    reg.skipped()
+        .iter()
+        .map(|s| {
+            let name = s.path.file_name().expect("a file name");
+            (name.to_string_lossy().into_owned(), s.reason.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn files_writable_by_others_are_skipped_saying_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    chmod(&touch(dir.path(), "confd-database-etcd"), 0o777);
+    chmod(&touch(dir.path(), "confd-database-group"), 0o775);
+    let fine = touch(dir.path(), "confd-database-fine");
+    chmod(&fine, 0o700);
+    let reg = Registry::discover_in([dir.path()]);
+    let entries = reg.entries();
+    assert_eq!(
+        entries["etcd"],
+        Source::Builtin("etcd"),
+        "the builtin stays"
+    );
+    assert!(!entries.contains_key("group"));
+    assert_eq!(entries["fine"], Source::File(fine));
+    assert_eq!(
+        reasons(&reg),
+        [
+            (
+                "confd-database-etcd".to_string(),
+                "it is writable by group or others (mode 0777)".to_string()
+            ),
+            (
+                "confd-database-group".to_string(),
+                "it is writable by group or others (mode 0775)".to_string()
+            ),
+        ]
+    );
+    let text = reg.skipped()[0].to_string();
+    assert!(
+        text.starts_with(&format!(
+            "not using the plugin {}: it is writable",
+            dir.path().join("confd-database-etcd").display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn files_owned_by_another_user_are_skipped_saying_why() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot give a file to another user; this check is skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let theirs = touch(dir.path(), "confd-database-redis");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown to nobody");
+    // A link of theirs to a file of ours: the link itself is the problem.
+    let ours = touch(dir.path(), "real-plugin");
+    let link = dir.path().join("confd-database-linked");
+    std::os::unix::fs::symlink(&ours, &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(65534), None).expect("lchown to nobody");
+    let reg = Registry::discover_in([dir.path()]);
+    assert_eq!(reg.entries()["redis"], Source::Builtin("redis"));
+    assert!(!reg.entries().contains_key("linked"));
+    assert_eq!(
+        reasons(&reg),
+        [
+            (
+                "confd-database-linked".to_string(),
+                "it is a symbolic link owned by uid 65534, neither root nor the user running \
+                 confd (uid 0)"
+                    .to_string()
+            ),
+            (
+                "confd-database-redis".to_string(),
+                "it is owned by uid 65534, neither root nor the user running confd (uid 0)"
+                    .to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn symlinks_are_judged_by_their_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let good = touch(bin.path(), "good");
+    let loose = touch(bin.path(), "loose");
+    chmod(&loose, 0o757);
+    std::os::unix::fs::symlink(&good, dir.path().join("confd-database-good")).expect("link");
+    std::os::unix::fs::symlink(&loose, dir.path().join("confd-database-loose")).expect("link");
+    let reg = Registry::discover_in([dir.path()]);
+    assert_eq!(
+        reg.entries()["good"],
+        Source::File(dir.path().join("confd-database-good"))
+    );
+    assert!(!reg.entries().contains_key("loose"));
+    assert_eq!(
+        reasons(&reg),
+        [(
+            "confd-database-loose".to_string(),
+            "the file it links to is writable by group or others (mode 0757)".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_directory_writable_by_others_skips_its_plugins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    touch(dir.path(), "confd-database-mine");
+    chmod(dir.path(), 0o1777);
+    let reg = Registry::discover_in([dir.path()]);
+    assert!(!reg.entries().contains_key("mine"));
+    assert_eq!(
+        reasons(&reg),
+        [(
+            "confd-database-mine".to_string(),
+            format!(
+                "its directory {} is writable by group or others (mode 1777)",
+                dir.path().display()
+            )
+        )]
+    );
+}
+
+#[test]
+fn discovery_order_exe_then_cwd_then_plugin_dirs_first_given_wins() {
+    let d = |p: &str| PathBuf::from(p);
+    let discovery = Discovery {
+        plugin_dirs: vec![d("/first"), d("/second")],
+        no_cwd: false,
+    };
+    assert_eq!(
+        discovery.dirs(Some(d("/exe")), Some(d("/cwd"))),
+        [d("/exe"), d("/cwd"), d("/second"), d("/first")],
+        "increasing priority"
+    );
+    let no_cwd = Discovery {
+        no_cwd: true,
+        ..discovery
+    };
+    assert_eq!(
+        no_cwd.dirs(Some(d("/exe")), Some(d("/cwd"))),
+        [d("/exe"), d("/second"), d("/first")]
+    );
+
+    let exe = tempfile::tempdir().expect("tempdir");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    for dir in [&exe, &cwd, &first, &second] {
+        touch(dir.path(), "confd-database-x");
+    }
+    touch(cwd.path(), "confd-database-y");
+    touch(second.path(), "confd-database-y");
+    touch(exe.path(), "confd-database-z");
+    touch(cwd.path(), "confd-database-z");
+    let discovery = Discovery {
+        plugin_dirs: vec![first.path().to_path_buf(), second.path().to_path_buf()],
+        no_cwd: false,
+    };
+    let dirs = discovery.dirs(
+        Some(exe.path().to_path_buf()),
+        Some(cwd.path().to_path_buf()),
+    );
+    let entries = Registry::discover_in(dirs.iter().map(PathBuf::as_path)).entries();
+    assert_eq!(
+        entries["x"],
+        Source::File(first.path().join("confd-database-x"))
+    );
+    assert_eq!(
+        entries["y"],
+        Source::File(second.path().join("confd-database-y"))
+    );
+    assert_eq!(
+        entries["z"],
+        Source::File(cwd.path().join("confd-database-z"))
+    );
+}

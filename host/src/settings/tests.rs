@@ -141,6 +141,12 @@ fn bool_keys() -> Vec<(&'static str, &'static str, &'static str, BoolGetter)> {
         ("--basic-auth", "CONFD_BASIC_AUTH", "basic_auth", |s| {
             s.basic_auth
         }),
+        (
+            "--no-cwd-plugins",
+            "CONFD_NO_CWD_PLUGINS",
+            "no_cwd_plugins",
+            |s| s.no_cwd_plugins,
+        ),
     ]
 }
 
@@ -217,6 +223,35 @@ fn list_keys_follow_flag_env_file_default() {
     assert_eq!(s.files, ["single.yaml"]);
     let s = resolve_with(&[], &[], "");
     assert!(s.nodes.is_empty() && s.files.is_empty());
+}
+
+#[test]
+fn plugin_dirs_follow_flag_env_file_default() {
+    let dirs = |s: Settings| -> Vec<String> {
+        s.plugin_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let toml = "plugin_dir = [\"/f1\", \"/f2\"]";
+    assert_eq!(
+        dirs(resolve_with(
+            &["--plugin-dir", "/a", "-plugin-dir=/b"],
+            &[("CONFD_PLUGIN_DIR", "/e1,/e2")],
+            toml
+        )),
+        ["/a", "/b"]
+    );
+    assert_eq!(
+        dirs(resolve_with(&[], &[("CONFD_PLUGIN_DIR", "/e1, /e2")], toml)),
+        ["/e1", "/e2"]
+    );
+    assert_eq!(dirs(resolve_with(&[], &[], toml)), ["/f1", "/f2"]);
+    assert_eq!(
+        dirs(resolve_with(&[], &[], "plugin-dir = \"/one\"")),
+        ["/one"]
+    );
+    assert!(dirs(resolve_with(&[], &[], "")).is_empty());
 }
 
 #[test]

@@ -176,9 +176,15 @@ impl ConsulEmulator {
 
     /// Writes a key directly (no HTTP), bumping the index like a PUT.
     pub fn put(&self, key: &str, value: &str) {
+        self.put_bytes(key, value.as_bytes());
+    }
+
+    /// [`Self::put`] with any bytes as the value (Consul stores bytes; the API sends them as
+    /// base64), e.g. bytes that are not UTF-8.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) {
         self.shared
             .kv()
-            .put(key.trim_start_matches('/'), value.as_bytes().to_vec(), 0);
+            .put(key.trim_start_matches('/'), value.to_vec(), 0);
         self.shared.notify();
     }
 

@@ -8,10 +8,19 @@ use std::time::Duration;
 
 use crate::process::{free_port, kill, log_tail, require_binary, tcp_exchange, wait_ready};
 
+/// How to start an [`EtcdServer`].
+#[derive(Debug, Clone, Default)]
+pub struct EtcdOptions {
+    /// `--max-request-bytes`: the largest request (e.g. one put) etcd accepts; etcd's default is
+    /// 1.5 MiB.
+    pub max_request_bytes: Option<u64>,
+}
+
 /// One single-member etcd cluster on 127.0.0.1.
 #[derive(Debug)]
 pub struct EtcdServer {
     binary: PathBuf,
+    options: EtcdOptions,
     data: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
@@ -25,22 +34,34 @@ impl EtcdServer {
     /// notice) when etcd is not installed outside CI; panics under CI or when
     /// the server does not come up.
     pub fn start() -> Option<EtcdServer> {
-        EtcdServer::launch(None)
+        EtcdServer::launch(None, EtcdOptions::default())
+    }
+
+    /// [`Self::start`] with non-default server settings.
+    pub fn start_with(options: EtcdOptions) -> Option<EtcdServer> {
+        EtcdServer::launch(None, options)
     }
 
     /// Starts etcd serving TLS on the client port with the given server
     /// certificate, requiring client certificates signed by `certs.ca()`.
     pub fn start_tls(certs: &crate::TestCertificates) -> Option<EtcdServer> {
-        EtcdServer::launch(Some((certs.server_cert(), certs.server_key(), certs.ca())))
+        EtcdServer::launch(
+            Some((certs.server_cert(), certs.server_key(), certs.ca())),
+            EtcdOptions::default(),
+        )
     }
 
-    fn launch(tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Option<EtcdServer> {
+    fn launch(
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        options: EtcdOptions,
+    ) -> Option<EtcdServer> {
         let binary = require_binary("etcd", "etcd-server")?;
         let mut last_error = String::new();
         // A freed port may be taken again before etcd binds it: retry.
         for _ in 0..5 {
             let mut server = EtcdServer {
                 binary: binary.clone(),
+                options: options.clone(),
                 data: tempfile::tempdir().expect("creating a temp dir for etcd"),
                 client_port: free_port(),
                 peer_port: free_port(),
@@ -94,6 +115,9 @@ impl EtcdServer {
                 .arg(format!("--key-file={}", key.display()))
                 .arg(format!("--trusted-ca-file={}", ca.display()))
                 .arg("--client-cert-auth");
+        }
+        if let Some(bytes) = self.options.max_request_bytes {
+            command.arg(format!("--max-request-bytes={bytes}"));
         }
         let mut child = command
             .arg("--name=test")

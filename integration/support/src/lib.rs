@@ -18,7 +18,7 @@ mod tls;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdOptions, EtcdServer};
 pub use process::{free_port, require_binary};
 pub use redis::{RedisOptions, RedisServer};
 pub use tls::TestCertificates;

@@ -294,7 +294,7 @@ impl Agent {
                                     self.node, pair.key
                                 ))
                             })?;
-                        String::from_utf8_lossy(&bytes).into_owned()
+                        confd_sdk::text::value_string(NAME, &path, bytes)?
                     }
                 };
                 values.insert(path, value);

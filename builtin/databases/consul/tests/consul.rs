@@ -239,3 +239,29 @@ async fn acl_token_is_sent() {
         "watches carry the token too"
     );
 }
+
+/// The one rule for bytes that are not UTF-8: the read fails naming the backend and the key,
+/// and keys without bad bytes still read.
+#[tokio::test]
+async fn a_value_that_is_not_utf8_fails_naming_its_key() {
+    let emulator = ConsulEmulator::start();
+    emulator.put("app/name", "shop");
+    emulator.put_bytes("app/blob", b"ab\xffcd");
+    let consul = backend(&emulator.address(), &[]).await;
+    let err = consul
+        .get_values(&keys(&["/app"]))
+        .await
+        .expect_err("a value that is not UTF-8 fails the read");
+    assert_eq!(err.kind(), ErrorKind::InvalidData);
+    assert_eq!(
+        err.message(),
+        "consul: the value of key \"/app/blob\" is not UTF-8 text (byte 0xff at offset 2)"
+    );
+    assert_eq!(
+        consul
+            .get_values(&keys(&["/app/name"]))
+            .await
+            .expect("read"),
+        map(&[("/app/name", "shop")])
+    );
+}

@@ -19,6 +19,12 @@
 //! `APP_db_host`), the smallest name in byte order wins, which is the
 //! canonical upper-case spelling when there is one.
 //!
+//! # Bytes that are not UTF-8
+//!
+//! A variable whose name is not UTF-8 cannot be asked for by any key and is
+//! skipped. A value that is not UTF-8 fails the read with an error naming the
+//! backend and the key (`confd_sdk::text`), never a silent U+FFFD.
+//!
 //! # Settings
 //!
 //! None. `configure` accepts an empty map and rejects any key.
@@ -82,9 +88,8 @@ impl Entry {
         // Checked when the entry was made: names that are not UTF-8 are skipped.
         std::str::from_utf8(&self.text[..self.name_len]).unwrap_or_default()
     }
-    fn value(&self) -> String {
-        let value = self.text.get(self.name_len + 1..).unwrap_or_default();
-        String::from_utf8_lossy(value).into_owned()
+    fn value(&self) -> &[u8] {
+        self.text.get(self.name_len + 1..).unwrap_or_default()
     }
 }
 
@@ -243,7 +248,7 @@ impl Database for EnvDatabase {
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
-        Ok(lookup(self.vars(), keys))
+        lookup(self.vars(), keys)
     }
 
     async fn watch_prefix(
@@ -260,8 +265,9 @@ impl Database for EnvDatabase {
     }
 }
 
-/// Selects the variables the keys ask for and maps them to store keys.
-fn lookup(vars: &Vars, keys: &[String]) -> BTreeMap<String, String> {
+/// Selects the variables the keys ask for and maps them to store keys. A value that is not
+/// UTF-8 fails the read naming its key (`confd_sdk::text`).
+fn lookup(vars: &Vars, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
     let mut hits = Vec::new();
     for key in keys {
         vars.matching(&key_to_name(key), &mut hits);
@@ -273,10 +279,14 @@ fn lookup(vars: &Vars, keys: &[String]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for i in hits {
         let entry = &vars.0[i];
-        out.entry(name_to_key(entry.name()))
-            .or_insert_with(|| entry.value());
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            out.entry(name_to_key(entry.name()))
+        {
+            let value = confd_sdk::text::value(NAME, slot.key(), entry.value())?;
+            slot.insert(value.to_string());
+        }
     }
-    out
+    Ok(out)
 }
 
 /// `/database/host` → `DATABASE_HOST`. The key is normalised first: a
@@ -321,7 +331,9 @@ mod tests {
         db.configure(Config::new())
             .await
             .expect("empty settings are fine");
-        db.get_values(&keys(wanted)).await.expect("env never fails")
+        db.get_values(&keys(wanted))
+            .await
+            .expect("UTF-8 values read")
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -479,7 +491,7 @@ mod tests {
             let got = db
                 .get_values(&keys(&[&format!("/r{r}")]))
                 .await
-                .expect("env never fails");
+                .expect("UTF-8 values read");
             let expected: BTreeMap<String, String> = (0..5)
                 .map(|k| (format!("/r{r}/k{k}"), format!("{r}-{k}")))
                 .collect();
@@ -522,7 +534,10 @@ mod tests {
         let got: Vec<(String, String)> = Vars::process()
             .0
             .iter()
-            .map(|e| (e.name().to_string(), e.value()))
+            .map(|e| {
+                let value = String::from_utf8_lossy(e.value()).into_owned();
+                (e.name().to_string(), value)
+            })
             .collect();
         assert_eq!(got, expected);
     }
@@ -534,7 +549,54 @@ mod tests {
         let got = database()
             .get_values(&keys(&["/path"]))
             .await
-            .expect("env never fails");
+            .expect("UTF-8 values read");
         assert_eq!(got.get("/path"), Some(&path));
+    }
+
+    /// Set in the child process of `a_value_that_is_not_utf8_fails_naming_its_key`.
+    const CHILD: &str = "CONFD_ENV_TEST_BAD_BYTES_CHILD";
+
+    /// A value that is not UTF-8 can only come from the real process environment, so the check
+    /// runs in a child of this test binary started with such a variable.
+    #[test]
+    fn a_value_that_is_not_utf8_fails_naming_its_key() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let exe = std::env::current_exe().expect("test binary path");
+        let output = std::process::Command::new(exe)
+            .args(["--exact", "tests::child_reads_a_bad_value", "--nocapture"])
+            .env(CHILD, "1")
+            .env("BADBYTES_BLOB", std::ffi::OsStr::from_bytes(b"ab\xffcd"))
+            .env("BADBYTES_FINE", "ok")
+            .output()
+            .expect("run the child test");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[tokio::test]
+    async fn child_reads_a_bad_value() {
+        if std::env::var_os(CHILD).is_none() {
+            // Only meaningful in the child (see above).
+            return;
+        }
+        let db = database();
+        let err = db
+            .get_values(&keys(&["/badbytes"]))
+            .await
+            .expect_err("a value that is not UTF-8 fails the read");
+        assert_eq!(err.kind(), confd_sdk::ErrorKind::InvalidData);
+        assert_eq!(
+            err.message(),
+            "env: the value of key \"/badbytes/blob\" is not UTF-8 text (byte 0xff at offset 2)"
+        );
+        let fine = db
+            .get_values(&keys(&["/badbytes/fine"]))
+            .await
+            .expect("a key without bad bytes still reads");
+        assert_eq!(fine, map(&[("/badbytes/fine", "ok")]));
     }
 }

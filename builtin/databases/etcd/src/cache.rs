@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use confd_sdk::Error;
 use confd_sdk::keys::is_under;
 use etcd_client::{EventType, WatchStream};
 use tokio::task::AbortHandle;
@@ -101,7 +102,7 @@ impl Caches {
         &self,
         prefix: String,
         revision: u64,
-        values: BTreeMap<String, String>,
+        values: BTreeMap<Vec<u8>, Vec<u8>>,
         stream: WatchStream,
         nodes: String,
     ) -> Arc<PrefixCache> {
@@ -139,9 +140,11 @@ struct Data {
     revision: u64,
     /// Changes after this revision are all in `log`.
     log_floor: u64,
-    /// (mod revision, key) of every put and delete after `log_floor`.
+    /// (mod revision, key) of every put and delete after `log_floor`; a key that is not UTF-8
+    /// is logged with its bad bytes replaced (the log only decides whom to wake).
     log: VecDeque<(u64, String)>,
-    values: BTreeMap<String, String>,
+    /// Keys and values as etcd holds them; [`PrefixCache::read`] decodes them.
+    values: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl PrefixCache {
@@ -166,26 +169,36 @@ impl PrefixCache {
         data.live.then_some(data.revision)
     }
 
-    /// Every value under `keys` at one revision; `None` when the copy died.
-    pub(crate) fn read(&self, keys: &[String]) -> Option<BTreeMap<String, String>> {
+    /// Every value under `keys` at one revision; `None` when the copy died. A key or value
+    /// that is not UTF-8 fails the read (see `confd_sdk::text`).
+    pub(crate) fn read(&self, keys: &[String]) -> Option<Result<BTreeMap<String, String>, Error>> {
         let data = lock(&self.data);
         if !data.live {
             return None;
         }
         let mut out = BTreeMap::new();
         for requested in keys {
-            let base = requested.trim_end_matches('/');
+            let base = requested.trim_end_matches('/').as_bytes();
             for (key, value) in data
                 .values
-                .range::<str, _>((std::ops::Bound::Included(base), std::ops::Bound::Unbounded))
+                .range::<[u8], _>((std::ops::Bound::Included(base), std::ops::Bound::Unbounded))
                 .take_while(|(key, _)| key.starts_with(base))
             {
-                if is_under(key, requested) {
-                    out.insert(key.clone(), value.clone());
+                let decoded = crate::key_under(key, requested).and_then(|key| match key {
+                    Some(key) => confd_sdk::text::value(crate::NAME, key, value)
+                        .map(|value| Some((key.to_string(), value.to_string()))),
+                    None => Ok(None),
+                });
+                match decoded {
+                    Ok(Some((key, value))) => {
+                        out.insert(key, value);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
                 }
             }
         }
-        Some(out)
+        Some(Ok(out))
     }
 
     /// Waits until something under `keys` changes after `index` and returns
@@ -260,18 +273,17 @@ async fn feed(cache: Arc<PrefixCache>, mut stream: WatchStream, nodes: String) {
             // the state at one revision.
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
                 let revision = u64::try_from(kv.mod_revision()).unwrap_or(0);
                 match event.event_type() {
                     EventType::Put => {
-                        let value = String::from_utf8_lossy(kv.value()).into_owned();
-                        data.values.insert(key.clone(), value);
+                        data.values.insert(kv.key().to_vec(), kv.value().to_vec());
                     }
                     EventType::Delete => {
-                        data.values.remove(&key);
+                        data.values.remove(kv.key());
                     }
                 }
                 data.revision = data.revision.max(revision);
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
                 data.log.push_back((revision, key));
             }
             while data.log.len() > LOG_CAPACITY {
@@ -310,7 +322,7 @@ mod tests {
                 log: VecDeque::new(),
                 values: values
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                     .collect(),
             }),
             changed,
@@ -333,11 +345,42 @@ mod tests {
                 ("/appx", "3"),
             ],
         );
-        let all = c.read(&keys(&["/app"])).expect("live");
+        let all = c.read(&keys(&["/app"])).expect("live").expect("UTF-8");
         assert_eq!(all.len(), 3, "{all:?}");
         assert!(!all.contains_key("/appx"));
-        let sub = c.read(&keys(&["/app/b/", "/app/missing"])).expect("live");
+        let sub = c
+            .read(&keys(&["/app/b/", "/app/missing"]))
+            .expect("live")
+            .expect("UTF-8");
         assert_eq!(sub.keys().collect::<Vec<_>>(), ["/app/b/c"]);
+    }
+
+    /// The one rule for bytes that are not UTF-8 holds for reads served from the copy too.
+    #[test]
+    fn reads_of_bytes_that_are_not_utf8_fail_naming_the_key() {
+        let c = cache("/b", 3, &[("/b/ok", "1")]);
+        {
+            let mut data = lock(&c.data);
+            data.values.insert(b"/b/v/blob".to_vec(), b"x\xff".to_vec());
+            data.values.insert(b"/b/k/\xff".to_vec(), b"1".to_vec());
+            data.values.insert(b"/b/okay\xff".to_vec(), b"1".to_vec());
+        }
+        let read_err = |k: &str| {
+            let err = c.read(&keys(&[k])).expect("live").expect_err("not UTF-8");
+            assert_eq!(err.kind(), confd_sdk::ErrorKind::InvalidData);
+            err.message().to_string()
+        };
+        assert_eq!(
+            read_err("/b/v"),
+            "etcd: the value of key \"/b/v/blob\" is not UTF-8 text (byte 0xff at offset 1)"
+        );
+        assert_eq!(
+            read_err("/b/k"),
+            "etcd: key \"/b/k/\\xff\" is not UTF-8 text (byte 0xff at offset 5)"
+        );
+        // `/b/okay\xff` shares the string prefix `/b/ok` but lies outside the path: skipped.
+        let ok = c.read(&keys(&["/b/ok"])).expect("live").expect("UTF-8");
+        assert_eq!(ok.keys().collect::<Vec<_>>(), ["/b/ok"]);
     }
 
     #[test]
@@ -385,6 +428,6 @@ mod tests {
         assert_eq!(c.wait(&keys(&["/w/app"]), 13).await, None);
         c.die("test");
         assert_eq!(c.wait(&keys(&["/w/app"]), 12).await, None);
-        assert_eq!(c.read(&keys(&["/w"])), None);
+        assert!(c.read(&keys(&["/w"])).is_none());
     }
 }

@@ -25,8 +25,8 @@ use confd_sdk::{
     Config, Configured, Database, DatabaseInfo, Descriptor, Error, ErrorKind, Setting, SrvNodes,
 };
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, WatchClient, WatchOptions,
 };
 use tokio::sync::Mutex;
 
@@ -38,6 +38,11 @@ pub const MAX_OPS_PER_TXN: usize = 128;
 /// A prefix holding more keys than this is not copied into memory: its
 /// reads and watches go to etcd as outside watch mode.
 pub const MAX_CACHED_KEYS: usize = 100_000;
+
+/// The largest answer accepted from etcd: what etcd's own Go client accepts (clientv3's default
+/// `MaxCallRecvMsgSize` is `math.MaxInt32`), since etcd itself bounds answers only by that. The
+/// gRPC default of 4 MiB failed a 10 MB value, or a prefix of 60 values of 100 KB.
+pub const MAX_RESPONSE_BYTES: usize = 0x7fff_ffff;
 
 /// How long a prefix found too big to copy is left alone before trying again.
 const TOO_BIG_RETRY: Duration = Duration::from_secs(600);
@@ -108,6 +113,30 @@ impl Etcd {
     /// distinct watched prefix).
     pub fn open_watches(&self) -> usize {
         self.connection().map_or(0, |c| c.caches.live())
+    }
+}
+
+/// The key-value API of `client`, taking answers up to [`MAX_RESPONSE_BYTES`].
+fn kv(client: &Client) -> KvClient {
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// The watch API of `client`, taking answers up to [`MAX_RESPONSE_BYTES`].
+fn watcher(client: &Client) -> WatchClient {
+    client
+        .watch_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// A store key as text, when it lies under `requested` (a key that does not is skipped, even
+/// when it is not UTF-8: nobody asked for it).
+fn key_under<'a>(key: &'a [u8], requested: &str) -> Result<Option<&'a str>, Error> {
+    match confd_sdk::text::key(NAME, key) {
+        Ok(text) => Ok(is_under(text, requested).then_some(text)),
+        Err(e) if is_under(&String::from_utf8_lossy(key), requested) => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
@@ -259,10 +288,10 @@ impl Connection {
     /// keeps the copy current: nothing between the read and the watch is lost.
     async fn start_cache(&self, prefix: &str) -> Result<Arc<PrefixCache>, (Error, Duration)> {
         let retry = |e| (e, cache::RETRY_AFTER);
-        let mut client = self.client().await.map_err(retry)?;
+        let client = self.client().await.map_err(retry)?;
         let limit = i64::try_from(MAX_CACHED_KEYS + 1).unwrap_or(i64::MAX);
         let response = self
-            .deadline(client.get(
+            .deadline(kv(&client).get(
                 prefix,
                 Some(GetOptions::new().with_prefix().with_limit(limit)),
             ))
@@ -276,20 +305,16 @@ impl Connection {
         }
         let revision = response.header().map_or(0, |h| h.revision());
         let revision = u64::try_from(revision).unwrap_or(0).max(1);
-        let values: BTreeMap<String, String> = response
+        // Bytes as stored: a read decodes them (and fails on any that are not UTF-8).
+        let values: BTreeMap<Vec<u8>, Vec<u8>> = response
             .kvs()
             .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                )
-            })
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
             .collect();
         let start = i64::try_from(revision + 1).unwrap_or(i64::MAX);
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let stream = self
-            .deadline(client.watch(prefix, Some(options)))
+            .deadline(watcher(&client).watch(prefix, Some(options)))
             .await
             .map_err(retry)?;
         Ok(self
@@ -306,7 +331,7 @@ impl Connection {
                 keys.len(),
                 cache.prefix()
             );
-            return Ok(values);
+            return values;
         }
         let client = self.client().await?;
         let mut values = BTreeMap::new();
@@ -322,8 +347,9 @@ impl Connection {
                     )
                 })
                 .collect();
-            let mut kv = client.kv_client();
-            let response = self.deadline(kv.txn(Txn::new().and_then(ops))).await?;
+            let response = self
+                .deadline(kv(&client).txn(Txn::new().and_then(ops)))
+                .await?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
@@ -332,12 +358,9 @@ impl Connection {
                     continue;
                 };
                 for kv in get.kvs() {
-                    let key = String::from_utf8_lossy(kv.key());
-                    if is_under(&key, requested) {
-                        values.insert(
-                            key.into_owned(),
-                            String::from_utf8_lossy(kv.value()).into_owned(),
-                        );
+                    if let Some(key) = key_under(kv.key(), requested)? {
+                        let value = confd_sdk::text::value(NAME, key, kv.value())?;
+                        values.insert(key.to_string(), value.to_string());
                     }
                 }
             }
@@ -346,20 +369,20 @@ impl Connection {
     }
 
     async fn current_revision(&self, key: &str) -> Result<u64, Error> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let response = self
-            .deadline(client.get(key, Some(GetOptions::new().with_prefix().with_count_only())))
+            .deadline(kv(&client).get(key, Some(GetOptions::new().with_prefix().with_count_only())))
             .await?;
         let revision = response.header().map_or(1, |h| h.revision());
         Ok(u64::try_from(revision).unwrap_or(1).max(1))
     }
 
     async fn watch(&self, keys: &[String], wait_index: u64) -> Result<u64, Error> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let start = i64::try_from(wait_index.saturating_add(1)).unwrap_or(i64::MAX);
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let mut stream = self
-            .deadline(client.watch(common_prefix(keys), Some(options)))
+            .deadline(watcher(&client).watch(common_prefix(keys), Some(options)))
             .await?;
         loop {
             let message = match stream.message().await {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use confd_builtin_etcd::Etcd;
 use confd_sdk::{Database, ErrorKind};
-use confd_test_support::EtcdServer;
+use confd_test_support::{EtcdOptions, EtcdServer};
 use etcd_client::Client;
 
 fn settings(server: &EtcdServer, extra: &[(&str, &str)]) -> HashMap<String, String> {
@@ -526,4 +526,136 @@ async fn a_broken_watch_falls_back_to_etcd_then_is_rebuilt() {
 /// After a failed attempt to build a copy, etcd is asked directly for a while.
 fn cache_retry() -> Duration {
     Duration::from_millis(1100)
+}
+
+/// etcd answers up to 2 GiB; the gRPC default limit of 4 MiB failed a 10 MB value and a prefix
+/// of 60 values of 100 KB (`decoded message length too large`), in one-shot reads, in the
+/// watch-fed copy and in the watch events that bring such values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_and_prefixes_beyond_four_mib_read_whole() {
+    let Some(server) = EtcdServer::start_with(EtcdOptions {
+        max_request_bytes: Some(32 * 1024 * 1024),
+    }) else {
+        return;
+    };
+    let big = "b".repeat(10 * 1000 * 1000);
+    let part = "p".repeat(100 * 1000);
+    let mut pairs = vec![("/big/one".to_string(), big.clone())];
+    pairs.extend((0..60).map(|i| (format!("/big/many/k{i:02}"), part.clone())));
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    put_all(&server, &borrowed).await;
+    let etcd = backend(&server, &[("dialTimeout", "20s")]).await;
+    let check = |values: &BTreeMap<String, String>, one: &str| {
+        assert_eq!(values.len(), 61);
+        assert_eq!(values["/big/one"].len(), one.len());
+        assert!(values["/big/one"] == one, "the 10 MB value arrives whole");
+        assert!(
+            values
+                .iter()
+                .filter(|(k, _)| k.starts_with("/big/many/"))
+                .all(|(_, v)| *v == part)
+        );
+    };
+
+    // One-shot: the reads go to etcd.
+    let watched = keys(&["/big/one", "/big/many"]);
+    check(
+        &etcd.get_values(&watched).await.expect("one-shot read"),
+        &big,
+    );
+
+    // Watch mode: the first watch call copies the whole prefix (a 16 MB range answer), the
+    // reads are served from the copy, and a 10 MB put arrives as one watch event.
+    let index = etcd
+        .watch_prefix("/big", &watched, 0)
+        .await
+        .expect("the copy of /big is built");
+    assert_eq!(etcd.open_watches(), 1, "the copy of /big is live");
+    check(
+        &etcd.get_values(&watched).await.expect("watched read"),
+        &big,
+    );
+    let bigger = "c".repeat(10 * 1000 * 1000);
+    put_all(&server, &[("/big/one", &bigger)]).await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(20),
+        etcd.watch_prefix("/big", &watched, index),
+    )
+    .await
+    .expect("the put wakes the watch")
+    .expect("watch ok");
+    assert!(next > index);
+    assert_eq!(etcd.open_watches(), 1, "the copy survived the large event");
+    check(
+        &etcd.get_values(&watched).await.expect("watched read"),
+        &bigger,
+    );
+}
+
+/// The one rule for bytes that are not UTF-8: a read fails naming the backend and the key, from
+/// etcd and from the watch-fed copy; other keys still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_utf8_fail_naming_the_key() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let mut client = Client::connect([server.endpoint()], None)
+        .await
+        .expect("test client connects");
+    client.put("/u/fine", "yes", None).await.expect("put");
+    client
+        .put("/u/blob", b"ab\xffcd".to_vec(), None)
+        .await
+        .expect("put");
+    client
+        .put(b"/k/\xfe".to_vec(), "1", None)
+        .await
+        .expect("put");
+    let etcd = backend(&server, &[]).await;
+    let value_error =
+        "etcd: the value of key \"/u/blob\" is not UTF-8 text (byte 0xff at offset 2)";
+    let fails = |keys_: Vec<String>| {
+        let etcd = &etcd;
+        async move {
+            let err = etcd
+                .get_values(&keys_)
+                .await
+                .expect_err("bytes that are not UTF-8 fail the read");
+            assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+            err.message().to_string()
+        }
+    };
+    assert_eq!(fails(keys(&["/u"])).await, value_error);
+    assert_eq!(
+        fails(keys(&["/k"])).await,
+        "etcd: key \"/k/\\xfe\" is not UTF-8 text (byte 0xfe at offset 3)"
+    );
+    assert_eq!(
+        etcd.get_values(&keys(&["/u/fine"])).await.expect("read"),
+        map(&[("/u/fine", "yes")])
+    );
+
+    // From the copy a watch keeps, including a value a watch event brought.
+    let watched = keys(&["/u/fine", "/u/blob"]);
+    let index = etcd.watch_prefix("/u", &watched, 0).await.expect("index");
+    assert_eq!(etcd.open_watches(), 1);
+    assert_eq!(fails(watched.clone()).await, value_error);
+    client.put("/u/blob", "mended", None).await.expect("put");
+    let index = next_change(&etcd, "/u", &watched, index).await;
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read"),
+        map(&[("/u/fine", "yes"), ("/u/blob", "mended")])
+    );
+    client
+        .put("/u/blob", b"\xc3".to_vec(), None)
+        .await
+        .expect("put");
+    next_change(&etcd, "/u", &watched, index).await;
+    assert_eq!(
+        fails(watched).await,
+        "etcd: the value of key \"/u/blob\" is not UTF-8 text (byte 0xc3 at offset 0)"
+    );
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use confd_sdk::Error;
 use glob::{MatchOptions, Pattern};
 
+use crate::NAME;
 use crate::parse::{self, Format};
 
 /// Every file read, with its bytes, in reading order.
@@ -202,13 +203,7 @@ fn read_into(
     values: &mut BTreeMap<String, String>,
 ) -> Result<(), Error> {
     let format = Format::for_path(file).map_err(|ext| bad_extension(file, &ext))?;
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::unavailable(format!(
-            "{}: not UTF-8 text (invalid byte at offset {})",
-            file.display(),
-            e.valid_up_to()
-        ))
-    })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| not_utf8(format, file, bytes, &e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     parse::flatten_into(format, text, values).map_err(|e| {
         let at = match (e.line, e.column) {
@@ -217,6 +212,50 @@ fn read_into(
             _ => String::new(),
         };
         Error::unavailable(format!("{}{at}: {}", file.display(), e.message))
+    })
+}
+
+/// The one rule for bytes that are not UTF-8 (`confd_sdk::text`), for a data file: the error
+/// names the backend, the file, the line and, when the file parses with the bad bytes replaced,
+/// the key they belong to.
+fn not_utf8(format: Format, file: &Path, bytes: &[u8], err: &std::str::Utf8Error) -> Error {
+    let at = err.valid_up_to();
+    let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+    let byte = bytes.get(at).copied().unwrap_or_default();
+    let what = match key_of_bad_bytes(format, bytes) {
+        Some((key, true)) => format!("the value of key {key:?} is"),
+        Some((key, false)) => format!("key {key:?} (bad bytes shown as \u{fffd}) is"),
+        None => "the file is".to_string(),
+    };
+    Error::invalid_data(format!(
+        "{NAME}: {} line {line}: {what} not UTF-8 text (byte 0x{byte:02x} at offset {at})",
+        file.display()
+    ))
+}
+
+/// The key (and whether it is its value, not the key itself, that holds them) of the first bad
+/// bytes, found by parsing the file with them replaced by U+FFFD. Only when the file's own text
+/// holds no U+FFFD does one mark a bad byte; otherwise, or when the replaced text does not
+/// parse, `None`.
+fn key_of_bad_bytes(format: Format, bytes: &[u8]) -> Option<(String, bool)> {
+    const MARK: char = '\u{fffd}';
+    if bytes.utf8_chunks().any(|c| c.valid().contains(MARK)) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut values = BTreeMap::new();
+    parse::flatten_into(
+        format,
+        text.strip_prefix('\u{feff}').unwrap_or(&text),
+        &mut values,
+    )
+    .ok()?;
+    values.into_iter().find_map(|(key, value)| {
+        if key.contains(MARK) {
+            Some((key, false))
+        } else {
+            value.contains(MARK).then_some((key, true))
+        }
     })
 }
 

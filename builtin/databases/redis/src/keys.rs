@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use confd_sdk::Error;
+use confd_sdk::{Error, text};
 
-use crate::{Connection, Link};
+use crate::{Connection, Link, NAME};
 
 /// SCAN batch size: large enough to keep round trips few, small enough not
 /// to stall the server.
@@ -78,14 +78,16 @@ pub(crate) async fn read_key(
         .await?;
     match kind.as_str() {
         "string" => {
-            let value: Option<String> = connection
+            let value: Option<Vec<u8>> = connection
                 .deadline(
                     &link.node,
                     redis::cmd("GET").arg(&key).query_async(&mut conn),
                 )
                 .await?;
             if let Some(value) = value {
-                values.insert(clean(&key, sep), value);
+                let path = clean(&key, sep);
+                let value = text::value_string(NAME, &path, value)?;
+                values.insert(path, value);
             }
         }
         "hash" => {
@@ -112,14 +114,18 @@ async fn read_hash(
 ) -> Result<(), Error> {
     let sep = connection.settings.separator.as_str();
     let mut conn = link.manager.clone();
-    let fields: Vec<(String, String)> = connection
+    let fields: Vec<(Vec<u8>, Vec<u8>)> = connection
         .deadline(
             &link.node,
             redis::cmd("HGETALL").arg(key).query_async(&mut conn),
         )
         .await?;
     for (field, value) in fields {
-        values.insert(clean(&format!("{key}/{field}"), sep), value);
+        let mut full = format!("{key}/").into_bytes();
+        full.extend_from_slice(&field);
+        let path = clean(&text::key_string(NAME, full)?, sep);
+        let value = text::value_string(NAME, &path, value)?;
+        values.insert(path, value);
     }
     Ok(())
 }
@@ -130,7 +136,7 @@ async fn scan(connection: &Connection, link: &Link, pattern: &str) -> Result<Vec
     let mut cursor: u64 = 0;
     let mut found = Vec::new();
     loop {
-        let (next, batch): (u64, Vec<String>) = connection
+        let (next, batch): (u64, Vec<Vec<u8>>) = connection
             .deadline(
                 &link.node,
                 redis::cmd("SCAN")
@@ -142,7 +148,9 @@ async fn scan(connection: &Connection, link: &Link, pattern: &str) -> Result<Vec
                     .query_async(&mut conn),
             )
             .await?;
-        found.extend(batch);
+        for key in batch {
+            found.push(text::key_string(NAME, key)?);
+        }
         if next == 0 {
             break;
         }
@@ -186,7 +194,7 @@ async fn read_found(
         for key in &strings {
             gets.cmd("GET").arg(key.as_str());
         }
-        let got: Vec<Option<String>> = connection
+        let got: Vec<Option<Vec<u8>>> = connection
             .deadline(&link.node, gets.query_async(&mut conn))
             .await?;
         for (key, value) in strings.iter().zip(got) {
@@ -194,6 +202,7 @@ async fn read_found(
             if let Some(value) = value {
                 let path = clean(key, sep);
                 if is_under(&path, requested) {
+                    let value = text::value_string(NAME, &path, value)?;
                     values.insert(path, value);
                 }
             }

@@ -54,6 +54,15 @@ async fn run(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
     let _: redis::Value = cmd.query_async(conn).await.expect("command");
 }
 
+/// [`run`] with arguments that need not be UTF-8.
+async fn run_bytes(conn: &mut redis::aio::MultiplexedConnection, args: &[&[u8]]) {
+    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("command names are text"));
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(conn).await.expect("command");
+}
+
 #[tokio::test]
 async fn reads_strings_hashes_prefixes_path_aware() {
     let Some(server) = RedisServer::start() else {
@@ -330,4 +339,53 @@ async fn a_new_backend_does_not_wait_on_an_index_from_an_old_one() {
     .expect("returns at once")
     .expect("watch ok");
     assert!(index > old_index);
+}
+
+/// The one rule for bytes that are not UTF-8: a string, a hash field or a key found under a
+/// prefix fails the read naming the backend and the key (redis used to fail with a type error
+/// naming nothing); keys without bad bytes still read.
+#[tokio::test]
+async fn bytes_that_are_not_utf8_fail_naming_the_key() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut c = client(&server, None).await;
+    run_bytes(&mut c, &[b"SET", b"/app/name", b"shop"]).await;
+    run_bytes(&mut c, &[b"SET", b"/app/blob", b"ab\xffcd"]).await;
+    run_bytes(&mut c, &[b"HSET", b"/hash/conn", b"host", b"h\xfe"]).await;
+    run_bytes(&mut c, &[b"SET", b"/keys/ok", b"1"]).await;
+    run_bytes(&mut c, &[b"SET", b"/keys/k\xff", b"1"]).await;
+    run(&mut c, &["SET", "/fine", "yes"]).await;
+    let redis = backend(&server, &[]).await;
+
+    let message = |keys_: &[&str]| {
+        let redis = &redis;
+        let keys_ = keys(keys_);
+        async move {
+            let err = redis
+                .get_values(&keys_)
+                .await
+                .expect_err("bytes that are not UTF-8 fail the read");
+            assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+            err.message().to_string()
+        }
+    };
+    let direct = "redis: the value of key \"/app/blob\" is not UTF-8 text (byte 0xff at offset 2)";
+    assert_eq!(message(&["/app/blob"]).await, direct);
+    assert_eq!(message(&["/app"]).await, direct);
+    assert_eq!(
+        message(&["/hash/conn"]).await,
+        "redis: the value of key \"/hash/conn/host\" is not UTF-8 text (byte 0xfe at offset 1)"
+    );
+    assert_eq!(
+        message(&["/keys"]).await,
+        "redis: key \"/keys/k\\xff\" is not UTF-8 text (byte 0xff at offset 7)"
+    );
+    assert_eq!(
+        redis
+            .get_values(&keys(&["/fine", "/app/name"]))
+            .await
+            .expect("keys without bad bytes read"),
+        map(&[("/fine", "yes"), ("/app/name", "shop")])
+    );
 }

@@ -263,3 +263,40 @@ fn settling_is_measured_on_the_change_time() {
     );
     assert!(!stamp(-5).settled_before(at), "a change time before 1970");
 }
+
+/// The one rule for bytes that are not UTF-8: the read fails naming the backend, the file, the
+/// line and the key the bytes belong to; never a silent U+FFFD.
+#[test]
+fn bytes_that_are_not_utf8_fail_naming_file_line_and_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let load = |name: &str, bytes: &[u8]| {
+        let path = tmp.path().join(name);
+        fs::write(&path, bytes).expect("write");
+        let err = Cache::default()
+            .load(std::slice::from_ref(&path), &pattern("*"))
+            .expect_err("not UTF-8");
+        assert_eq!(err.kind(), confd_sdk::ErrorKind::InvalidData, "{err}");
+        err.message().replace(&path.display().to_string(), name)
+    };
+    assert_eq!(
+        load("value.yaml", b"app:\n  name: ok\n  blob: \"ab\xffcd\"\n"),
+        "file: value.yaml line 3: the value of key \"/app/blob\" is not UTF-8 text \
+         (byte 0xff at offset 27)"
+    );
+    assert_eq!(
+        load("key.json", b"{\"a\": {\"k\xc3\": \"v\"}}"),
+        "file: key.json line 1: key \"/a/k\u{fffd}\" (bad bytes shown as \u{fffd}) is not UTF-8 \
+         text (byte 0xc3 at offset 9)"
+    );
+    assert_eq!(
+        load("comment.yaml", b"a: 1\n# \xfe\n"),
+        "file: comment.yaml line 2: the file is not UTF-8 text (byte 0xfe at offset 7)"
+    );
+    // Its own U+FFFD makes a replacement ambiguous: the file and line only.
+    let mut own = "a: \u{fffd}\n".as_bytes().to_vec();
+    own.extend_from_slice(b"b: \xff\n");
+    assert_eq!(
+        load("own.yaml", &own),
+        "file: own.yaml line 2: the file is not UTF-8 text (byte 0xff at offset 10)"
+    );
+}
