@@ -22,6 +22,7 @@
 
 mod command;
 mod engine;
+mod format;
 pub mod keys;
 mod options;
 mod resource;
@@ -29,6 +30,7 @@ mod run;
 mod sync;
 
 pub use command::CommandError;
+pub use format::{FormatError, OutputFormat};
 pub use options::RunOptions;
 pub use resource::{LoadError, Resource, ResourceError, load_resources, parse_mode};
 pub use run::{Backends, Summary, WatchError, run_interval, run_once, run_watch};

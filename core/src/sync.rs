@@ -11,6 +11,7 @@ use tempfile::NamedTempFile;
 
 use crate::command::{self, CommandError};
 use crate::engine::Store;
+use crate::format::FormatError;
 use crate::options::RunOptions;
 use crate::resource::Resource;
 
@@ -44,6 +45,13 @@ pub enum SyncError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("rendered {} is {source}; {} left untouched", src, dest.display())]
+    Format {
+        src: String,
+        dest: PathBuf,
+        #[source]
+        source: FormatError,
     },
     #[error("config check failed, {} left untouched: {source}", dest.display())]
     Check {
@@ -99,7 +107,21 @@ async fn render_and_sync(
             src: resource.src().to_string(),
             message: e.to_string(),
         })?;
+    check_format(resource, &content)?;
     sync_content(resource, content.into_bytes(), opts, in_place).await
+}
+
+/// `output_format`: the rendered text must parse before anything is staged, so a failure
+/// leaves neither a stage file nor a changed destination.
+pub(crate) fn check_format(resource: &Resource, content: &str) -> Result<(), SyncError> {
+    match resource.output_format() {
+        Some(format) => format.check(content).map_err(|source| SyncError::Format {
+            src: resource.src().to_string(),
+            dest: resource.dest().to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The metadata a destination must end up with.

@@ -424,3 +424,58 @@ async fn keys_from_the_store_are_cleaned_like_go() {
         );
     }
 }
+
+#[tokio::test]
+async fn output_format_refuses_output_that_does_not_parse_and_keeps_the_old_file() {
+    let c = Confdir::new();
+    c.template("app.json.tmpl", "{\"name\": {{getv \"/app/name\"}}}\n");
+    c.resource(
+        "app.json",
+        "app.json.tmpl",
+        &["/app"],
+        "output_format = \"json\"",
+    );
+    fs::write(c.dest("app.json"), "{\"name\": \"previous\"}\n").expect("pre");
+    // A bare word is not JSON: the template forgot the quotes.
+    let db = MemDb::new(&[("/app/name", "s3cret")]);
+    let resources = load_resources(&c.opts()).expect("resources load");
+    assert_eq!(
+        run_once(&resources, &db.backends(), &c.opts()).await,
+        summary(0, 0, 1)
+    );
+    assert_eq!(
+        c.read("app.json").as_deref(),
+        Some("{\"name\": \"previous\"}\n")
+    );
+    assert_eq!(c.listing(), ["app.json"], "no stage file left");
+
+    // The error carries the parser's line and column and never the rendered text.
+    let store = confd_core::keys::store_values(
+        &[("/app/name".to_string(), "s3cret".to_string())]
+            .into_iter()
+            .collect(),
+        "/",
+    );
+    let err =
+        confd_core::sync_resource(&resources[0], &confd_template::Store::new(store), &c.opts())
+            .await
+            .expect_err("not JSON");
+    let text = err.to_string();
+    assert!(
+        text.contains("not valid JSON at line 1, column 10"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+
+    // Quoted, it parses and replaces the file.
+    c.template("app.json.tmpl", "{\"name\": \"{{getv \"/app/name\"}}\"}\n");
+    let resources = load_resources(&c.opts()).expect("resources load");
+    assert_eq!(
+        run_once(&resources, &db.backends(), &c.opts()).await,
+        summary(1, 0, 0)
+    );
+    assert_eq!(
+        c.read("app.json").as_deref(),
+        Some("{\"name\": \"s3cret\"}\n")
+    );
+}
