@@ -285,6 +285,7 @@ pub fn load_resources(opts: &RunOptions) -> Result<Vec<Resource>, LoadError> {
         }
     }
     if errors.is_empty() {
+        crate::metrics::set_templates_loaded(resources.len());
         Ok(resources)
     } else {
         Err(LoadError { errors })

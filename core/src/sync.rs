@@ -12,6 +12,7 @@ use tempfile::NamedTempFile;
 use crate::command::{self, CommandError};
 use crate::engine::Store;
 use crate::format::FormatError;
+use crate::metrics::{self, CommandKind};
 use crate::options::RunOptions;
 use crate::resource::Resource;
 
@@ -196,7 +197,10 @@ pub async fn sync_content(
             let stage_path = stage.path().to_path_buf();
             let cmd = substitute(check, Some(&stage_path), dest);
             tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
-            match command::run(&cmd, resource.check_cmd_timeout()).await {
+            let started = std::time::Instant::now();
+            let result = command::run(&cmd, resource.check_cmd_timeout()).await;
+            metrics::record_command(CommandKind::Check, dest, started.elapsed(), result.is_ok());
+            match result {
                 Ok(output) => tracing::debug!(
                     "check_cmd for {} passed: {}",
                     dest.display(),
@@ -217,6 +221,8 @@ pub async fn sync_content(
         })
         .await??;
     }
+    // Both paths above replaced the destination.
+    metrics::record_file_sync(dest);
 
     if !opts.sync_only
         && let Some(reload) = resource.reload_cmd()
@@ -224,7 +230,10 @@ pub async fn sync_content(
         {
             let cmd = substitute(reload, None, dest);
             tracing::debug!("Running reload_cmd for {}: {cmd}", dest.display());
-            match command::run(&cmd, resource.reload_cmd_timeout()).await {
+            let started = std::time::Instant::now();
+            let result = command::run(&cmd, resource.reload_cmd_timeout()).await;
+            metrics::record_command(CommandKind::Reload, dest, started.elapsed(), result.is_ok());
+            match result {
                 Ok(output) => tracing::debug!(
                     "reload_cmd for {} done: {}",
                     dest.display(),
@@ -239,7 +248,12 @@ pub async fn sync_content(
             }
         }
     }
-    tracing::info!("Target config {} has been updated", dest.display());
+    tracing::info!(
+        resource = %resource.source_file().display(),
+        dest = %dest.display(),
+        "Target config {} has been updated",
+        dest.display()
+    );
     Ok(Outcome::Updated)
 }
 

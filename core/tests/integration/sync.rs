@@ -479,3 +479,29 @@ async fn output_format_refuses_output_that_does_not_parse_and_keeps_the_old_file
         Some("{\"name\": \"s3cret\"}\n")
     );
 }
+
+#[tokio::test]
+async fn preview_renders_every_resource_names_missing_keys_and_writes_nothing() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.template("db.tmpl", "host={{getv \"/db/host\"}}\n");
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    c.resource("db.conf", "db.tmpl", &["/db", "/db/extra"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let resources = load_resources(&c.opts()).expect("resources load");
+    let previews = confd_core::preview(&resources, &db.backends()).await;
+    assert_eq!(previews.len(), 2);
+    assert_eq!(previews[0].resource.dest(), c.dest("app.conf"));
+    assert_eq!(
+        previews[0].rendered.as_deref().expect("renders"),
+        "name=demo\n"
+    );
+    assert!(previews[0].missing.is_empty());
+    assert_eq!(previews[1].missing, ["/db", "/db/extra"]);
+    let err = previews[1]
+        .rendered
+        .as_ref()
+        .expect_err("getv of a missing key");
+    assert!(err.to_string().contains("/db/host"), "{err}");
+    assert!(c.listing().is_empty(), "nothing written: {:?}", c.listing());
+}
