@@ -3,5 +3,8 @@
 
 pub mod backends;
 pub mod cli;
+pub mod logging;
+pub mod observe;
 pub mod run;
 pub mod settings;
+pub mod validate;
