@@ -249,8 +249,17 @@ fn every_function_is_exercised_in_both_syntaxes() {
     let templates = functions_dir().join("confdir/templates");
     let mut go = String::new();
     let mut jinja = String::new();
-    for entry in std::fs::read_dir(&templates).expect("read templates") {
-        let path = entry.expect("dir entry").path();
+    // The templates and the partials they include (`partials/`).
+    let mut paths = Vec::new();
+    for dir in [templates.clone(), templates.join("partials")] {
+        for entry in std::fs::read_dir(&dir).expect("read templates") {
+            let path = entry.expect("dir entry").path();
+            if path.is_file() {
+                paths.push(path);
+            }
+        }
+    }
+    for path in paths {
         let text = std::fs::read_to_string(&path).expect("read template");
         match path.file_name().and_then(|n| n.to_str()) {
             Some("goonly.conf.tmpl") => {}

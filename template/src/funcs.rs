@@ -7,6 +7,7 @@ use base64::Engine as _;
 use thiserror::Error;
 
 use crate::datetime::DateTime;
+use crate::extra;
 use crate::store::{KvPair, Store};
 use crate::value::{Srv, Val};
 
@@ -15,6 +16,15 @@ use crate::value::{Srv, Val};
 pub struct FuncContext<'a> {
     /// The key store of the render.
     pub store: &'a Store,
+    /// How the engine of the render runs `include` (`None`: `include` fails).
+    pub include: Option<&'a dyn Include>,
+}
+
+/// The engine side of `include`: rendering another template of the templates directory. The
+/// engines resolve the name and check the include chain with the rules in `include.rs`.
+pub trait Include: fmt::Debug {
+    /// Renders the template `name` with `data` (Go: dot; Jinja: the variables of a map).
+    fn include(&self, name: &str, data: Option<&Val>) -> Result<String, FuncError>;
 }
 
 /// A failed function call; the message names the function.
@@ -30,7 +40,7 @@ pub struct FuncError {
 }
 
 impl FuncError {
-    fn new(func: &'static str, message: impl fmt::Display) -> Self {
+    pub(crate) fn new(func: &'static str, message: impl fmt::Display) -> Self {
         FuncError {
             func,
             message: message.to_string(),
@@ -50,6 +60,39 @@ pub struct Function {
     pub max_args: Option<usize>,
     /// The implementation; the argument count is checked by [`Function::call`] first.
     pub imp: fn(&Args<'_>) -> Result<Val, FuncError>,
+    /// Which argument the input of a Jinja filter becomes (`x | f(a)`).
+    pub filter_input: FilterInput,
+}
+
+/// Where a Jinja filter puts its input among the function's arguments. Go pipelines always pass
+/// the value last, and the functions abtreece/confd added are written for that (`.x | default
+/// "d"` is `default "d" .x`); confd's older functions take their subject first (`trimSuffix s
+/// suffix`). A Jinja filter's input is the subject either way: `x | default("d")`,
+/// `x | trimSuffix(".com")`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterInput {
+    /// The first argument.
+    First,
+    /// The argument at this index (`regexReplaceAll(pattern, s, repl)`: 1).
+    At(usize),
+    /// The last argument.
+    Last,
+}
+
+impl FilterInput {
+    /// The full argument list of a filter call: `input` placed among `args`.
+    pub fn place<T: Clone>(self, input: T, args: &[T]) -> Vec<T> {
+        let at = match self {
+            FilterInput::First => 0,
+            FilterInput::At(i) => i.min(args.len()),
+            FilterInput::Last => args.len(),
+        };
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.extend_from_slice(&args[..at]);
+        all.push(input);
+        all.extend_from_slice(&args[at..]);
+        all
+    }
 }
 
 impl Function {
@@ -127,6 +170,24 @@ impl Args<'_> {
         }
     }
 
+    fn bool(&self, i: usize) -> Result<bool, FuncError> {
+        match &self.args[i] {
+            Val::Bool(b) => Ok(*b),
+            _ => Err(self.bad(i, "a bool")),
+        }
+    }
+
+    fn map(&self, i: usize) -> Result<&std::collections::BTreeMap<String, Val>, FuncError> {
+        match &self.args[i] {
+            Val::Map(m) => Ok(m),
+            _ => Err(self.bad(i, "a map")),
+        }
+    }
+
+    fn regex(&self, i: usize) -> Result<regex::Regex, FuncError> {
+        crate::goregex::compile(self.str(i)?).map_err(|e| self.err(e))
+    }
+
     fn list(&self, i: usize) -> Result<&[Val], FuncError> {
         match &self.args[i] {
             Val::List(l) => Ok(l),
@@ -147,7 +208,8 @@ impl Args<'_> {
     }
 }
 
-fn quote_val(v: &Val) -> String {
+/// A value for an error message: strings quoted, anything else as Go prints it.
+pub(crate) fn quote_val(v: &Val) -> String {
     match v {
         Val::Str(s) => format!("{s:?}"),
         other => other.to_string(),
@@ -156,11 +218,15 @@ fn quote_val(v: &Val) -> String {
 
 macro_rules! f {
     ($name:literal, $min:expr, $max:expr, $imp:expr) => {
+        f!($name, $min, $max, $imp, FilterInput::First)
+    };
+    ($name:literal, $min:expr, $max:expr, $imp:expr, $input:expr) => {
         Function {
             name: $name,
             min_args: $min,
             max_args: $max,
             imp: $imp,
+            filter_input: $input,
         }
     };
 }
@@ -180,11 +246,16 @@ static FUNCTIONS: &[Function] = &[
         .gets(a.str(0)?)
         .map(Val::from)
         .map_err(|e| a.store_err(e))),
-    f!("getv", 1, Some(2), |a| a
-        .store()
-        .getv(a.str(0)?, a.opt_str(1)?)
-        .map(Val::Str)
-        .map_err(|e| a.store_err(e))),
+    // Go's `getv(key string, v ...string)`: any number of defaults, the first one is used.
+    f!("getv", 1, None, |a| {
+        for i in 2..a.args.len() {
+            a.str(i)?;
+        }
+        a.store()
+            .getv(a.str(0)?, a.opt_str(1)?)
+            .map(Val::Str)
+            .map_err(|e| a.store_err(e))
+    }),
     f!("getvs", 1, Some(1), |a| a
         .store()
         .getvs(a.str(0)?)
@@ -244,23 +315,7 @@ static FUNCTIONS: &[Function] = &[
             ))),
         }
     }),
-    f!("map", 0, None, |a| {
-        if a.args.len() % 2 != 0 {
-            return Err(a.err("invalid map call"));
-        }
-        let mut m = std::collections::BTreeMap::new();
-        for (i, pair) in a.args.chunks(2).enumerate() {
-            let Val::Str(k) = &pair[0] else {
-                return Err(a.err(format!(
-                    "map keys must be strings (argument {} is {})",
-                    2 * i + 1,
-                    pair[0].type_name()
-                )));
-            };
-            m.insert(k.clone(), pair[1].clone());
-        }
-        Ok(Val::Map(m))
-    }),
+    f!("map", 0, None, make_map),
     f!("getenv", 1, Some(2), |a| {
         let default = a.opt_str(1)?.unwrap_or("");
         match std::env::var(a.str(0)?) {
@@ -388,6 +443,209 @@ static FUNCTIONS: &[Function] = &[
         }
         Ok(Val::Int(x.wrapping_rem(y)))
     }),
+    // abtreece/confd's additions: conditionals and defaults
+    f!(
+        "default",
+        2,
+        Some(2),
+        |a| Ok(if extra::is_empty(&a.args[1]) {
+            a.args[0].clone()
+        } else {
+            a.args[1].clone()
+        }),
+        FilterInput::Last
+    ),
+    f!(
+        "ternary",
+        3,
+        Some(3),
+        |a| Ok(if a.bool(2)? {
+            a.args[0].clone()
+        } else {
+            a.args[1].clone()
+        }),
+        FilterInput::Last
+    ),
+    f!("coalesce", 0, None, |a| Ok(a
+        .args
+        .iter()
+        .find(|v| !extra::is_empty(v))
+        .cloned()
+        .unwrap_or(Val::Nil))),
+    f!("empty", 1, Some(1), |a| Ok(Val::Bool(extra::is_empty(
+        &a.args[0]
+    )))),
+    // JSON
+    f!("toJson", 1, Some(1), |a| crate::gojson::marshal(
+        &a.args[0], false
+    )
+    .map(Val::Str)
+    .map_err(|e| a.err(e))),
+    f!("toPrettyJson", 1, Some(1), |a| crate::gojson::marshal(
+        &a.args[0], true
+    )
+    .map(Val::Str)
+    .map_err(|e| a.err(e))),
+    f!("fromJson", 1, Some(1), |a| {
+        let s = a.str(0)?;
+        serde_json::from_str(s)
+            .map(Val::from_json)
+            .map_err(|e| a.err(format!("cannot decode {s:?} as JSON: {e}")))
+    }),
+    // formatting
+    f!(
+        "indent",
+        2,
+        Some(2),
+        |a| Ok(Val::Str(extra::indent(a.int(0)?, a.str(1)?))),
+        FilterInput::Last
+    ),
+    f!(
+        "nindent",
+        2,
+        Some(2),
+        |a| Ok(Val::Str(format!(
+            "\n{}",
+            extra::indent(a.int(0)?, a.str(1)?)
+        ))),
+        FilterInput::Last
+    ),
+    f!("quote", 1, Some(1), |a| Ok(Val::Str(crate::gofmt::quote(
+        a.str(0)?,
+        false
+    )))),
+    f!("squote", 1, Some(1), |a| Ok(Val::Str(extra::squote(
+        a.str(0)?
+    )))),
+    // regular expressions (Go RE2 syntax)
+    f!(
+        "regexMatch",
+        2,
+        Some(2),
+        |a| {
+            let re = a.regex(0)?;
+            Ok(Val::Bool(re.is_match(a.str(1)?)))
+        },
+        FilterInput::Last
+    ),
+    f!(
+        "regexFind",
+        2,
+        Some(2),
+        |a| {
+            let re = a.regex(0)?;
+            let s = a.str(1)?;
+            Ok(Val::Str(
+                re.find(s)
+                    .map_or_else(String::new, |m| m.as_str().to_string()),
+            ))
+        },
+        FilterInput::Last
+    ),
+    f!(
+        "regexReplaceAll",
+        3,
+        Some(3),
+        |a| {
+            let re = a.regex(0)?;
+            Ok(Val::Str(crate::goregex::replace_all(
+                &re,
+                a.str(1)?,
+                a.str(2)?,
+            )))
+        },
+        FilterInput::At(1)
+    ),
+    // strings
+    f!("trimPrefix", 2, Some(2), |a| {
+        let s = a.str(0)?;
+        Ok(Val::Str(s.strip_prefix(a.str(1)?).unwrap_or(s).to_string()))
+    }),
+    f!(
+        "repeat",
+        2,
+        Some(2),
+        |a| {
+            let (n, s) = (a.int(0)?, a.str(1)?);
+            let n = usize::try_from(n).unwrap_or(0);
+            if s.len().saturating_mul(n) > extra::MAX_REPEAT_BYTES {
+                return Err(a.err(format!(
+                    "{n} × {} bytes is more than {} MiB",
+                    s.len(),
+                    extra::MAX_REPEAT_BYTES >> 20
+                )));
+            }
+            Ok(Val::Str(s.repeat(n)))
+        },
+        FilterInput::Last
+    ),
+    f!("nospace", 1, Some(1), |a| Ok(Val::Str(
+        a.str(0)?.chars().filter(|c| !c.is_whitespace()).collect()
+    ))),
+    f!("snakecase", 1, Some(1), |a| Ok(Val::Str(extra::snakecase(
+        a.str(0)?
+    )))),
+    f!("camelcase", 1, Some(1), |a| Ok(Val::Str(extra::camelcase(
+        a.str(0)?
+    )))),
+    f!("kebabcase", 1, Some(1), |a| Ok(Val::Str(extra::kebabcase(
+        a.str(0)?
+    )))),
+    // collections
+    f!("dict", 0, None, make_map),
+    f!("list", 0, None, |a| Ok(Val::List(a.args.to_vec()))),
+    f!("hasKey", 2, Some(2), |a| {
+        let m = a.map(0)?;
+        Ok(Val::Bool(m.contains_key(a.str(1)?)))
+    }),
+    f!("keys", 1, Some(1), |a| Ok(Val::from(
+        a.map(0)?.keys().cloned().collect::<Vec<_>>()
+    ))),
+    f!("values", 1, Some(1), |a| Ok(Val::List(
+        a.map(0)?.values().cloned().collect()
+    ))),
+    f!("append", 2, Some(2), |a| {
+        let mut l = a.list(0)?.to_vec();
+        l.push(a.args[1].clone());
+        Ok(Val::List(l))
+    }),
+    f!(
+        "pluck",
+        1,
+        None,
+        |a| {
+            let key = a.str(0)?;
+            let mut found = Vec::new();
+            for i in 1..a.args.len() {
+                if let Some(v) = a.map(i)?.get(key) {
+                    found.push(v.clone());
+                }
+            }
+            Ok(Val::List(found))
+        },
+        FilterInput::Last
+    ),
+    // hashing, the machine, other templates
+    f!("sha256sum", 1, Some(1), |a| Ok(Val::Str(extra::sha256sum(
+        a.str(0)?
+    )))),
+    f!("hostname", 0, Some(0), |a| extra::hostname()
+        .map(Val::Str)
+        .map_err(|e| a.err(e))),
+    f!("lookupIfaceIPV4", 1, Some(1), |a| Ok(Val::Str(
+        extra::interface_address(a.str(0)?, true)
+    ))),
+    f!("lookupIfaceIPV6", 1, Some(1), |a| Ok(Val::Str(
+        extra::interface_address(a.str(0)?, false)
+    ))),
+    // Go's `include(name string, data ...interface{})`: the first data argument is the data.
+    f!("include", 1, None, |a| {
+        let name = a.str(0)?;
+        let Some(engine) = a.ctx.include else {
+            return Err(a.err("templates can only be included while rendering"));
+        };
+        engine.include(name, a.args.get(1)).map(Val::Str)
+    }),
 ];
 
 /// Every confd template function.
@@ -421,6 +679,30 @@ fn lookup_srv(service: &str, proto: &str, name: &str) -> Vec<Srv> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `map` and `dict`: keys and values alternate.
+fn make_map(a: &Args<'_>) -> Result<Val, FuncError> {
+    if !a.args.len().is_multiple_of(2) {
+        return Err(a.err(format!(
+            "invalid {} call: keys and values must alternate, got {} arguments",
+            a.func,
+            a.args.len()
+        )));
+    }
+    let mut m = std::collections::BTreeMap::new();
+    for (i, pair) in a.args.chunks(2).enumerate() {
+        let Val::Str(k) = &pair[0] else {
+            return Err(a.err(format!(
+                "{} keys must be strings (argument {} is {})",
+                a.func,
+                2 * i + 1,
+                pair[0].type_name()
+            )));
+        };
+        m.insert(k.clone(), pair[1].clone());
+    }
+    Ok(Val::Map(m))
 }
 
 fn join(a: &Args<'_>) -> Result<Val, FuncError> {
@@ -466,7 +748,7 @@ fn replace(a: &Args<'_>) -> Result<Val, FuncError> {
 
 /// Go `strings.ToUpper`: per-character simple case mapping, so `ß` and `ﬁ` stay as they are
 /// (Rust's full mapping would turn them into `SS` and `FI`).
-fn go_to_upper(s: &str) -> String {
+pub(crate) fn go_to_upper(s: &str) -> String {
     s.chars()
         .map(|c| {
             let mut up = c.to_uppercase();
@@ -479,7 +761,7 @@ fn go_to_upper(s: &str) -> String {
 }
 
 /// Go `strings.ToLower`: per-character simple case mapping (no final sigma, `İ` becomes `i`).
-fn go_to_lower(s: &str) -> String {
+pub(crate) fn go_to_lower(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c == '\u{130}' {
@@ -579,7 +861,13 @@ mod tests {
     fn call(name: &str, args: &[Val]) -> Result<Val, FuncError> {
         let s = store();
         let f = function(name).unwrap_or_else(|| panic!("no function {name}"));
-        f.call(&FuncContext { store: &s }, args)
+        f.call(
+            &FuncContext {
+                store: &s,
+                include: None,
+            },
+            args,
+        )
     }
 
     fn ok(name: &str, args: &[Val]) -> Val {
@@ -647,6 +935,38 @@ mod tests {
             "mul",
             "div",
             "mod",
+            "default",
+            "ternary",
+            "coalesce",
+            "empty",
+            "toJson",
+            "toPrettyJson",
+            "fromJson",
+            "indent",
+            "nindent",
+            "quote",
+            "squote",
+            "regexMatch",
+            "regexFind",
+            "regexReplaceAll",
+            "trimPrefix",
+            "repeat",
+            "nospace",
+            "snakecase",
+            "camelcase",
+            "kebabcase",
+            "dict",
+            "list",
+            "hasKey",
+            "keys",
+            "values",
+            "append",
+            "pluck",
+            "sha256sum",
+            "hostname",
+            "lookupIfaceIPV4",
+            "lookupIfaceIPV6",
+            "include",
         ];
         let mut names: Vec<&str> = functions().iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -656,10 +976,34 @@ mod tests {
     }
 
     #[test]
+    fn filter_input_goes_where_the_subject_is() {
+        assert_eq!(FilterInput::First.place(0, &[1, 2]), [0, 1, 2]);
+        assert_eq!(FilterInput::At(1).place(0, &[1, 2]), [1, 0, 2]);
+        assert_eq!(FilterInput::At(5).place(0, &[1]), [1, 0]);
+        assert_eq!(FilterInput::Last.place(0, &[1, 2]), [1, 2, 0]);
+        let input = |name: &str| function(name).map(|f| f.filter_input);
+        assert_eq!(input("trimSuffix"), Some(FilterInput::First));
+        assert_eq!(input("default"), Some(FilterInput::Last));
+        assert_eq!(input("regexReplaceAll"), Some(FilterInput::At(1)));
+    }
+
+    #[test]
+    fn include_needs_an_engine() {
+        assert_eq!(
+            err("include", &[s("a.tmpl")]),
+            "include: templates can only be included while rendering"
+        );
+        assert_eq!(
+            err("include", &[Val::Int(1)]),
+            "include: argument 1 must be a string, got int 1"
+        );
+    }
+
+    #[test]
     fn arity_is_checked() {
         assert_eq!(
             err("getv", &[]),
-            "getv: wrong number of arguments: want 1 to 2, got 0"
+            "getv: wrong number of arguments: want at least 1, got 0"
         );
         assert_eq!(
             err("add", &[Val::Int(1)]),
@@ -689,6 +1033,13 @@ mod tests {
         );
         assert_eq!(ok("getv", &[s("/app/port")]), s("8080"));
         assert_eq!(ok("getv", &[s("/nope"), s("d")]), s("d"));
+        // Go's variadic default: the first one counts, the rest are ignored (but typed).
+        assert_eq!(ok("getv", &[s("/nope"), s("a"), s("b")]), s("a"));
+        assert_eq!(ok("getv", &[s("/app/port"), s("a"), s("b")]), s("8080"));
+        assert_eq!(
+            err("getv", &[s("/nope"), s("a"), Val::Int(1)]),
+            "getv: argument 3 must be a string, got int 1"
+        );
         let e = call("getv", &[s("/nope")]).expect_err("missing");
         assert_eq!(e.missing_key.as_deref(), Some("/nope"));
         assert_eq!(
@@ -767,7 +1118,10 @@ mod tests {
         let m = ok("map", &[s("b"), Val::Int(1), s("a"), Val::Bool(true)]);
         assert_eq!(m.to_string(), "map[a:true b:1]");
         assert_eq!(ok("map", &[]), Val::Map(Default::default()));
-        assert_eq!(err("map", &[s("a")]), "map: invalid map call");
+        assert_eq!(
+            err("map", &[s("a")]),
+            "map: invalid map call: keys and values must alternate, got 1 arguments"
+        );
         assert_eq!(
             err("map", &[Val::Int(1), s("a")]),
             "map: map keys must be strings (argument 1 is int)"

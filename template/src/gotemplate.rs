@@ -3,49 +3,60 @@
 //!
 //! - unknown functions are reported at load time with their line (gotmpl finds them only when
 //!   the action runs);
-//! - values print like Go's `fmt.Print` (`1e+06` for a float64, `{key value}` for a pair),
-//!   by piping every printed action through a hidden print function;
-//! - methods with arguments (`datetime.Format "2006-01-02"`, `$t.Format ...`) are rewritten to a
-//!   hidden method-call function, because gotmpl passes such arguments to the wrong callee;
+//! - values print like Go's `fmt` prints them, and `print`, `printf`, `println`, `html`, `js`,
+//!   `urlquery` are replaced by our implementation of Go's `fmt` rules (`gofmt.rs`): gotmpl has
+//!   no Go types, so the Go type of each list or value it cannot tell apart (`[]string`,
+//!   `memkv.KVPairs`, a pair, a `time.Time`, a `time.Month`) is kept beside the render, keyed by
+//!   the address of the value's shared data;
+//! - field chains (`.Key`, `$t.UTC.Year`) and method calls with arguments
+//!   (`datetime.Format "2006-01-02"`, which gotmpl passes to the wrong callee) are rewritten to a
+//!   hidden method-call function that follows Go's rules for maps, structs and `time.Time`;
+//! - `-9223372036854775808` (which gotmpl's lexer refuses) is read as Go reads it;
 //! - a comment with only a left trim marker (`{{- /* c */}}`) trims the text after it in gotmpl;
 //!   Go trims only before it, so such comments are split into `{{- ""}}{{/* c */}}` first;
 //! - each call site of a table function is registered under its own name carrying the line, so
 //!   a failing function (a missing key, above all) is reported with its line.
 //!
+//! `include` parses the named template as a Go template (once per render) and executes it with the
+//! data as dot, as a nested render on the same thread, one step further down the include chain.
+//!
 //! The store of the render is kept in a thread-local slot while the template executes: gotmpl
 //! calls functions synchronously on the rendering thread, so concurrent renders of one template
 //! on different threads each see their own store, and the function map can be built once.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use gotmpl::parse::{CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
+use gotmpl::parse::{CommandNode, Expr, ListNode, Node, Number, PipeNode, SmolStr};
 use gotmpl::{Value, ValueFunc};
 
-use crate::datetime::DateTime;
-use crate::funcs::{FuncContext, FuncError, Function, function};
-use crate::store::{KvPair, Store};
-use crate::value::{Srv, Val, format_go_float};
+use crate::funcs::{FuncContext, FuncError, Function, Include, function};
+use crate::gofmt::{self, GoValue};
+use crate::store::Store;
+use crate::value::Val;
 use crate::{TemplateError, template_name};
 
-/// Go text/template's builtin functions (all provided by gotmpl).
+/// Go text/template's builtin functions (provided by gotmpl, some replaced below).
 const BUILTINS: &[&str] = &[
     "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
     "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
 ];
 
 const PRINT_FN: &str = "confd:print";
-const VERB_V_FN: &str = "confd:v";
-const VERB_S_FN: &str = "confd:s";
 const METHOD_FN: &str = "confd:method";
-const TIME_MARKER: &str = "confd:time";
 
 /// A parsed Go template.
 pub(crate) struct GoTemplate {
     name: String,
+    /// The path relative to the templates directory (`sub/a.tmpl`), for include chains.
+    rel: String,
     tmpl: gotmpl::Template,
+    /// Where `include` finds templates.
+    templates_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for GoTemplate {
@@ -56,11 +67,33 @@ impl std::fmt::Debug for GoTemplate {
     }
 }
 
+/// The Go type of a value that gotmpl cannot tell apart by itself.
+#[derive(Clone, Debug)]
+enum Tag {
+    /// A list whose Go type is not `[]interface {}` (`[]string`, `memkv.KVPairs`, ...), or a
+    /// nil one.
+    List { ty: &'static str, nil: bool },
+    /// A pair, SRV record, time, month, weekday, location or duration.
+    Val(Val),
+}
+
+/// The templates `include` parsed during one render (with its nested renders), by relative name:
+/// a partial included in a loop is read and parsed once per render, and a changed partial is
+/// seen by the next render.
+type IncludeCache = Rc<RefCell<HashMap<String, Rc<GoTemplate>>>>;
+
 /// The state of the render running on this thread.
 struct RenderState {
     store: Store,
+    templates_dir: Option<PathBuf>,
+    /// The templates being rendered, the outermost first (this one last).
+    chain: Rc<[String]>,
+    includes: IncludeCache,
     /// The first table function failure, with its line (gotmpl drops positions).
     error: Option<(FuncError, usize)>,
+    /// Go types of the lists and maps made during this render, by the address of their shared
+    /// data (each entry keeps its value alive, so an address is never reused within a render).
+    typed: HashMap<usize, (Value, Tag)>,
 }
 
 thread_local! {
@@ -71,11 +104,20 @@ thread_local! {
 struct StoreGuard;
 
 impl StoreGuard {
-    fn set(store: &Store) -> StoreGuard {
+    fn set(
+        store: &Store,
+        templates_dir: Option<&Path>,
+        chain: Rc<[String]>,
+        includes: IncludeCache,
+    ) -> StoreGuard {
         CURRENT.with(|c| {
             c.borrow_mut().push(RenderState {
                 store: store.clone(),
+                templates_dir: templates_dir.map(Path::to_path_buf),
+                chain,
+                includes,
                 error: None,
+                typed: HashMap::new(),
             });
         });
         StoreGuard
@@ -94,19 +136,52 @@ impl Drop for StoreGuard {
     }
 }
 
+fn address(v: &Value) -> Option<usize> {
+    match v {
+        Value::List(l) => Some(Arc::as_ptr(l) as *const Value as usize),
+        Value::Map(m) => Some(Arc::as_ptr(m) as usize),
+        _ => None,
+    }
+}
+
+fn register(v: &Value, tag: Tag) {
+    if let Some(addr) = address(v) {
+        CURRENT.with(|c| {
+            if let Some(state) = c.borrow_mut().last_mut() {
+                state.typed.insert(addr, (v.clone(), tag));
+            }
+        });
+    }
+}
+
+fn tag_of(v: &Value) -> Option<Tag> {
+    let addr = address(v)?;
+    CURRENT.with(|c| {
+        c.borrow()
+            .last()
+            .and_then(|s| s.typed.get(&addr).map(|(_, t)| t.clone()))
+    })
+}
+
 impl GoTemplate {
     /// Reads and parses a template file; the template's name is the file's base name.
-    pub(crate) fn load(path: &Path) -> Result<GoTemplate, TemplateError> {
+    pub(crate) fn load(path: &Path, templates_dir: &Path) -> Result<GoTemplate, TemplateError> {
         let name = template_name(path);
         let src = std::fs::read_to_string(path).map_err(|e| {
             TemplateError::load(&name, None, format!("cannot read {}: {e}", path.display()))
         })?;
-        Self::parse(&name, &src)
+        let mut t = Self::parse(&name, &src)?;
+        t.templates_dir = Some(templates_dir.to_path_buf());
+        if let Ok(rel) = path.strip_prefix(templates_dir) {
+            t.rel = rel.to_string_lossy().into_owned();
+        }
+        Ok(t)
     }
 
     /// Parses template source text under `name`.
     pub(crate) fn parse(name: &str, src: &str) -> Result<GoTemplate, TemplateError> {
         let src = fix_left_trimmed_comments(src);
+        let (src, min_ints) = fix_min_int_literals(&src);
         let parsed = gotmpl::Template::new(name)
             .parse(&src)
             .map_err(|e| load_error(name, e))?;
@@ -114,8 +189,7 @@ impl GoTemplate {
         let mut funcs: BTreeMap<String, ValueFunc> = BTreeMap::new();
         funcs.insert(PRINT_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
         funcs.insert(METHOD_FN.to_string(), Arc::new(call_method));
-        funcs.insert(VERB_V_FN.to_string(), Arc::new(|args| Ok(go_print(args))));
-        funcs.insert(VERB_S_FN.to_string(), Arc::new(|args| Ok(go_print_s(args))));
+        add_builtin_overrides(&mut funcs);
         let mut trees = Vec::new();
         let defined: Vec<String> = parsed.templates().iter().map(|t| t.to_string()).collect();
         for tree_name in parsed.templates() {
@@ -128,6 +202,7 @@ impl GoTemplate {
                 unknown: None,
                 defined: &defined,
                 undefined_template: None,
+                min_ints: &min_ints,
             };
             rw.list(&mut tree);
             if let Some((func, line)) = rw.unknown {
@@ -162,16 +237,30 @@ impl GoTemplate {
         }
         Ok(GoTemplate {
             name: name.to_string(),
+            rel: name.to_string(),
             tmpl,
+            templates_dir: None,
         })
     }
 
     /// Executes the template with dot = nil (as confd does) against `store`.
     pub(crate) fn render(&self, store: &Store) -> Result<String, TemplateError> {
-        let guard = StoreGuard::set(store);
-        let result = self
-            .tmpl
-            .execute_template_to_string(&self.name, &Value::Nil);
+        let chain: Rc<[String]> = Rc::from(vec![self.rel.clone()]);
+        self.render_with(store, None, chain, IncludeCache::default())
+    }
+
+    /// Executes the template with `dot` as dot (`include "x.tmpl" $data`), as the last of the
+    /// include `chain`.
+    fn render_with(
+        &self,
+        store: &Store,
+        dot: Option<&Val>,
+        chain: Rc<[String]>,
+        includes: IncludeCache,
+    ) -> Result<String, TemplateError> {
+        let guard = StoreGuard::set(store, self.templates_dir.as_deref(), chain, includes);
+        let dot = dot.map_or(Value::Nil, |d| to_go(d.clone()));
+        let result = self.tmpl.execute_template_to_string(&self.name, &dot);
         let func_error = guard.take_error();
         drop(guard);
         result.map_err(|e| match func_error {
@@ -180,6 +269,99 @@ impl GoTemplate {
             None => TemplateError::render(&self.name, None, exec_message(&e)),
         })
     }
+}
+
+/// gotmpl's lexer refuses `-9223372036854775808` (the magnitude overflows i64 before the sign
+/// is applied), which Go accepts. Such literals, in any base, get a `+` for their `-` (the same
+/// length, so offsets and columns stay), and the offsets are returned so that the parse tree
+/// walk turns the resulting unsigned 2^63 back into i64::MIN.
+fn fix_min_int_literals(src: &str) -> (Cow<'_, str>, Vec<usize>) {
+    let b = src.as_bytes();
+    let mut flips = Vec::new();
+    for span in scan_actions(src) {
+        if span.comment {
+            continue;
+        }
+        let mut j = span.body;
+        let end = span.close.saturating_sub(2);
+        let mut quote: Option<u8> = None;
+        while j < end {
+            let c = b[j];
+            match quote {
+                Some(q) => {
+                    if c == b'\\' && q != b'`' {
+                        j += 1;
+                    } else if c == q {
+                        quote = None;
+                    }
+                    j += 1;
+                    continue;
+                }
+                None if matches!(c, b'"' | b'`' | b'\'') => {
+                    quote = Some(c);
+                    j += 1;
+                    continue;
+                }
+                None => {}
+            }
+            let starts_token = j == 0
+                || !(b[j - 1].is_ascii_alphanumeric() || matches!(b[j - 1], b'_' | b'.' | b'$'));
+            if c == b'-' && starts_token && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                let mut k = j + 1;
+                while k < end && (b[k].is_ascii_alphanumeric() || matches!(b[k], b'_' | b'.')) {
+                    k += 1;
+                }
+                if is_two_pow_63(&src[j + 1..k]) {
+                    flips.push(j);
+                }
+                j = k;
+                continue;
+            }
+            j += 1;
+        }
+    }
+    if flips.is_empty() {
+        return (Cow::Borrowed(src), flips);
+    }
+    let mut out = src.as_bytes().to_vec();
+    for &f in &flips {
+        out[f] = b'+';
+        // gotmpl misreads `+0b`/`+0o`: those become the zero-padded decimal of the same length.
+        let base = out.get(f + 2).map(u8::to_ascii_lowercase);
+        if out.get(f + 1) == Some(&b'0') && matches!(base, Some(b'b' | b'o')) {
+            let mut k = f + 1;
+            while k < out.len() && (out[k].is_ascii_alphanumeric() || out[k] == b'_') {
+                k += 1;
+            }
+            let digits = format!("{:0>width$}", 1u64 << 63, width = k - f - 1);
+            out[f + 1..k].copy_from_slice(digits.as_bytes());
+        }
+    }
+    (
+        Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| src.to_string())),
+        flips,
+    )
+}
+
+/// Whether an unsigned integer literal (Go syntax: `0x`, `0o`, `0b`, legacy octal, `_`) is 2^63.
+fn is_two_pow_63(lit: &str) -> bool {
+    let clean: String = lit.chars().filter(|c| *c != '_').collect();
+    let lower = clean.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0x") {
+        (d, 16)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d, 8)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d, 2)
+    } else if lower.len() > 1
+        && lower.starts_with('0')
+        && lower.bytes().all(|c| (b'0'..=b'7').contains(&c))
+    {
+        (&lower[1..], 8)
+    } else {
+        (lower.as_str(), 10)
+    };
+    u64::from_str_radix(digits, radix) == Ok(1u64 << 63)
 }
 
 fn load_error(name: &str, e: gotmpl::TemplateError) -> TemplateError {
@@ -368,6 +550,8 @@ struct Rewriter<'a> {
     /// The names `{{template}}` may call.
     defined: &'a [String],
     undefined_template: Option<(String, usize)>,
+    /// Offsets of the literals [`fix_min_int_literals`] flipped.
+    min_ints: &'a [usize],
 }
 
 impl Rewriter<'_> {
@@ -415,8 +599,8 @@ impl Rewriter<'_> {
     fn pipe(&mut self, pipe: &mut PipeNode) {
         for (i, cmd) in pipe.commands.iter_mut().enumerate() {
             rewrite_method_call(cmd, i > 0);
-            wrap_printf_v_args(cmd);
             for arg in &mut cmd.args {
+                rewrite_fields(arg);
                 self.expr(arg);
             }
         }
@@ -438,11 +622,37 @@ impl Rewriter<'_> {
                     self.unknown = Some((name.to_string(), pos.line));
                 }
             }
+            Expr::Number(pos, n @ Number::Uint(_)) if self.min_ints.contains(&pos.offset) => {
+                *n = Number::Int(i64::MIN);
+            }
             Expr::Pipe(_, p) => self.pipe(p),
             Expr::Chain(_, inner, _) => self.expr(inner),
             _ => {}
         }
     }
+}
+
+/// A field chain and its receiver: `.A.B` (dot), `$x.A`, `(pipe).A`, `func.A`.
+fn field_chain(expr: &Expr) -> Option<(Expr, &[SmolStr], gotmpl::parse::Pos)> {
+    match expr {
+        Expr::Chain(pos, inner, fields) => Some(((**inner).clone(), fields.as_slice(), *pos)),
+        Expr::Variable(pos, name, fields) if !fields.is_empty() => Some((
+            Expr::Variable(*pos, name.clone(), Vec::new()),
+            fields.as_slice(),
+            *pos,
+        )),
+        Expr::Field(pos, fields) => Some((Expr::Dot(*pos), fields.as_slice(), *pos)),
+        _ => None,
+    }
+}
+
+fn method_command(pos: gotmpl::parse::Pos, receiver: Expr, fields: &[SmolStr]) -> Vec<Expr> {
+    let path: Vec<&str> = fields.iter().map(SmolStr::as_str).collect();
+    vec![
+        Expr::Identifier(pos, SmolStr::new(METHOD_FN)),
+        receiver,
+        Expr::String(pos, Arc::from(path.join("."))),
+    ]
 }
 
 /// Turns `X.F args...` (and a field receiving a piped value) into `confd:method X "F" args...`,
@@ -452,97 +662,64 @@ fn rewrite_method_call(cmd: &mut CommandNode, piped: bool) {
     if !has_args {
         return;
     }
-    let Some(first) = cmd.args.first() else {
+    let Some((receiver, fields, pos)) = cmd.args.first().and_then(field_chain) else {
         return;
     };
-    let (receiver, fields, pos) = match first {
-        Expr::Chain(pos, inner, fields) => {
-            // `f.Field` where `f` is a function: gotmpl calls f with the arguments; Go calls the
-            // method. Other chains (`(pipe).Field args`) are method calls too.
-            ((**inner).clone(), fields.clone(), *pos)
-        }
-        Expr::Variable(pos, name, fields) if !fields.is_empty() => (
-            Expr::Variable(*pos, name.clone(), Vec::new()),
-            fields.clone(),
-            *pos,
-        ),
-        Expr::Field(pos, fields) => (Expr::Dot(*pos), fields.clone(), *pos),
-        _ => return,
-    };
-    let path: Vec<&str> = fields.iter().map(SmolStr::as_str).collect();
-    let mut args = vec![
-        Expr::Identifier(pos, SmolStr::new(METHOD_FN)),
-        receiver,
-        Expr::String(pos, Arc::from(path.join("."))),
-    ];
+    let fields = fields.to_vec();
+    let mut args = method_command(pos, receiver, &fields);
     args.extend(cmd.args.drain(1..));
     cmd.args = args;
 }
 
-/// gotmpl's `printf` formats a float for `%v` with Rust's rules (`1000000`); Go prints `1e+06`,
-/// and `%s` of a list or pair is an error marker where Go prints `[a b]`. When the format is a
-/// literal, every argument that a `%v` or `%s` consumes is wrapped in a hidden function that
-/// turns it into Go's text first.
-fn wrap_printf_v_args(cmd: &mut CommandNode) {
-    let (Some(Expr::Identifier(_, name)), Some(Expr::String(_, format))) =
-        (cmd.args.first(), cmd.args.get(1))
-    else {
+/// Turns every other field chain into `(confd:method X "A.B")`, so that fields and niladic
+/// methods of confd's values (`datetime.UTC.Year`, `.Key`) are evaluated with Go's rules.
+fn rewrite_fields(expr: &mut Expr) {
+    let Some((mut receiver, fields, pos)) = field_chain(expr) else {
         return;
     };
-    if name.as_str() != "printf" {
-        return;
-    }
-    let Some(verbs) = printf_verbs(format) else {
-        return;
-    };
-    for (i, verb) in verbs.into_iter().enumerate() {
-        let Some(arg) = cmd.args.get_mut(i + 2) else {
-            break;
-        };
-        let wrapper = match verb {
-            'v' => VERB_V_FN,
-            's' => VERB_S_FN,
-            _ => continue,
-        };
-        let pos = arg.pos();
-        let inner = std::mem::replace(arg, Expr::Nil(pos));
-        *arg = Expr::Pipe(
+    let fields = fields.to_vec();
+    rewrite_fields(&mut receiver);
+    *expr = Expr::Pipe(
+        pos,
+        PipeNode {
             pos,
-            PipeNode {
+            decl: Vec::new(),
+            commands: vec![CommandNode {
                 pos,
-                decl: Vec::new(),
-                commands: vec![CommandNode {
-                    pos,
-                    args: vec![Expr::Identifier(pos, SmolStr::new(wrapper)), inner],
-                }],
-                is_assign: false,
-            },
-        );
-    }
+                args: method_command(pos, receiver, &fields),
+            }],
+            is_assign: false,
+        },
+    );
 }
 
-/// The verbs of a printf format in argument order; `None` for formats that pick arguments by
-/// index or take a width or precision from an argument (`%[2]v`, `%*d`), left as they are.
-fn printf_verbs(format: &str) -> Option<Vec<char>> {
-    let mut verbs = Vec::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            continue;
-        }
-        loop {
-            match chars.next()? {
-                '%' => break,
-                '[' | '*' => return None,
-                '+' | '-' | '#' | ' ' | '0'..='9' | '.' => {}
-                verb => {
-                    verbs.push(verb);
-                    break;
-                }
-            }
-        }
-    }
-    Some(verbs)
+/// The Go type of the list a table function returns (what `%T` prints), and whether Go's
+/// function returns a nil slice for it; `None` is Go's default `[]interface {}`.
+fn result_list_type(name: &str, args: &[Value], result: &Val) -> Option<(&'static str, bool)> {
+    let Val::List(items) = result else {
+        return None;
+    };
+    let empty = items.is_empty();
+    let input = || match args.first().map(tag_of) {
+        Some(Some(Tag::List { ty, nil })) => Some((ty, nil)),
+        _ => None,
+    };
+    Some(match name {
+        "gets" => ("memkv.KVPairs", false),
+        "sortKVByLength" => ("[]memkv.KVPair", input().is_some_and(|(_, n)| n)),
+        "sortByLength" => ("[]string", input().is_some_and(|(_, n)| n)),
+        "getvs" | "ls" | "lsdir" | "split" | "keys" => ("[]string", false),
+        "lookupIP" | "lookupIPV4" | "lookupIPV6" => ("[]string", empty),
+        "seq" => ("[]int", empty),
+        "lookupSRV" => ("[]*net.SRV", false),
+        "pluck" => ("[]interface {}", empty),
+        "jsonArray" => (
+            "[]interface {}",
+            empty && matches!(args.first(), Some(Value::String(s)) if s.trim() == "null"),
+        ),
+        "reverse" => return input(),
+        _ => return None,
+    })
 }
 
 /// A gotmpl function for one call site of a table function.
@@ -554,12 +731,24 @@ fn table_func(f: &'static Function, line: usize) -> ValueFunc {
             let state = states.last().ok_or_else(|| {
                 gotmpl::TemplateError::Exec(format!("{}: called outside a render", f.name))
             })?;
-            let store = state.store.clone();
+            let include = GoInclude {
+                store: state.store.clone(),
+                templates_dir: state.templates_dir.clone(),
+                chain: Rc::clone(&state.chain),
+                includes: Rc::clone(&state.includes),
+            };
             drop(states);
-            Ok::<_, gotmpl::TemplateError>(f.call(&FuncContext { store: &store }, &vals))
+            let ctx = FuncContext {
+                store: &include.store,
+                include: Some(&include),
+            };
+            Ok::<_, gotmpl::TemplateError>(f.call(&ctx, &vals))
         })?;
         match result {
-            Ok(v) => Ok(to_go(v)),
+            Ok(v) => {
+                let list = result_list_type(f.name, args, &v);
+                Ok(to_go_typed(v, list))
+            }
             Err(e) => {
                 let msg = e.to_string();
                 CURRENT.with(|c| {
@@ -573,31 +762,113 @@ fn table_func(f: &'static Function, line: usize) -> ValueFunc {
     })
 }
 
+/// `include` in a Go template: the named template, parsed as a Go template, rendered with the
+/// data as dot by the same store, one step further down the include chain.
+#[derive(Debug)]
+struct GoInclude {
+    store: Store,
+    templates_dir: Option<PathBuf>,
+    chain: Rc<[String]>,
+    includes: IncludeCache,
+}
+
+impl Include for GoInclude {
+    fn include(&self, name: &str, data: Option<&Val>) -> Result<String, FuncError> {
+        let fail = |message: String| FuncError::new("include", message);
+        let dir = self
+            .templates_dir
+            .as_deref()
+            .ok_or_else(|| fail("this template has no templates directory".into()))?;
+        let (rel, path) = crate::include::resolve(dir, name).map_err(fail)?;
+        let chain = crate::include::enter(&self.chain, &rel).map_err(fail)?;
+        // Where the included template went wrong, named by its path in the templates directory.
+        let nested = |e: TemplateError| FuncError {
+            missing_key: e.missing_key.clone(),
+            ..fail(match e.line {
+                Some(line) => format!("{rel}:{line}: {}", e.message),
+                None => format!("{rel}: {}", e.message),
+            })
+        };
+        let cached = self.includes.borrow().get(&rel).cloned();
+        let tmpl = match cached {
+            Some(t) => t,
+            None => {
+                let mut t = GoTemplate::load(&path, dir).map_err(nested)?;
+                t.rel = rel.clone();
+                let t = Rc::new(t);
+                self.includes
+                    .borrow_mut()
+                    .insert(rel.clone(), Rc::clone(&t));
+                t
+            }
+        };
+        tmpl.render_with(
+            &self.store,
+            data,
+            Rc::from(chain),
+            Rc::clone(&self.includes),
+        )
+        .map_err(nested)
+    }
+}
+
 /// Converts a table value into a gotmpl value.
 pub(crate) fn to_go(v: Val) -> Value {
+    to_go_typed(v, None)
+}
+
+fn to_go_typed(v: Val, list: Option<(&'static str, bool)>) -> Value {
+    let tagged = |value: Value, v: Val| {
+        register(&value, Tag::Val(v));
+        value
+    };
     match v {
         Val::Nil => Value::Nil,
         Val::Bool(b) => Value::Bool(b),
         Val::Int(i) => Value::Int(i),
         Val::Float(f) => Value::Float(f),
         Val::Str(s) => Value::String(Arc::from(s)),
-        Val::List(l) => Value::List(l.into_iter().map(to_go).collect()),
+        Val::List(l) => {
+            let value = Value::List(l.into_iter().map(to_go).collect());
+            if let Some((ty, nil)) = list
+                && (ty != "[]interface {}" || nil)
+            {
+                register(&value, Tag::List { ty, nil });
+            }
+            value
+        }
         Val::Map(m) => Value::Map(Arc::new(
             m.into_iter()
                 .map(|(k, v)| (Arc::from(k), to_go(v)))
                 .collect(),
         )),
-        Val::Pair(p) => go_map([
-            ("Key", Value::String(Arc::from(p.key))),
-            ("Value", Value::String(Arc::from(p.value))),
-        ]),
-        Val::Srv(s) => go_map([
-            ("Target", Value::String(Arc::from(s.target))),
-            ("Port", Value::Int(i64::from(s.port))),
-            ("Priority", Value::Int(i64::from(s.priority))),
-            ("Weight", Value::Int(i64::from(s.weight))),
-        ]),
-        Val::Time(t) => time_to_go(&t),
+        Val::Pair(p) => {
+            let value = go_map([
+                ("Key", Value::String(Arc::from(p.key.as_str()))),
+                ("Value", Value::String(Arc::from(p.value.as_str()))),
+            ]);
+            tagged(value, Val::Pair(p))
+        }
+        Val::Srv(s) => {
+            let value = go_map([
+                ("Target", Value::String(Arc::from(s.target.as_str()))),
+                ("Port", Value::Int(i64::from(s.port))),
+                ("Priority", Value::Int(i64::from(s.priority))),
+                ("Weight", Value::Int(i64::from(s.weight))),
+            ]);
+            tagged(value, Val::Srv(s))
+        }
+        // Opaque to gotmpl: a one-entry map (true in `if`, like a Go struct), or an empty one
+        // for the zero month, weekday or duration (false in `if`, as in Go).
+        other => {
+            let zero = matches!(other, Val::Weekday(0) | Val::Duration(0) | Val::Month(0));
+            let value = if zero {
+                Value::Map(Arc::new(BTreeMap::new()))
+            } else {
+                go_map([("", Value::String(Arc::from(other.to_string())))])
+            };
+            tagged(value, other)
+        }
     }
 }
 
@@ -610,52 +881,7 @@ fn go_map<const N: usize>(entries: [(&str, Value); N]) -> Value {
     ))
 }
 
-/// A time as a map: its niladic methods as fields (`.Year`, `.Unix`, ...) and a marker from
-/// which `.Format` and printing rebuild it.
-fn time_to_go(t: &DateTime) -> Value {
-    let num = |layout: &str| Value::Int(t.format(layout).trim().parse().unwrap_or(0));
-    let s = |layout: &str| Value::String(Arc::from(t.format(layout)));
-    go_map([
-        (
-            TIME_MARKER,
-            Value::String(Arc::from(format!(
-                "{} {} {} {}",
-                t.unix, t.nanos, t.offset, t.zone
-            ))),
-        ),
-        ("Year", num("2006")),
-        ("Month", s("January")),
-        ("Day", num("2")),
-        ("Hour", num("15")),
-        ("Minute", num("4")),
-        ("Second", num("5")),
-        ("Nanosecond", Value::Int(i64::from(t.nanos))),
-        ("YearDay", num("__2")),
-        ("Weekday", s("Monday")),
-        ("Unix", Value::Int(t.unix)),
-        (
-            "UnixNano",
-            Value::Int(t.unix.saturating_mul(1_000_000_000) + i64::from(t.nanos)),
-        ),
-        ("String", Value::String(Arc::from(t.to_string()))),
-    ])
-}
-
-fn time_from_go(m: &BTreeMap<Arc<str>, Value>) -> Option<DateTime> {
-    let Some(Value::String(s)) = m.get(TIME_MARKER) else {
-        return None;
-    };
-    let mut parts = s.splitn(4, ' ');
-    Some(DateTime {
-        unix: parts.next()?.parse().ok()?,
-        nanos: parts.next()?.parse().ok()?,
-        offset: parts.next()?.parse().ok()?,
-        zone: parts.next()?.to_string(),
-    })
-}
-
-/// Converts a gotmpl value back into a table value (pairs, SRV records and times are maps with
-/// exactly their fields).
+/// Converts a gotmpl value back into a table value.
 pub(crate) fn from_go(v: &Value) -> Val {
     match v {
         Value::Nil => Val::Nil,
@@ -666,14 +892,8 @@ pub(crate) fn from_go(v: &Value) -> Val {
         Value::String(s) => Val::Str(s.to_string()),
         Value::List(l) => Val::List(l.iter().map(from_go).collect()),
         Value::Map(m) => {
-            if let Some(t) = time_from_go(m) {
-                return Val::Time(t);
-            }
-            if let Some(p) = pair_from_go(m) {
-                return Val::Pair(p);
-            }
-            if let Some(s) = srv_from_go(m) {
-                return Val::Srv(s);
+            if let Some(Tag::Val(t)) = tag_of(v) {
+                return t;
             }
             Val::Map(m.iter().map(|(k, v)| (k.to_string(), from_go(v))).collect())
         }
@@ -682,122 +902,395 @@ pub(crate) fn from_go(v: &Value) -> Val {
     }
 }
 
-fn pair_from_go(m: &BTreeMap<Arc<str>, Value>) -> Option<KvPair> {
-    if m.len() != 2 {
-        return None;
-    }
-    match (m.get("Key")?, m.get("Value")?) {
-        (Value::String(k), Value::String(v)) => Some(KvPair {
-            key: k.to_string(),
-            value: v.to_string(),
-        }),
-        _ => None,
+/// A value as Go's `fmt` sees it.
+fn go_value(v: &Value) -> GoValue {
+    match v {
+        Value::Nil => GoValue::Nil,
+        Value::Bool(b) => GoValue::Bool(*b),
+        Value::Int(i) => GoValue::Int(*i, "int"),
+        Value::Uint(u) => GoValue::Uint(*u, "uint"),
+        Value::Float(f) => GoValue::Float(*f),
+        Value::String(s) => GoValue::Str(s.to_string()),
+        Value::List(l) => {
+            let (ty, nil) = match tag_of(v) {
+                Some(Tag::List { ty, nil }) => (ty, nil),
+                _ => ("[]interface {}", false),
+            };
+            GoValue::Slice {
+                ty: ty.to_string(),
+                nil,
+                items: l.iter().map(go_value).collect(),
+                addr: address(v).unwrap_or(0),
+            }
+        }
+        Value::Map(m) => match tag_of(v) {
+            Some(Tag::Val(t)) => go_value_of(&t, address(v).unwrap_or(0)),
+            _ => GoValue::Map {
+                ty: "map[string]interface {}".into(),
+                entries: m
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), go_value(v)))
+                    .collect(),
+                addr: address(v).unwrap_or(0),
+            },
+        },
+        other => GoValue::Str(other.to_string()),
     }
 }
 
-fn srv_from_go(m: &BTreeMap<Arc<str>, Value>) -> Option<Srv> {
-    if m.len() != 4 {
-        return None;
-    }
-    let num = |k: &str| match m.get(k) {
-        Some(Value::Int(i)) => u16::try_from(*i).ok(),
-        _ => None,
+fn go_value_of(v: &Val, addr: usize) -> GoValue {
+    let stringer = |ty: &'static str, inner: GoValue| GoValue::Stringer {
+        ty,
+        string: v.to_string(),
+        go_string: None,
+        inner: Box::new(inner),
     };
-    match m.get("Target")? {
-        Value::String(t) => Some(Srv {
-            target: t.to_string(),
-            port: num("Port")?,
-            priority: num("Priority")?,
-            weight: num("Weight")?,
-        }),
-        _ => None,
+    match v {
+        Val::Pair(p) => GoValue::Struct {
+            ty: "memkv.KVPair".into(),
+            ptr: false,
+            fields: vec![
+                ("Key", GoValue::Str(p.key.clone())),
+                ("Value", GoValue::Str(p.value.clone())),
+            ],
+            addr,
+        },
+        Val::Srv(s) => GoValue::Struct {
+            ty: "net.SRV".into(),
+            ptr: true,
+            fields: vec![
+                ("Target", GoValue::Str(s.target.clone())),
+                ("Port", GoValue::Uint(u64::from(s.port), "uint16")),
+                ("Priority", GoValue::Uint(u64::from(s.priority), "uint16")),
+                ("Weight", GoValue::Uint(u64::from(s.weight), "uint16")),
+            ],
+            addr,
+        },
+        Val::Time(t) => GoValue::Stringer {
+            ty: "time.Time",
+            string: t.to_string(),
+            go_string: Some(t.go_string()),
+            inner: Box::new(GoValue::Struct {
+                ty: "time.Time".into(),
+                ptr: false,
+                fields: Vec::new(),
+                addr,
+            }),
+        },
+        Val::Month(m) => stringer("time.Month", GoValue::Int(i64::from(*m), "time.Month")),
+        Val::Weekday(d) => stringer("time.Weekday", GoValue::Int(i64::from(*d), "time.Weekday")),
+        Val::Duration(d) => stringer("time.Duration", GoValue::Int(*d, "time.Duration")),
+        Val::Location(_) => stringer(
+            "*time.Location",
+            GoValue::Struct {
+                ty: "time.Location".into(),
+                ptr: true,
+                fields: Vec::new(),
+                addr,
+            },
+        ),
+        Val::Nil => GoValue::Nil,
+        Val::Bool(b) => GoValue::Bool(*b),
+        Val::Int(i) => GoValue::Int(*i, "int"),
+        Val::Float(f) => GoValue::Float(*f),
+        Val::Str(s) => GoValue::Str(s.clone()),
+        Val::List(l) => GoValue::Slice {
+            ty: "[]interface {}".into(),
+            nil: false,
+            items: l.iter().map(|x| go_value_of(x, 0)).collect(),
+            addr,
+        },
+        Val::Map(m) => GoValue::Map {
+            ty: "map[string]interface {}".into(),
+            entries: m
+                .iter()
+                .map(|(k, x)| (k.clone(), go_value_of(x, 0)))
+                .collect(),
+            addr,
+        },
     }
 }
 
-/// The hidden print step of every printed action: Go's `fmt.Print` formatting for values gotmpl
-/// prints differently. Strings and nil pass through (nil prints `<no value>`).
+/// Go's `printableValue`: what `{{ value }}` prints, the value with a top-level pointer
+/// dereferenced (an SRV record prints `{...}`, not `&{...}`).
+fn printable(v: &Value) -> GoValue {
+    match go_value(v) {
+        GoValue::Struct {
+            ty, fields, addr, ..
+        } => GoValue::Struct {
+            ty,
+            ptr: false,
+            fields,
+            addr,
+        },
+        other => other,
+    }
+}
+
+/// The hidden print step of every printed action: Go's `fmt.Print` of the value. Strings pass
+/// through, nil prints `<no value>`.
 fn go_print(args: &[Value]) -> Value {
     let Some(v) = args.last() else {
         return Value::Nil;
     };
     match v {
-        Value::Nil | Value::String(_) | Value::Bool(_) | Value::Int(_) | Value::Uint(_) => {
-            v.clone()
-        }
-        Value::Function(_) => v.clone(),
-        other => Value::String(Arc::from(go_format(other))),
+        Value::Nil | Value::String(_) | Value::Function(_) => v.clone(),
+        other => Value::String(Arc::from(gofmt::sprint(&[printable(other)]))),
     }
 }
 
-/// `%s` of a list, map or key/value pair prints Go's `%v` text (`[a b]`, `{/k v}`); gotmpl
-/// would print `%!s(list=...)`. Scalars keep gotmpl's own `%s` handling.
-fn go_print_s(args: &[Value]) -> Value {
-    match args.last() {
-        Some(v @ (Value::List(_) | Value::Map(_))) => Value::String(Arc::from(go_format(v))),
-        Some(v) => v.clone(),
-        None => Value::Nil,
-    }
+fn exec_err(msg: impl Into<String>) -> gotmpl::TemplateError {
+    gotmpl::TemplateError::Exec(msg.into())
 }
 
-fn go_format(v: &Value) -> String {
+/// Replaces the gotmpl builtins whose results depend on Go's formatting or Go's types:
+/// `print`, `printf`, `println`, `html`, `js`, `urlquery` (which format their arguments with
+/// `fmt.Sprint`), the comparisons (a month is an integer to them) and `len`.
+fn add_builtin_overrides(funcs: &mut BTreeMap<String, ValueFunc>) {
+    let values = |args: &[Value]| args.iter().map(go_value).collect::<Vec<_>>();
+    funcs.insert(
+        "print".into(),
+        Arc::new(move |args| Ok(Value::String(Arc::from(gofmt::sprint(&values(args)))))),
+    );
+    funcs.insert(
+        "println".into(),
+        Arc::new(move |args| Ok(Value::String(Arc::from(gofmt::sprintln(&values(args)))))),
+    );
+    funcs.insert(
+        "printf".into(),
+        Arc::new(move |args| {
+            let Some((format, rest)) = args.split_first() else {
+                return Err(exec_err(
+                    "wrong number of args for printf: want at least 1 got 0",
+                ));
+            };
+            let Value::String(format) = format else {
+                return Err(exec_err(format!(
+                    "wrong type for value; expected string; got {}",
+                    go_value(format).type_name()
+                )));
+            };
+            Ok(Value::String(Arc::from(gofmt::sprintf(
+                format,
+                &values(rest),
+            ))))
+        }),
+    );
+    for (name, escape) in [
+        ("html", gotmpl::html_escape as fn(&str) -> String),
+        ("js", gotmpl::js_escape),
+        ("urlquery", gotmpl::url_encode),
+    ] {
+        funcs.insert(
+            name.into(),
+            Arc::new(move |args| Ok(Value::String(Arc::from(escape(&eval_args(args)))))),
+        );
+    }
+    for name in ["eq", "ne", "lt", "le", "gt", "ge"] {
+        funcs.insert(name.into(), Arc::new(move |args| compare(name, args)));
+    }
+    funcs.insert(
+        "len".into(),
+        Arc::new(|args| {
+            let [v] = args else {
+                return Err(exec_err(format!(
+                    "wrong number of args for len: want 1 got {}",
+                    args.len()
+                )));
+            };
+            if let Some(Tag::Val(_)) = tag_of(v) {
+                return Err(exec_err(format!("len of type {}", go_value(v).type_name())));
+            }
+            match v.len() {
+                Some(n) => Ok(Value::Int(i64::try_from(n).unwrap_or(i64::MAX))),
+                None => Err(exec_err(format!("len of type {}", go_value(v).type_name()))),
+            }
+        }),
+    );
+}
+
+/// Go's `evalArgs` of the escaping builtins: one string as it is, anything else through
+/// `fmt.Sprint` (nil as `<no value>`).
+fn eval_args(args: &[Value]) -> String {
+    if let [Value::String(s)] = args {
+        return s.to_string();
+    }
+    let printable: Vec<GoValue> = args
+        .iter()
+        .map(|a| match a {
+            Value::Nil => GoValue::Str("<no value>".into()),
+            other => printable(other),
+        })
+        .collect();
+    gofmt::sprint(&printable)
+}
+
+/// A value as Go's comparison builtins see it (`basicKind`).
+#[derive(Debug)]
+enum Basic {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(Arc<str>),
+    /// A struct (pair, time, SRV record): comparable with `eq` only.
+    Struct(Val),
+    /// A list, map or function: not comparable.
+    Other(String),
+}
+
+fn basic(v: &Value) -> Basic {
     match v {
-        Value::Float(f) => format_go_float(*f),
-        Value::List(l) => {
-            let items: Vec<String> = l.iter().map(go_format).collect();
-            format!("[{}]", items.join(" "))
-        }
-        Value::Map(m) => {
-            if let Some(t) = time_from_go(m) {
-                return t.to_string();
-            }
-            if pair_from_go(m).is_some() || srv_from_go(m).is_some() {
-                // Go prints a struct as `{field values...}` in field order.
-                return from_go(v).to_string();
-            }
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}:{}", go_format(v)))
-                .collect();
-            format!("map[{}]", items.join(" "))
-        }
-        other => other.to_string(),
+        Value::Nil => Basic::Nil,
+        Value::Bool(b) => Basic::Bool(*b),
+        Value::Int(i) => Basic::Int(*i),
+        Value::Uint(u) => Basic::Uint(*u),
+        Value::Float(f) => Basic::Float(*f),
+        Value::String(s) => Basic::Str(Arc::clone(s)),
+        Value::Map(_) => match tag_of(v) {
+            Some(Tag::Val(Val::Month(m) | Val::Weekday(m))) => Basic::Int(i64::from(m)),
+            Some(Tag::Val(Val::Duration(d))) => Basic::Int(d),
+            Some(Tag::Val(t)) => Basic::Struct(t),
+            _ => Basic::Other(go_value(v).type_name()),
+        },
+        other => Basic::Other(go_value(other).type_name()),
     }
 }
 
-/// `confd:method receiver "F1.F2" args...`: a method call with arguments, as Go evaluates
-/// `receiver.F1.F2 args...`.
+/// Go's `eq`, `ne`, `lt`, `le`, `gt`, `ge`.
+fn compare(name: &'static str, args: &[Value]) -> gotmpl::Result<Value> {
+    use std::cmp::Ordering;
+    let bad = || exec_err("incompatible types for comparison");
+    let bad_type = || exec_err("invalid type for comparison");
+    if args.len() < 2 || (name != "eq" && args.len() != 2) {
+        return Err(exec_err(format!(
+            "wrong number of args for {name}: want 2 got {}",
+            args.len()
+        )));
+    }
+    let first = basic(&args[0]);
+    let order = |a: &Basic, b: &Basic| -> gotmpl::Result<Option<Ordering>> {
+        Ok(match (a, b) {
+            (Basic::Int(x), Basic::Int(y)) => Some(x.cmp(y)),
+            (Basic::Uint(x), Basic::Uint(y)) => Some(x.cmp(y)),
+            (Basic::Int(x), Basic::Uint(y)) => Some(if *x < 0 {
+                Ordering::Less
+            } else {
+                (*x as u64).cmp(y)
+            }),
+            (Basic::Uint(x), Basic::Int(y)) => Some(if *y < 0 {
+                Ordering::Greater
+            } else {
+                x.cmp(&(*y as u64))
+            }),
+            (Basic::Float(x), Basic::Float(y)) => x.partial_cmp(y),
+            (Basic::Str(x), Basic::Str(y)) => Some(x.cmp(y)),
+            _ => return Err(bad()),
+        })
+    };
+    let equal = |a: &Basic, b: &Basic| -> gotmpl::Result<bool> {
+        match (a, b) {
+            (Basic::Nil, Basic::Nil) => Ok(true),
+            (Basic::Nil, _) | (_, Basic::Nil) => Ok(false),
+            (Basic::Bool(x), Basic::Bool(y)) => Ok(x == y),
+            (Basic::Struct(x), Basic::Struct(y)) => {
+                if std::mem::discriminant(x) == std::mem::discriminant(y) {
+                    Ok(x == y)
+                } else {
+                    Err(bad())
+                }
+            }
+            (Basic::Other(t), _) | (_, Basic::Other(t)) => {
+                Err(exec_err(format!("non-comparable type {t}")))
+            }
+            (x, y) => Ok(order(x, y)? == Some(Ordering::Equal)),
+        }
+    };
+    let truth = match name {
+        "eq" => {
+            let mut any = false;
+            for arg in &args[1..] {
+                if equal(&first, &basic(arg))? {
+                    any = true;
+                    break;
+                }
+            }
+            any
+        }
+        "ne" => !equal(&first, &basic(&args[1]))?,
+        _ => {
+            let second = basic(&args[1]);
+            if matches!(
+                first,
+                Basic::Bool(_) | Basic::Nil | Basic::Struct(_) | Basic::Other(_)
+            ) || matches!(
+                second,
+                Basic::Bool(_) | Basic::Nil | Basic::Struct(_) | Basic::Other(_)
+            ) {
+                return Err(bad_type());
+            }
+            let o = order(&first, &second)?;
+            match (name, o) {
+                (_, None) => false,
+                ("lt", Some(o)) => o == Ordering::Less,
+                ("le", Some(o)) => o != Ordering::Greater,
+                ("gt", Some(o)) => o == Ordering::Greater,
+                (_, Some(o)) => o != Ordering::Less,
+            }
+        }
+    };
+    Ok(Value::Bool(truth))
+}
+
+/// `confd:method receiver "F1.F2" args...`: Go's evaluation of `receiver.F1.F2 args...`: map
+/// keys, struct fields and methods of confd's values, the last one called with the arguments.
 fn call_method(args: &[Value]) -> gotmpl::Result<Value> {
     let (Some(receiver), Some(Value::String(path))) = (args.first(), args.get(1)) else {
-        return Err(gotmpl::TemplateError::Exec(
-            "internal error: malformed method call".into(),
-        ));
+        return Err(exec_err("internal error: malformed method call"));
     };
     let fields: Vec<&str> = path.split('.').collect();
-    let (method, walk) = fields.split_last().unwrap_or((&"", &[]));
-    let mut val = receiver.clone();
-    for f in walk {
-        val = match val.field(f) {
-            Some(v) => v.clone(),
-            None => Value::Nil,
-        };
-    }
     let rest = &args[2..];
-    if let Value::Map(m) = &val
-        && let Some(t) = time_from_go(m)
-    {
-        return match (*method, rest) {
-            ("Format", [Value::String(layout)]) => Ok(Value::String(Arc::from(t.format(layout)))),
-            ("Format", _) => Err(gotmpl::TemplateError::Exec(
-                "wrong number or type of arguments for Format: want one layout string".into(),
-            )),
-            (m, _) => Err(gotmpl::TemplateError::Exec(format!(
-                "can't give arguments to {m}: not a method with arguments of time.Time"
+    let mut val = receiver.clone();
+    for (i, name) in fields.iter().enumerate() {
+        let margs = if i + 1 == fields.len() { rest } else { &[] };
+        val = access(&val, name, margs)?;
+    }
+    Ok(val)
+}
+
+fn access(v: &Value, name: &str, args: &[Value]) -> gotmpl::Result<Value> {
+    if let Some(Tag::Val(tv)) = tag_of(v) {
+        let exported = name.chars().next().is_some_and(char::is_uppercase);
+        let vals: Vec<Val> = args.iter().map(from_go).collect();
+        let found = if exported {
+            tv.method(name, &vals).map_err(exec_err)?
+        } else {
+            None
+        };
+        return match found {
+            Some(r) => Ok(to_go(r)),
+            None => Err(exec_err(format!(
+                "can't evaluate field {name} in type {}",
+                go_value(v).type_name()
             ))),
         };
     }
-    Err(gotmpl::TemplateError::Exec(format!(
-        "can't give argument to non-function .{path}"
-    )))
+    match v {
+        Value::Map(m) => {
+            if !args.is_empty() {
+                return Err(exec_err(format!(
+                    "{name} is not a method but has arguments"
+                )));
+            }
+            Ok(m.get(name).cloned().unwrap_or(Value::Nil))
+        }
+        Value::Nil => Ok(Value::Nil),
+        other => Err(exec_err(format!(
+            "can't evaluate field {name} in type {}",
+            go_value(other).type_name()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -897,7 +1390,9 @@ mod tests {
             format!("{year}|{year}|{year}")
         );
         let printed = render("{{datetime}}").expect("renders");
-        assert!(printed.ends_with(" +0000 UTC"), "{printed}");
+        assert!(printed.contains(" m=+"), "{printed}");
+        let utc = render("{{datetime.UTC}}").expect("renders");
+        assert!(utc.ends_with(" +0000 UTC"), "{utc}");
     }
 
     #[test]
@@ -985,14 +1480,17 @@ mod tests {
                 .as_deref(),
             Ok("1e+06|  1.5|1000000.0|3%|[a b]|s")
         );
-        assert_eq!(printf_verbs("a %v %% %-5.2f %d"), Some(vec!['v', 'f', 'd']));
         // `%s` of a list or a pair prints like `%v`, as Go does; scalars are untouched.
         assert_eq!(
             render(r#"{{printf "%s|%s|%s" (split "a,b" ",") (get "/app/name") "s"}}"#).as_deref(),
             Ok("[a b]|{/app/name web}|s")
         );
-        assert_eq!(printf_verbs("%[1]v"), None);
-        assert_eq!(printf_verbs("%*d"), None);
+        // Formats that are not literals, and indexed or starred arguments, follow Go too.
+        assert_eq!(
+            render(r#"{{$f := "%[2]v|%*d"}}{{$d := json (getv "/j")}}{{printf $f $d.big 5 1.5}}"#)
+                .as_deref(),
+            Ok("5|%!(BADWIDTH)%!d(MISSING)")
+        );
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Enumerator, Object, ObjectRepr, Rest, ValueKind};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
-use crate::funcs::{FuncContext, FuncError, Function, functions};
+use crate::funcs::{FuncContext, FuncError, Function, Include, functions};
 use crate::store::Store;
 use crate::value::Val;
 use crate::{TemplateError, TemplateOptions};
@@ -24,17 +24,25 @@ use crate::{TemplateError, TemplateOptions};
 /// variables, and each render gets its own copy of the environment, so renders never share it.
 const STORE_GLOBAL: &str = "__confd_store";
 
+/// The variable through which a template rendered by the `include` function knows the include
+/// chain above it (a list of template names, the outermost first).
+const CHAIN_VAR: &str = "__confd_includes";
+
 /// Builtin Jinja filters whose names clash with confd functions. Jinja users know these filters
 /// (`items|join(",")`, `s|replace("a", "b")`, `xs|map(attribute="x")`), so they keep their
 /// Jinja meaning as filters; the confd functions of the same names are still callable as
 /// functions (`join(xs, ",")`). A test checks this list against minijinja's builtins.
-const JINJA_FILTERS_KEPT: &[&str] = &["join", "map", "replace", "reverse", "split"];
+const JINJA_FILTERS_KEPT: &[&str] = &[
+    "default", "indent", "join", "list", "map", "replace", "reverse", "split",
+];
 
 /// A loaded Jinja template: an environment holding the compiled template, ready to render many
 /// times.
 pub(crate) struct JinjaTemplate {
     env: Environment<'static>,
     name: String,
+    /// The templates directory (canonical), where the `include` function looks.
+    root: Arc<Path>,
 }
 
 impl fmt::Debug for JinjaTemplate {
@@ -70,18 +78,28 @@ pub(crate) fn load(
             ),
         )
     })?;
-    let env = environment(root, opts).map_err(|e| convert_error(&e, &name, Phase::Load))?;
+    let env = environment(root.clone(), opts).map_err(|e| convert_error(&e, &name, Phase::Load))?;
     if let Err(e) = env.get_template(&name) {
         return Err(convert_error(&e, &name, Phase::Load));
     }
-    Ok(JinjaTemplate { env, name })
+    Ok(JinjaTemplate {
+        env,
+        name,
+        root: Arc::from(root),
+    })
 }
 
 impl JinjaTemplate {
     /// Renders with `store` behind the store functions.
     pub(crate) fn render(&self, store: &Store) -> Result<String, TemplateError> {
         let mut env = self.env.clone();
-        env.add_global(STORE_GLOBAL, Value::from_object(StoreHandle(store.clone())));
+        env.add_global(
+            STORE_GLOBAL,
+            Value::from_object(StoreHandle {
+                store: store.clone(),
+                root: Arc::clone(&self.root),
+            }),
+        );
         let tmpl = env
             .get_template(&self.name)
             .map_err(|e| convert_error(&e, &self.name, Phase::Render))?;
@@ -143,15 +161,29 @@ fn build_base_environment(opts: &TemplateOptions) -> Result<Environment<'static>
     // `|string` would print Python's `True`; keep it consistent with `{{ value }}`.
     env.add_filter("string", |value: Value| config_string(&value));
     for f in functions() {
-        env.add_function(f.name, move |state: &State, args: Rest<Value>| {
-            call_confd(f, state, &args)
-        });
-        // A filter passes its input as the first argument, so `getv("/a") | toUpper` and
-        // `toUpper(getv("/a"))` are the same call. A function without arguments makes no filter.
-        if f.max_args != Some(0) && !JINJA_FILTERS_KEPT.contains(&f.name) {
-            env.add_filter(f.name, move |state: &State, args: Rest<Value>| {
+        if f.name == "dict" {
+            // Jinja's own `dict(a=1)` and `dict(m, a=1)` keep working beside confd's pairs.
+            env.add_function(
+                f.name,
+                move |state: &State, args: Rest<Value>, kwargs: Kwargs| {
+                    call_dict(f, state, &args, kwargs)
+                },
+            );
+        } else {
+            env.add_function(f.name, move |state: &State, args: Rest<Value>| {
                 call_confd(f, state, &args)
             });
+        }
+        // A filter's input is the function's subject (`FilterInput`): `getv("/a") | toUpper`
+        // is `toUpper(getv("/a"))`, `x | ternary("a", "b")` is `ternary("a", "b", x)`. A
+        // function without arguments makes no filter.
+        if f.max_args != Some(0) && !JINJA_FILTERS_KEPT.contains(&f.name) {
+            env.add_filter(
+                f.name,
+                move |state: &State, input: Value, args: Rest<Value>| {
+                    call_confd(f, state, &f.filter_input.place(input, &args))
+                },
+            );
         }
     }
     Ok(env)
@@ -165,23 +197,64 @@ fn call_confd(f: &'static Function, state: &State, args: &[Value]) -> Result<Val
             "confd functions are only available while rendering",
         )
     })?;
-    let Some(StoreHandle(store)) = handle.downcast_object_ref::<StoreHandle>() else {
+    let Some(handle) = handle.downcast_object_ref::<StoreHandle>() else {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!("{STORE_GLOBAL} is reserved for confd"),
         ));
     };
     let args: Vec<Val> = args.iter().map(to_val).collect();
-    let ctx = FuncContext { store };
+    let include = JinjaInclude { state, handle };
+    let ctx = FuncContext {
+        store: &handle.store,
+        include: Some(&include),
+    };
     match f.call(&ctx, &args) {
         Ok(v) => Ok(from_val(v)),
         Err(e) => Err(Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)),
     }
 }
 
-/// The store of one render, reachable from the functions through [`STORE_GLOBAL`].
+/// `dict`: confd's alternating keys and values, Jinja's keyword arguments, or both; a single
+/// map argument is Jinja's `dict(m, a=1)` (a copy of `m` with the keywords added).
+fn call_dict(
+    f: &'static Function,
+    state: &State,
+    args: &[Value],
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let base = match args {
+        [m] if m.kind() == ValueKind::Map => to_val(m),
+        _ => to_val(&call_confd(f, state, args)?),
+    };
+    let mut map = match base {
+        Val::Map(m) => m,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "dict: a single argument must be a map, got {} {}",
+                    other.type_name(),
+                    crate::funcs::quote_val(&other)
+                ),
+            ));
+        }
+    };
+    for key in kwargs.args() {
+        let value: Value = kwargs.get(key)?;
+        map.insert(key.to_string(), to_val(&value));
+    }
+    kwargs.assert_all_used()?;
+    Ok(from_val(Val::Map(map)))
+}
+
+/// What the functions of one render reach through [`STORE_GLOBAL`]: the store, and the templates
+/// directory for `include`.
 #[derive(Debug)]
-struct StoreHandle(Store);
+struct StoreHandle {
+    store: Store,
+    root: Arc<Path>,
+}
 
 impl Object for StoreHandle {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -189,7 +262,67 @@ impl Object for StoreHandle {
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<confd store of {} keys>", self.0.len())
+        write!(f, "<confd store of {} keys>", self.store.len())
+    }
+}
+
+/// The `include` function in a Jinja template: the named template, loaded as Jinja from the
+/// templates directory and rendered in this render's environment (same store, same functions),
+/// with the entries of the data map as its variables.
+struct JinjaInclude<'a, 'b, 'c> {
+    state: &'a State<'b, 'c>,
+    handle: &'a StoreHandle,
+}
+
+impl fmt::Debug for JinjaInclude<'_, '_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JinjaInclude")
+            .field("template", &self.state.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Include for JinjaInclude<'_, '_, '_> {
+    fn include(&self, name: &str, data: Option<&Val>) -> Result<String, FuncError> {
+        let fail = |message: String| FuncError::new("include", message);
+        let (rel, _) = crate::include::resolve(&self.handle.root, name).map_err(fail)?;
+        let chain: Vec<String> = match self.state.lookup(CHAIN_VAR) {
+            Some(v) => match v.try_iter() {
+                Ok(items) => items.map(|i| i.to_string()).collect(),
+                Err(_) => vec![self.state.name().to_string()],
+            },
+            None => vec![self.state.name().to_string()],
+        };
+        let chain = crate::include::enter(&chain, &rel).map_err(fail)?;
+        let mut vars: BTreeMap<String, Value> = match data {
+            None | Some(Val::Nil) => BTreeMap::new(),
+            Some(Val::Map(m)) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), from_val(v.clone())))
+                .collect(),
+            Some(other) => {
+                return Err(fail(format!(
+                    "the data of a Jinja include must be a map (its entries become the \
+                     template's variables), got {} {}",
+                    other.type_name(),
+                    crate::funcs::quote_val(other)
+                )));
+            }
+        };
+        vars.insert(CHAIN_VAR.to_string(), Value::from(chain));
+        // Where the included template went wrong, named by its path in the templates directory.
+        let nested = |e: Error| {
+            let e = convert_error(&e, &rel, Phase::Render);
+            FuncError {
+                missing_key: e.missing_key.clone(),
+                ..fail(match e.line {
+                    Some(line) => format!("{}:{line}: {}", e.template, e.message),
+                    None => format!("{}: {}", e.template, e.message),
+                })
+            }
+        };
+        let tmpl = self.state.env().get_template(&rel).map_err(nested)?;
+        tmpl.render(Value::from(vars)).map_err(nested)
     }
 }
 
@@ -224,28 +357,24 @@ impl Object for Native {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
-        let Val::Time(t) = &self.0 else {
+        if matches!(self.0, Val::Pair(_) | Val::Srv(_)) {
             return Err(Error::from(ErrorKind::UnknownMethod));
-        };
-        match (method, args) {
-            ("Format" | "format", [layout]) => {
-                let layout = layout.as_str().ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "{method}: the layout must be a string, got {}",
-                            layout.kind()
-                        ),
-                    )
-                })?;
-                Ok(Value::from(t.format(layout)))
-            }
-            ("Format" | "format", _) => Err(Error::new(
+        }
+        // Go's method names; `format` and `unix` as Jinja users spell them work too.
+        let mut go_name: String = method
+            .chars()
+            .take(1)
+            .flat_map(char::to_uppercase)
+            .collect();
+        go_name.push_str(&method[method.chars().next().map_or(0, char::len_utf8)..]);
+        let args: Vec<Val> = args.iter().map(to_val).collect();
+        match self.0.method(&go_name, &args) {
+            Ok(Some(v)) => Ok(from_val(v)),
+            Ok(None) => Err(Error::from(ErrorKind::UnknownMethod)),
+            Err(e) => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("{method} takes one argument, a Go layout such as \"2006-01-02\""),
+                format!("{method}: {e}"),
             )),
-            ("Unix" | "unix", []) => Ok(Value::from(t.unix)),
-            _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
 
@@ -275,7 +404,13 @@ fn from_val(v: Val) -> Value {
                 .map(|(k, v)| (k, from_val(v)))
                 .collect::<BTreeMap<String, Value>>(),
         ),
-        native @ (Val::Pair(_) | Val::Srv(_) | Val::Time(_)) => Value::from_object(Native(native)),
+        native @ (Val::Pair(_)
+        | Val::Srv(_)
+        | Val::Time(_)
+        | Val::Month(_)
+        | Val::Weekday(_)
+        | Val::Location(_)
+        | Val::Duration(_)) => Value::from_object(Native(native)),
     }
 }
 

@@ -19,8 +19,13 @@
 //! ```
 
 pub mod datetime;
+mod extra;
 pub mod funcs;
+mod gofmt;
+mod gojson;
+mod goregex;
 mod gotemplate;
+mod include;
 mod jinja;
 pub mod store;
 pub mod value;
@@ -29,7 +34,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use funcs::{FuncContext, FuncError, Function, functions};
+pub use funcs::{FilterInput, FuncContext, FuncError, Function, Include, functions};
 pub use store::{KvPair, Store, StoreError};
 pub use value::Val;
 
@@ -179,9 +184,10 @@ impl Template {
         engine: EngineKind,
         opts: &TemplateOptions,
     ) -> Result<Template, TemplateError> {
+        datetime::init();
         let path = templates_dir.join(normalize_src(src)?);
         let engine = match engine {
-            EngineKind::Go => Engine::Go(gotemplate::GoTemplate::load(&path)?),
+            EngineKind::Go => Engine::Go(gotemplate::GoTemplate::load(&path, templates_dir)?),
             EngineKind::Jinja => Engine::Jinja(jinja::load(templates_dir, src, opts)?),
         };
         Ok(Template { path, engine })
@@ -262,7 +268,16 @@ mod tests {
     fn engine_from_str() {
         assert_eq!("go".parse::<EngineKind>(), Ok(EngineKind::Go));
         assert_eq!("jinja".parse::<EngineKind>(), Ok(EngineKind::Jinja));
-        assert!("Go".parse::<EngineKind>().is_err());
+        for (text, kind) in [
+            ("Go", EngineKind::Go),
+            (" gotmpl ", EngineKind::Go),
+            ("gotemplate", EngineKind::Go),
+            ("JINJA2", EngineKind::Jinja),
+            ("j2", EngineKind::Jinja),
+        ] {
+            assert_eq!(text.parse::<EngineKind>(), Ok(kind), "{text:?}");
+        }
+        assert!("mustache".parse::<EngineKind>().is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::datetime::DateTime;
+use crate::datetime::{self, DateTime, Loc};
 use crate::store::KvPair;
 
 /// A DNS SRV record as confd's `lookupSRV` returns it (Go `net.SRV`).
@@ -43,6 +43,14 @@ pub enum Val {
     Srv(Srv),
     /// A point in time (`datetime`), formatted with Go layouts.
     Time(DateTime),
+    /// A month, 1 to 12 (Go `time.Month`: prints its name, is an integer for `%d` and `eq`).
+    Month(u32),
+    /// A day of the week, 0 = Sunday (Go `time.Weekday`).
+    Weekday(u32),
+    /// A time's location (Go `*time.Location`: prints `Local`, `UTC` or the `TZ` name).
+    Location(Loc),
+    /// A duration in nanoseconds (Go `time.Duration`: prints `1h0m0s`).
+    Duration(i64),
 }
 
 impl Val {
@@ -59,6 +67,10 @@ impl Val {
             Val::Pair(_) => "key/value pair",
             Val::Srv(_) => "SRV record",
             Val::Time(_) => "time",
+            Val::Month(_) => "month",
+            Val::Weekday(_) => "weekday",
+            Val::Location(_) => "location",
+            Val::Duration(_) => "duration",
         }
     }
 
@@ -96,6 +108,148 @@ impl Val {
             (Val::Srv(s), "Weight" | "weight") => Some(Val::Int(i64::from(s.weight))),
             (Val::Map(m), k) => m.get(k).cloned(),
             _ => None,
+        }
+    }
+}
+
+/// Go's number of arguments and their types for a method call, as Go's template engine reports a
+/// mismatch.
+fn want_args(name: &str, args: &[Val], n: usize) -> Result<(), String> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        ))
+    }
+}
+
+fn int_arg(v: &Val, want: &str) -> Result<i64, String> {
+    match v {
+        Val::Int(i) | Val::Duration(i) => Ok(*i),
+        Val::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
+        other => Err(format!(
+            "wrong type for value; expected {want}; got {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn time_arg(v: &Val) -> Result<&DateTime, String> {
+    match v {
+        Val::Time(t) => Ok(t),
+        other => Err(format!(
+            "wrong type for value; expected time.Time; got {}",
+            other.type_name()
+        )),
+    }
+}
+
+impl Val {
+    /// Calls the method (or reads the field) `name` of a value the way a Go template does:
+    /// `time.Time`'s methods (`Format`, `UTC`, `Local`, `Unix`, `Year`, `Month`, `Add`,
+    /// `Truncate`, ...), the `String` method of months, weekdays, locations and durations, and the
+    /// fields of pairs, SRV records and maps. `Ok(None)`: the value has no such method or field.
+    pub fn method(&self, name: &str, args: &[Val]) -> Result<Option<Val>, String> {
+        let niladic = |v: Val| -> Result<Option<Val>, String> {
+            want_args(name, args, 0)?;
+            Ok(Some(v))
+        };
+        match self {
+            Val::Time(t) => match name {
+                "Format" => {
+                    want_args(name, args, 1)?;
+                    match &args[0] {
+                        Val::Str(layout) => Ok(Some(Val::Str(t.format(layout)))),
+                        other => Err(format!(
+                            "wrong type for value; expected string; got {}",
+                            other.type_name()
+                        )),
+                    }
+                }
+                "String" => niladic(Val::Str(t.to_string())),
+                "UTC" => niladic(Val::Time(t.utc())),
+                "Local" => niladic(Val::Time(t.local())),
+                "Unix" => niladic(Val::Int(t.unix)),
+                "UnixMilli" => niladic(Val::Int(
+                    t.unix.wrapping_mul(1000) + i64::from(t.nanos / 1_000_000),
+                )),
+                "UnixMicro" => niladic(Val::Int(
+                    t.unix.wrapping_mul(1_000_000) + i64::from(t.nanos / 1000),
+                )),
+                "UnixNano" => niladic(Val::Int(t.unix_nano())),
+                "Year" => niladic(Val::Int(t.year())),
+                "Month" => niladic(Val::Month(t.month())),
+                "Day" => niladic(Val::Int(i64::from(t.day()))),
+                "Hour" => niladic(Val::Int(i64::from(t.hour()))),
+                "Minute" => niladic(Val::Int(i64::from(t.minute()))),
+                "Second" => niladic(Val::Int(i64::from(t.second()))),
+                "Nanosecond" => niladic(Val::Int(i64::from(t.nanos))),
+                "Weekday" => niladic(Val::Weekday(t.weekday())),
+                "YearDay" => niladic(Val::Int(i64::from(t.year_day()))),
+                "Location" => niladic(Val::Location(t.loc)),
+                "IsZero" => niladic(Val::Bool(t.unix == -62_135_596_800 && t.nanos == 0)),
+                "Add" => {
+                    want_args(name, args, 1)?;
+                    Ok(Some(Val::Time(t.add(int_arg(&args[0], "time.Duration")?))))
+                }
+                "Truncate" => {
+                    want_args(name, args, 1)?;
+                    Ok(Some(Val::Time(
+                        t.truncate(int_arg(&args[0], "time.Duration")?),
+                    )))
+                }
+                "Round" => {
+                    want_args(name, args, 1)?;
+                    Ok(Some(Val::Time(
+                        t.round(int_arg(&args[0], "time.Duration")?),
+                    )))
+                }
+                "AddDate" => {
+                    want_args(name, args, 3)?;
+                    Ok(Some(Val::Time(t.add_date(
+                        int_arg(&args[0], "int")?,
+                        int_arg(&args[1], "int")?,
+                        int_arg(&args[2], "int")?,
+                    ))))
+                }
+                "Sub" => {
+                    want_args(name, args, 1)?;
+                    Ok(Some(Val::Duration(t.sub(time_arg(&args[0])?))))
+                }
+                "After" | "Before" | "Equal" => {
+                    want_args(name, args, 1)?;
+                    let u = time_arg(&args[0])?;
+                    let (a, b) = ((t.unix, t.nanos), (u.unix, u.nanos));
+                    Ok(Some(Val::Bool(match name {
+                        "After" => a > b,
+                        "Before" => a < b,
+                        _ => a == b,
+                    })))
+                }
+                _ => Ok(None),
+            },
+            Val::Month(_) | Val::Weekday(_) | Val::Location(_) if name == "String" => {
+                niladic(Val::Str(self.to_string()))
+            }
+            Val::Duration(d) => {
+                let d = *d;
+                match name {
+                    "String" => niladic(Val::Str(self.to_string())),
+                    "Nanoseconds" => niladic(Val::Int(d)),
+                    "Microseconds" => niladic(Val::Int(d / 1000)),
+                    "Milliseconds" => niladic(Val::Int(d / 1_000_000)),
+                    "Seconds" => niladic(Val::Float(d as f64 / 1e9)),
+                    "Minutes" => niladic(Val::Float(d as f64 / 6e10)),
+                    "Hours" => niladic(Val::Float(d as f64 / 3.6e12)),
+                    _ => Ok(None),
+                }
+            }
+            _ => match self.field(name) {
+                Some(v) if matches!(self, Val::Pair(_) | Val::Srv(_)) => niladic(v),
+                other => Ok(other),
+            },
         }
     }
 }
@@ -197,6 +351,11 @@ impl fmt::Display for Val {
             Val::Pair(p) => write!(f, "{{{} {}}}", p.key, p.value),
             Val::Srv(s) => write!(f, "{{{} {} {} {}}}", s.target, s.port, s.priority, s.weight),
             Val::Time(t) => write!(f, "{t}"),
+            Val::Month(m) => f.write_str(&datetime::month_name(*m)),
+            Val::Weekday(d) => f.write_str(&datetime::weekday_name(*d)),
+            Val::Location(Loc::Utc) => f.write_str("UTC"),
+            Val::Location(Loc::Local) => f.write_str(datetime::local_name()),
+            Val::Duration(d) => f.write_str(&datetime::duration_string(*d)),
         }
     }
 }

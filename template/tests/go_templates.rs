@@ -37,8 +37,8 @@ fn outcome(name: &str) -> (bool, String) {
 fn go_templates() {
     insta::with_settings!({
         filters => vec![
-            // datetime is the current time.
-            (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC", "[NOW]"),
+            // datetime is the current time, in the local zone, with a monotonic reading.
+            (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? [+-]\d{4} [A-Za-z0-9+-]+( m=\+\d+\.\d{9})?", "[NOW]"),
             (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[NOW-RFC3339]"),
             (r"[A-Z][a-z]{2} \d{1,2}, \d{4} at \d{1,2}:\d\d[ap]m \(UTC\)", "[NOW-KITCHEN]"),
         ],

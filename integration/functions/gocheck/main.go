@@ -1,8 +1,9 @@
 // Command gocheck renders the Go templates of integration/functions with Go's own text/template
 // and a function map written after confd's (kelseyhightower/confd master: resource/template/
-// template_funcs.go and the memkv store), executed with nil data as confd does. tests/functions.rs
-// runs it when `go` is installed and compares its output with expect/ and expect-go-only/: the
-// expected files hold what Go prints, not what our engine prints.
+// template_funcs.go and the memkv store) and after the functions abtreece/confd added (its
+// documented semantics: default, ternary, ..., include), executed with nil data as confd does.
+// tests/functions.rs runs it when `go` is installed and compares its output with expect/ and
+// expect-go-only/: the expected files hold what Go prints, not what our engine prints.
 //
 // Usage: gocheck DATA TEMPLATES OUT, with DATA a file of key=value lines (keys relative to the
 // resource prefix, as confd's templates see them); every TEMPLATES/*.tmpl is rendered to
@@ -11,7 +12,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +22,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
 )
 
 type KVPair struct {
@@ -265,6 +271,255 @@ func funcs() template.FuncMap {
 	}
 }
 
+// The functions of abtreece/confd, written from their documented behaviour.
+
+// zero tells the values that default, empty and coalesce treat as absent.
+func zero(v interface{}) bool {
+	if v == nil {
+		return true
+	}
+	r := reflect.ValueOf(v)
+	switch r.Kind() {
+	case reflect.String, reflect.Slice, reflect.Map, reflect.Array:
+		return r.Len() == 0
+	case reflect.Bool:
+		return !r.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return r.Int() == 0
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return r.Uint() == 0
+	case reflect.Float32, reflect.Float64:
+		return r.Float() == 0
+	case reflect.Ptr, reflect.Interface:
+		return r.IsNil()
+	case reflect.Struct:
+		return r.IsZero()
+	}
+	return false
+}
+
+func indentLines(n int, s string) string {
+	if s == "" {
+		return ""
+	}
+	if n < 0 {
+		n = 0
+	}
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+}
+
+// words splits at _ - and spaces, and where upper case starts a new word (HTTPServer: HTTP Server).
+func words(s string) []string {
+	rs := []rune(s)
+	var out []string
+	cur := []rune{}
+	for i, r := range rs {
+		if r == '_' || r == '-' || r == ' ' {
+			if len(cur) > 0 {
+				out = append(out, string(cur))
+				cur = []rune{}
+			}
+			continue
+		}
+		if unicode.IsUpper(r) && len(cur) > 0 {
+			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
+			if nextLower || !unicode.IsUpper(rs[i-1]) {
+				out = append(out, string(cur))
+				cur = []rune{}
+			}
+		}
+		cur = append(cur, r)
+	}
+	if len(cur) > 0 {
+		out = append(out, string(cur))
+	}
+	return out
+}
+
+func joinWords(s, sep string, camel bool) string {
+	ws := words(s)
+	for i, w := range ws {
+		w = strings.ToLower(w)
+		if camel && i > 0 {
+			r := []rune(w)
+			r[0] = unicode.ToUpper(r[0])
+			w = string(r)
+		}
+		ws[i] = w
+	}
+	return strings.Join(ws, sep)
+}
+
+func sortedKeys(m map[string]interface{}) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func ifaceAddr(name string, v4 bool) string {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return ""
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		if (n.IP.To4() != nil) == v4 {
+			if v4 {
+				return n.IP.To4().String()
+			}
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+func forkFuncs(fm template.FuncMap, dir string) {
+	fm["default"] = func(d, v interface{}) interface{} {
+		if zero(v) {
+			return d
+		}
+		return v
+	}
+	fm["ternary"] = func(t, f interface{}, c bool) interface{} {
+		if c {
+			return t
+		}
+		return f
+	}
+	fm["coalesce"] = func(vs ...interface{}) interface{} {
+		for _, v := range vs {
+			if !zero(v) {
+				return v
+			}
+		}
+		return nil
+	}
+	fm["empty"] = zero
+	fm["toJson"] = func(v interface{}) (string, error) { b, err := json.Marshal(v); return string(b), err }
+	fm["toPrettyJson"] = func(v interface{}) (string, error) {
+		b, err := json.MarshalIndent(v, "", "  ")
+		return string(b), err
+	}
+	fm["fromJson"] = func(s string) (interface{}, error) {
+		var v interface{}
+		err := json.Unmarshal([]byte(s), &v)
+		return v, err
+	}
+	fm["indent"] = indentLines
+	fm["nindent"] = func(n int, s string) string { return "\n" + indentLines(n, s) }
+	fm["quote"] = strconv.Quote
+	fm["squote"] = func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	fm["regexMatch"] = regexp.MatchString
+	fm["regexFind"] = func(p, s string) (string, error) {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return "", err
+		}
+		return re.FindString(s), nil
+	}
+	fm["regexReplaceAll"] = func(p, s, r string) (string, error) {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return "", err
+		}
+		return re.ReplaceAllString(s, r), nil
+	}
+	fm["trimPrefix"] = strings.TrimPrefix
+	fm["repeat"] = func(n int, s string) string {
+		if n <= 0 {
+			return ""
+		}
+		return strings.Repeat(s, n)
+	}
+	fm["nospace"] = func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if unicode.IsSpace(r) {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	fm["snakecase"] = func(s string) string { return joinWords(s, "_", false) }
+	fm["camelcase"] = func(s string) string { return joinWords(s, "", true) }
+	fm["kebabcase"] = func(s string) string { return joinWords(s, "-", false) }
+	fm["dict"] = fm["map"]
+	fm["list"] = func(vs ...interface{}) []interface{} { return vs }
+	fm["hasKey"] = func(m map[string]interface{}, k string) bool { _, ok := m[k]; return ok }
+	fm["keys"] = sortedKeys
+	fm["values"] = func(m map[string]interface{}) []interface{} {
+		var vs []interface{}
+		for _, k := range sortedKeys(m) {
+			vs = append(vs, m[k])
+		}
+		if vs == nil {
+			vs = []interface{}{}
+		}
+		return vs
+	}
+	fm["append"] = func(l []interface{}, v interface{}) []interface{} {
+		return append(append([]interface{}{}, l...), v)
+	}
+	fm["pluck"] = func(k string, ms ...map[string]interface{}) []interface{} {
+		var vs []interface{}
+		for _, m := range ms {
+			if v, ok := m[k]; ok {
+				vs = append(vs, v)
+			}
+		}
+		return vs
+	}
+	fm["sha256sum"] = func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	fm["hostname"] = os.Hostname
+	fm["lookupIfaceIPV4"] = func(n string) string { return ifaceAddr(n, true) }
+	fm["lookupIfaceIPV6"] = func(n string) string { return ifaceAddr(n, false) }
+	// include: a template of dir, rendered with the same functions and the data as dot; not
+	// outside dir, not recursively, at most 10 deep.
+	var stack []string
+	fm["include"] = func(name string, data ...interface{}) (string, error) {
+		p := filepath.Join(dir, name)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("include %q: outside the templates directory", name)
+		}
+		for _, s := range stack {
+			if s == p {
+				return "", fmt.Errorf("include %q: cycle", name)
+			}
+		}
+		if len(stack) >= 10 {
+			return "", fmt.Errorf("include %q: too deep", name)
+		}
+		stack = append(stack, p)
+		defer func() { stack = stack[:len(stack)-1] }()
+		text, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		t, err := template.New(filepath.Base(p)).Funcs(fm).Parse(string(text))
+		if err != nil {
+			return "", err
+		}
+		var dot interface{}
+		if len(data) > 0 {
+			dot = data[0]
+		}
+		var buf bytes.Buffer
+		err = t.Execute(&buf, dot)
+		return buf.String(), err
+	}
+}
+
 func main() {
 	if len(os.Args) != 4 {
 		fmt.Fprintln(os.Stderr, "usage: gocheck DATA TEMPLATES OUT")
@@ -284,7 +539,9 @@ func main() {
 	}
 	for _, src := range srcs {
 		// As confd: the template is named after its file, and executed with nil data.
-		t, err := template.New(filepath.Base(src)).Funcs(funcs()).ParseFiles(src)
+		fm := funcs()
+		forkFuncs(fm, os.Args[2])
+		t, err := template.New(filepath.Base(src)).Funcs(fm).ParseFiles(src)
 		if err != nil {
 			fail(err)
 		}
