@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-debian.sh test
+scripts/setup-python.sh
 export CARGO_TERM_COLOR=never INSTA_UPDATE=no
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

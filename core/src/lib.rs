@@ -22,15 +22,22 @@
 
 mod command;
 mod engine;
+mod format;
 pub mod keys;
+pub mod metrics;
 mod options;
+mod preview;
+mod progress;
 mod resource;
 mod run;
 mod stage;
 mod sync;
 
 pub use command::CommandError;
+pub use format::{FormatError, OutputFormat};
 pub use options::RunOptions;
+pub use preview::{Preview, preview};
+pub use progress::FirstPass;
 pub use resource::{LoadError, Resource, ResourceError, load_resources, parse_mode};
 pub use run::{Backends, Summary, WatchError, run_interval, run_once, run_watch};
 pub use sync::{Outcome, SyncError, sync_resource, unified_diff};

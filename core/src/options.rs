@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::EngineKind;
+use crate::progress::FirstPass;
 
 /// Everything confd-core needs from the command line and confd.toml.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct RunOptions {
     /// instead of a warning. Off by default because confd ignores them (and
     /// the conformance set pins that).
     pub strict_resource_keys: bool,
+    /// Raised once every resource has been processed once (the host's readiness probe).
+    pub first_pass: FirstPass,
 }
 
 impl Default for RunOptions {
@@ -58,6 +61,7 @@ impl Default for RunOptions {
             interval: Duration::from_secs(600),
             debounce: Duration::from_millis(50),
             strict_resource_keys: false,
+            first_pass: FirstPass::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::{EngineKind, Template, TemplateOptions};
+use crate::format::OutputFormat;
 use crate::keys;
 use crate::options::RunOptions;
 
@@ -30,6 +31,7 @@ pub struct Resource {
     reload_cmd_timeout: Duration,
     backend: String,
     engine: EngineKind,
+    output_format: Option<OutputFormat>,
     template: Arc<Template>,
 }
 
@@ -107,6 +109,10 @@ impl Resource {
     pub fn engine(&self) -> EngineKind {
         self.engine
     }
+    /// What the rendered file must parse as before it replaces the destination.
+    pub fn output_format(&self) -> Option<OutputFormat> {
+        self.output_format
+    }
     pub(crate) fn template(&self) -> &Template {
         &self.template
     }
@@ -117,14 +123,85 @@ impl Resource {
 pub struct ResourceError {
     /// The resource TOML file.
     pub file: PathBuf,
+    /// The line of the resource file the problem is on (1-based), when it is about one key or
+    /// a TOML syntax error.
+    pub line: Option<usize>,
     /// What is wrong, for people.
     pub message: String,
 }
 
 impl fmt::Display for ResourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.message)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
     }
+}
+
+/// A problem found while loading one file, with the `[template]` key it is about (whose line
+/// is looked up once the file is done) or a line known already.
+struct Problem {
+    key: Option<String>,
+    line: Option<usize>,
+    message: String,
+}
+
+impl Problem {
+    fn at(key: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            key: Some(key.to_string()),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem {
+            key: None,
+            line: None,
+            message,
+        }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        Problem::from(message.to_string())
+    }
+}
+
+/// The line of each `[template]` key in `text`, keys lower-cased like the decoder's; empty
+/// when the text does not parse (the syntax error has its own line).
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return BTreeMap::new();
+    };
+    let mut lines = BTreeMap::new();
+    for (name, value) in doc.get_ref() {
+        if !name.get_ref().eq_ignore_ascii_case("template") {
+            continue;
+        }
+        if let toml::de::DeValue::Table(table) = value.get_ref() {
+            for (key, _) in table {
+                lines
+                    .entry(key.get_ref().to_ascii_lowercase())
+                    .or_insert_with(|| line_of(text, key.span().start));
+            }
+        }
+    }
+    lines
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// Loading failed: every problem found, in file order, so one run shows them all.
@@ -213,6 +290,7 @@ pub fn load_resources(opts: &RunOptions) -> Result<Vec<Resource>, LoadError> {
     if !errors.is_empty() {
         return Err(LoadError { errors });
     }
+    crate::metrics::set_templates_loaded(resources.len());
     if !opts.noop {
         // Once per run, before any sync: what killed runs left beside these destinations.
         let removed: usize = writers
@@ -241,6 +319,7 @@ fn find_toml_files(
         Err(e) => {
             errors.push(ResourceError {
                 file: dir.to_path_buf(),
+                line: None,
                 message: format!("cannot read directory: {e}"),
             });
             return;
@@ -339,6 +418,7 @@ struct RawTemplate {
     check_cmd_timeout: Option<String>,
     reload_cmd_timeout: Option<String>,
     engine: Option<String>,
+    output_format: Option<String>,
     trim_blocks: bool,
     lstrip_blocks: bool,
     backend: Option<String>,
@@ -354,33 +434,53 @@ fn load_one(
     cache: &mut TemplateCache,
 ) -> Result<Resource, Vec<ResourceError>> {
     let mut problems = Vec::new();
-    let resource = decode(file, opts, &mut problems)
+    let mut text = String::new();
+    let resource = decode(file, opts, &mut text, &mut problems)
         .and_then(|raw| validate(raw, file, opts, templates_dir, cache, &mut problems));
     match resource {
         Some(r) if problems.is_empty() => Ok(r),
-        _ => Err(problems
-            .into_iter()
-            .map(|message| ResourceError {
-                file: file.to_path_buf(),
-                message,
-            })
-            .collect()),
+        _ => {
+            let lines = if problems.iter().any(|p| p.key.is_some()) {
+                key_lines(&text)
+            } else {
+                BTreeMap::new()
+            };
+            Err(problems
+                .into_iter()
+                .map(|p| ResourceError {
+                    file: file.to_path_buf(),
+                    line: p
+                        .line
+                        .or_else(|| p.key.as_ref().and_then(|k| lines.get(k).copied())),
+                    message: p.message,
+                })
+                .collect())
+        }
     }
 }
 
 /// The file's `[template]` table, or `None` with the problems that prevent reading it.
-fn decode(file: &Path, opts: &RunOptions, problems: &mut Vec<String>) -> Option<RawTemplate> {
-    let text = match std::fs::read_to_string(file) {
+fn decode(
+    file: &Path,
+    opts: &RunOptions,
+    text: &mut String,
+    problems: &mut Vec<Problem>,
+) -> Option<RawTemplate> {
+    *text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
-            problems.push(format!("cannot read: {e}"));
+            problems.push(format!("cannot read: {e}").into());
             return None;
         }
     };
-    let doc: toml::Table = match toml::from_str(&text) {
+    let doc: toml::Table = match toml::from_str(text) {
         Ok(d) => d,
         Err(e) => {
-            problems.push(format!("invalid TOML: {}", e.to_string().trim_end()));
+            problems.push(Problem {
+                key: None,
+                line: e.span().map(|span| line_of(text, span.start)),
+                message: format!("invalid TOML: {}", e.to_string().trim_end()),
+            });
             return None;
         }
     };
@@ -389,18 +489,24 @@ fn decode(file: &Path, opts: &RunOptions, problems: &mut Vec<String>) -> Option<
         Ok(p) => p,
         Err(e) => {
             // toml names the key path on a second line ("in `template.keys`").
-            let text = e.to_string().trim_end().replace('\n', " ");
-            problems.push(if text.contains("in `template`") {
-                "`template` must be a table ([template])".to_string()
+            let message = e.to_string().trim_end().replace('\n', " ");
+            problems.push(if message.contains("in `template`") {
+                "`template` must be a table ([template])".into()
             } else {
-                text
+                match message
+                    .split_once("in `template.")
+                    .and_then(|(_, rest)| rest.split_once('`'))
+                {
+                    Some((key, _)) => Problem::at(key, message.clone()),
+                    None => message.into(),
+                }
             });
             return None;
         }
     };
-    let unknown = |key: &str, place: &str, problems: &mut Vec<String>| {
+    let unknown = |key: &str, place: &str, problems: &mut Vec<Problem>| {
         if opts.strict_resource_keys {
-            problems.push(format!("unknown key {key:?}{place}"));
+            problems.push(Problem::at(key, format!("unknown key {key:?}{place}")));
         } else {
             tracing::warn!("{}: ignoring unknown key {key:?}{place}", file.display());
         }
@@ -409,7 +515,7 @@ fn decode(file: &Path, opts: &RunOptions, problems: &mut Vec<String>) -> Option<
         unknown(key, " at the top level", problems);
     }
     let Some(raw) = parsed.template else {
-        problems.push("no [template] table".to_string());
+        problems.push("no [template] table".into());
         return None;
     };
     for key in raw.unknown.keys() {
@@ -420,7 +526,7 @@ fn decode(file: &Path, opts: &RunOptions, problems: &mut Vec<String>) -> Option<
 
 /// `table` with every key lower-cased, recursively for `[template]`; two keys that differ only
 /// in case are a problem, as confd would silently take one of them.
-fn lower_case_keys(table: toml::Table, within: &str, problems: &mut Vec<String>) -> toml::Table {
+fn lower_case_keys(table: toml::Table, within: &str, problems: &mut Vec<Problem>) -> toml::Table {
     let mut out = toml::Table::new();
     for (key, value) in table {
         let lower = key.to_ascii_lowercase();
@@ -432,9 +538,9 @@ fn lower_case_keys(table: toml::Table, within: &str, problems: &mut Vec<String>)
         };
         if out.insert(lower.clone(), value).is_some() {
             problems.push(if within.is_empty() && lower == "template" {
-                "more than one [template] table".to_string()
+                "more than one [template] table".into()
             } else {
-                format!("key {lower:?} given more than once")
+                Problem::at(&lower, format!("key {lower:?} given more than once"))
             });
         }
     }
@@ -449,35 +555,36 @@ fn validate(
     opts: &RunOptions,
     templates_dir: &Path,
     cache: &mut TemplateCache,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Option<Resource> {
-    let id = |name: &str, value: Option<i64>, problems: &mut Vec<String>| {
+    let id = |name: &str, value: Option<i64>, problems: &mut Vec<Problem>| {
         value.and_then(|v| match u32::try_from(v) {
             Ok(id) => Some(id),
             Err(_) => {
-                problems.push(format!("`{name}` = {v} is not a valid id"));
+                problems.push(Problem::at(
+                    name,
+                    format!("`{name}` = {v} is not a valid id"),
+                ));
                 None
             }
         })
     };
     let uid = id("uid", raw.uid, problems);
     let gid = id("gid", raw.gid, problems);
-    let mode = raw
-        .mode
-        .as_deref()
-        .and_then(|t| parse_mode(t).map_err(|e| problems.push(e)).ok());
-    let duration = |name: &str,
-                    text: Option<&str>,
-                    default: Duration,
-                    problems: &mut Vec<String>| {
-        match text {
+    let mode = raw.mode.as_deref().and_then(|t| {
+        parse_mode(t)
+            .map_err(|e| problems.push(Problem::at("mode", e)))
+            .ok()
+    });
+    let duration =
+        |name: &str, text: Option<&str>, default: Duration, problems: &mut Vec<Problem>| match text
+        {
             None => default,
             Some(t) => humantime::parse_duration(t).unwrap_or_else(|e| {
-                problems.push(format!("invalid `{name}` {t:?}: {e}"));
+                problems.push(Problem::at(name, format!("invalid `{name}` {t:?}: {e}")));
                 default
             }),
-        }
-    };
+        };
     let check_cmd_timeout = duration(
         "check_cmd_timeout",
         raw.check_cmd_timeout.as_deref(),
@@ -496,27 +603,37 @@ fn validate(
     let group_gid = raw.group.as_deref().and_then(|n| lookup_group(n, problems));
     let engine = raw.engine.as_deref().and_then(|t| {
         t.parse::<EngineKind>()
-            .map_err(|e| problems.push(format!("invalid `engine` {t:?}: {e}")))
+            .map_err(|e| {
+                problems.push(Problem::at(
+                    "engine",
+                    format!("invalid `engine` {t:?}: {e}"),
+                ))
+            })
+            .ok()
+    });
+    let output_format = raw.output_format.as_deref().and_then(|t| {
+        t.parse::<OutputFormat>()
+            .map_err(|e| problems.push(Problem::at("output_format", e)))
             .ok()
     });
     let src = match raw.src {
         None => {
-            problems.push("missing `src` (the template file)".to_string());
+            problems.push("missing `src` (the template file)".into());
             None
         }
         Some(s) if s.trim().is_empty() => {
-            problems.push("empty `src` template".to_string());
+            problems.push(Problem::at("src", "empty `src` template"));
             None
         }
         Some(s) => Some(s),
     };
     let dest = match raw.dest {
         None => {
-            problems.push("missing `dest` (the file to write)".to_string());
+            problems.push("missing `dest` (the file to write)".into());
             None
         }
         Some(d) if d.trim().is_empty() => {
-            problems.push("empty `dest`".to_string());
+            problems.push(Problem::at("dest", "empty `dest`"));
             None
         }
         Some(d) => check_dest(PathBuf::from(d), problems),
@@ -531,7 +648,7 @@ fn validate(
             .unwrap_or_else(|| EngineKind::from_extension(src));
         cache
             .load(templates_dir, src, kind, &options)
-            .map_err(|e| problems.push(e))
+            .map_err(|e| problems.push(Problem::at("src", e)))
             .ok()
             .map(|t| (kind, t))
     });
@@ -565,52 +682,65 @@ fn validate(
         reload_cmd_timeout,
         backend: raw.backend.unwrap_or_else(|| opts.default_backend.clone()),
         engine,
+        output_format,
         template,
     })
 }
 
 /// The destination, if its directory exists and it is not itself a directory.
-fn check_dest(dest: PathBuf, problems: &mut Vec<String>) -> Option<PathBuf> {
+fn check_dest(dest: PathBuf, problems: &mut Vec<Problem>) -> Option<PathBuf> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let before = problems.len();
     if !dir.is_dir() {
-        problems.push(format!(
-            "the directory of dest {} does not exist (it is not created)",
-            dest.display()
+        problems.push(Problem::at(
+            "dest",
+            format!(
+                "the directory of dest {} does not exist (it is not created)",
+                dest.display()
+            ),
         ));
     }
     if dest.is_dir() {
-        problems.push(format!("dest {} is a directory", dest.display()));
+        problems.push(Problem::at(
+            "dest",
+            format!("dest {} is a directory", dest.display()),
+        ));
     }
     (problems.len() == before).then_some(dest)
 }
 
-fn lookup_user(name: &str, msgs: &mut Vec<String>) -> Option<u32> {
+fn lookup_user(name: &str, msgs: &mut Vec<Problem>) -> Option<u32> {
     match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => Some(u.uid.as_raw()),
         Ok(None) => {
-            msgs.push(format!("unknown owner {name:?}"));
+            msgs.push(Problem::at("owner", format!("unknown owner {name:?}")));
             None
         }
         Err(e) => {
-            msgs.push(format!("cannot look up owner {name:?}: {e}"));
+            msgs.push(Problem::at(
+                "owner",
+                format!("cannot look up owner {name:?}: {e}"),
+            ));
             None
         }
     }
 }
 
-fn lookup_group(name: &str, msgs: &mut Vec<String>) -> Option<u32> {
+fn lookup_group(name: &str, msgs: &mut Vec<Problem>) -> Option<u32> {
     match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Some(g.gid.as_raw()),
         Ok(None) => {
-            msgs.push(format!("unknown group {name:?}"));
+            msgs.push(Problem::at("group", format!("unknown group {name:?}")));
             None
         }
         Err(e) => {
-            msgs.push(format!("cannot look up group {name:?}: {e}"));
+            msgs.push(Problem::at(
+                "group",
+                format!("cannot look up group {name:?}: {e}"),
+            ));
             None
         }
     }

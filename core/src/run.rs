@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Store;
 use crate::keys;
+use crate::metrics;
 use crate::options::RunOptions;
 use crate::resource::Resource;
 use crate::sync::{Outcome, SyncError, sync_resource, sync_resource_in_place};
@@ -69,11 +70,11 @@ pub enum WatchError {
 }
 
 /// Resources that share one fetch and one watch.
-struct Group<'a> {
-    backend: &'a str,
-    prefix: &'a str,
-    query_keys: &'a [String],
-    members: Vec<&'a Resource>,
+pub(crate) struct Group<'a> {
+    pub(crate) backend: &'a str,
+    pub(crate) prefix: &'a str,
+    pub(crate) query_keys: &'a [String],
+    pub(crate) members: Vec<&'a Resource>,
 }
 
 impl Group<'_> {
@@ -87,7 +88,7 @@ impl Group<'_> {
     }
 }
 
-fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
+pub(crate) fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
     group_indices(resources)
         .iter()
         .map(|members| group_of(resources, members))
@@ -123,7 +124,7 @@ fn group_of<'a>(resources: &'a [Resource], members: &[usize]) -> Group<'a> {
     }
 }
 
-fn known(backends: &Backends) -> String {
+pub(crate) fn known(backends: &Backends) -> String {
     if backends.is_empty() {
         "none".to_string()
     } else {
@@ -133,7 +134,8 @@ fn known(backends: &Backends) -> String {
 
 /// Fetches once for the group (unless a watch answer brought the values) and
 /// syncs each member. A fetch error fails every member and renders nothing, so
-/// an outage never touches a file. Returns whether the fetch succeeded.
+/// an outage never touches a file. Returns what the members did, or `None`
+/// when the fetch failed.
 async fn process_group(
     group: &Group<'_>,
     backends: &Backends,
@@ -142,8 +144,9 @@ async fn process_group(
     summary: &Mutex<Summary>,
     in_place: bool,
     watched: Option<BTreeMap<String, String>>,
-) -> bool {
+) -> Option<Summary> {
     let mut local = Summary::default();
+    let started = std::time::Instant::now();
     let fetched = match watched {
         Some(values) => Ok(Store::new(keys::store_values(&values, group.prefix))),
         None => fetch(group, backends).await,
@@ -151,24 +154,40 @@ async fn process_group(
     let ok = fetched.is_ok();
     match fetched {
         Err(err) => {
-            tracing::error!("{}: {err}", group.dests());
+            tracing::error!(
+                backend = group.backend,
+                dest = %group.dests(),
+                error = %err,
+                "cannot read the keys; nothing rendered"
+            );
             local.failed += group.members.len();
+            for resource in &group.members {
+                metrics::record_template_process(resource.dest(), false, started.elapsed());
+            }
         }
         Ok(store) => {
             for resource in &group.members {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
+                let started = std::time::Instant::now();
                 let outcome = if in_place {
                     sync_resource_in_place(resource, &store, opts).await
                 } else {
                     sync_resource(resource, &store, opts).await
                 };
+                metrics::record_template_process(
+                    resource.dest(),
+                    outcome.is_ok(),
+                    started.elapsed(),
+                );
                 if let Err(err) = &outcome {
                     tracing::error!(
-                        "{} ({}): {err}",
-                        resource.dest().display(),
-                        resource.source_file().display()
+                        resource = %resource.source_file().display(),
+                        dest = %resource.dest().display(),
+                        backend = group.backend,
+                        error = %err,
+                        "resource failed"
                     );
                 }
                 local.count(&outcome);
@@ -176,7 +195,7 @@ async fn process_group(
         }
     }
     lock(summary).add(local);
-    ok
+    ok.then_some(local)
 }
 
 fn lock(summary: &Mutex<Summary>) -> std::sync::MutexGuard<'_, Summary> {
@@ -236,6 +255,7 @@ pub async fn run_once(resources: &[Resource], backends: &Backends, opts: &RunOpt
     let groups = groups(resources);
     let summary = Mutex::new(Summary::default());
     pass(&groups, backends, opts, &AtomicBool::new(false), &summary).await;
+    opts.first_pass.mark();
     summary.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -266,6 +286,7 @@ pub async fn run_interval(
                 }
             }
         }
+        opts.first_pass.mark();
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -295,7 +316,9 @@ pub async fn run_watch(
             });
         }
     }
+    metrics::set_watched_keys(groups.iter().map(|g| g.query_keys.len()).sum());
     if groups.is_empty() {
+        opts.first_pass.mark();
         // Nothing to render or watch; keep running like a daemon with an
         // empty conf.d would, until told to stop.
         tracing::warn!("no template resources to watch; waiting for shutdown");
@@ -313,6 +336,7 @@ pub async fn run_watch(
         cancel: CancellationToken::new(),
         stop: AtomicBool::new(false),
         summary: Mutex::new(Summary::default()),
+        first_pending: AtomicUsize::new(groups.len()),
     });
     // Dropping the set (the caller gave up on this future) aborts every group.
     let mut tasks = tokio::task::JoinSet::new();
@@ -320,15 +344,7 @@ pub async fn run_watch(
         let shared = Arc::clone(&shared);
         tasks.spawn(async move {
             let group = group_of(&shared.resources, &members);
-            watch_group(
-                &group,
-                &shared.backends,
-                &shared.opts,
-                &shared.cancel,
-                &shared.stop,
-                &shared.summary,
-            )
-            .await
+            watch_group(&group, &shared).await
         });
     }
     let result = {
@@ -360,6 +376,19 @@ struct WatchShared {
     cancel: CancellationToken,
     stop: AtomicBool,
     summary: Mutex<Summary>,
+    /// Groups that have not rendered once yet; the first pass is done at zero.
+    first_pending: AtomicUsize,
+}
+
+impl WatchShared {
+    /// Called once per group after its first render (or failed fetch).
+    fn group_rendered(&self, counted: &mut bool) {
+        if !std::mem::replace(counted, true)
+            && self.first_pending.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            self.opts.first_pass.mark();
+        }
+    }
 }
 
 /// Waits for every group; the first error is returned at once. A panic in
@@ -422,14 +451,16 @@ async fn cancellable<T>(cancel: &CancellationToken, fut: impl Future<Output = T>
     }
 }
 
-async fn watch_group(
-    group: &Group<'_>,
-    backends: &Backends,
-    opts: &RunOptions,
-    cancel: &CancellationToken,
-    stop: &AtomicBool,
-    summary: &Mutex<Summary>,
-) -> Result<(), WatchError> {
+async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), WatchError> {
+    let WatchShared {
+        backends,
+        opts,
+        cancel,
+        stop,
+        summary,
+        ..
+    } = shared;
+    let mut counted = false;
     let Some(db) = backends.get(group.backend) else {
         return Err(WatchError::UnknownBackend {
             backend: group.backend.to_string(),
@@ -439,6 +470,7 @@ async fn watch_group(
     if group.query_keys.is_empty() {
         // Nothing to watch: the store is empty forever. Render once and wait.
         process_group(group, backends, opts, stop, summary, false, None).await;
+        shared.group_rendered(&mut counted);
         cancel.cancelled().await;
         return Ok(());
     }
@@ -474,15 +506,18 @@ async fn watch_group(
             Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
             Err(e) => {
                 tracing::error!(
-                    "watching {} on backend {:?} for {}: {e}; retrying",
-                    group.prefix,
-                    group.backend,
-                    group.dests()
+                    backend = group.backend,
+                    dest = %group.dests(),
+                    prefix = group.prefix,
+                    error = %e,
+                    "watch failed; retrying"
                 );
                 continue 'restart;
             }
         };
-        if !process_group(group, backends, opts, stop, summary, false, watched).await {
+        let rendered = process_group(group, backends, opts, stop, summary, false, watched).await;
+        shared.group_rendered(&mut counted);
+        if rendered.is_none() {
             continue 'restart;
         }
         backoff.reset();
@@ -497,6 +532,7 @@ async fn watch_group(
             };
             // The values of the newest answer, if it brought them: at least as
             // new as its index, so a later change wakes the next watch call.
+            let seen = Instant::now();
             let mut watched = match woke {
                 Ok((i, values)) => {
                     index = i;
@@ -505,10 +541,11 @@ async fn watch_group(
                 Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
                 Err(e) => {
                     tracing::error!(
-                        "watching {} on backend {:?} for {}: {e}; retrying",
-                        group.prefix,
-                        group.backend,
-                        group.dests()
+                        backend = group.backend,
+                        dest = %group.dests(),
+                        prefix = group.prefix,
+                        error = %e,
+                        "watch failed; retrying"
                     );
                     continue 'restart;
                 }
@@ -545,8 +582,12 @@ async fn watch_group(
                 group.backend,
                 group.dests()
             );
-            if !process_group(group, backends, opts, stop, summary, true, watched).await {
-                continue 'restart;
+            match process_group(group, backends, opts, stop, summary, true, watched).await {
+                None => continue 'restart,
+                Some(done) if done.updated > 0 => {
+                    metrics::record_watch_lag(group.backend, seen.elapsed());
+                }
+                Some(_) => {}
             }
         }
     }

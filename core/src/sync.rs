@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::command::{self, CommandError};
 use crate::engine::Store;
+use crate::format::FormatError;
+use crate::metrics::{self, CommandKind};
 use crate::options::RunOptions;
 use crate::resource::Resource;
 use crate::stage::Stage;
@@ -43,6 +45,13 @@ pub enum SyncError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("rendered {} is {source}; {} left untouched", src, dest.display())]
+    Format {
+        src: String,
+        dest: PathBuf,
+        #[source]
+        source: FormatError,
     },
     #[error("config check failed, {} left untouched: {source}", dest.display())]
     Check {
@@ -98,7 +107,21 @@ async fn render_and_sync(
             src: resource.src().to_string(),
             message: e.to_string(),
         })?;
+    check_format(resource, &content)?;
     sync_content(resource, content.into_bytes(), opts, in_place).await
+}
+
+/// `output_format`: the rendered text must parse before anything is staged, so a failure
+/// leaves neither a stage file nor a changed destination.
+pub(crate) fn check_format(resource: &Resource, content: &str) -> Result<(), SyncError> {
+    match resource.output_format() {
+        Some(format) => format.check(content).map_err(|source| SyncError::Format {
+            src: resource.src().to_string(),
+            dest: resource.dest().to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The metadata a destination must end up with.
@@ -173,7 +196,10 @@ pub async fn sync_content(
             let stage_path = stage.path().to_path_buf();
             let cmd = substitute(check, Some(&stage_path), dest);
             tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
-            match command::run(&cmd, resource.check_cmd_timeout()).await {
+            let started = std::time::Instant::now();
+            let result = command::run(&cmd, resource.check_cmd_timeout()).await;
+            metrics::record_command(CommandKind::Check, dest, started.elapsed(), result.is_ok());
+            match result {
                 Ok(output) => tracing::debug!(
                     "check_cmd for {} passed: {}",
                     dest.display(),
@@ -194,6 +220,8 @@ pub async fn sync_content(
         })
         .await??;
     }
+    // Both paths above replaced the destination.
+    metrics::record_file_sync(dest);
 
     if !opts.sync_only
         && let Some(reload) = resource.reload_cmd()
@@ -201,7 +229,10 @@ pub async fn sync_content(
         {
             let cmd = substitute(reload, None, dest);
             tracing::debug!("Running reload_cmd for {}: {cmd}", dest.display());
-            match command::run(&cmd, resource.reload_cmd_timeout()).await {
+            let started = std::time::Instant::now();
+            let result = command::run(&cmd, resource.reload_cmd_timeout()).await;
+            metrics::record_command(CommandKind::Reload, dest, started.elapsed(), result.is_ok());
+            match result {
                 Ok(output) => tracing::debug!(
                     "reload_cmd for {} done: {}",
                     dest.display(),
@@ -216,7 +247,12 @@ pub async fn sync_content(
             }
         }
     }
-    tracing::info!("Target config {} has been updated", dest.display());
+    tracing::info!(
+        resource = %resource.source_file().display(),
+        dest = %dest.display(),
+        "Target config {} has been updated",
+        dest.display()
+    );
     Ok(Outcome::Updated)
 }
 

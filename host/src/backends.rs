@@ -313,6 +313,19 @@ pub fn serve_builtin(kind: &str, name: &str) -> anyhow::Result<std::convert::Inf
     }
 }
 
+/// The file backend in this process, reading `path`: the data `--validate --mock-data` renders
+/// with (YAML or JSON, exactly as `--backend file --file <path>` reads it). The file is read
+/// once here, so a missing or broken file is reported before anything renders.
+pub async fn mock_database(path: &Path) -> anyhow::Result<confd_sdk::SharedDatabase> {
+    let db = (confd_builtin_file::DESCRIPTOR.database)();
+    let config = [("file".to_string(), path.display().to_string())]
+        .into_iter()
+        .collect();
+    db.configure(config).await?;
+    db.get_values(&["/".to_string()]).await?;
+    Ok(db)
+}
+
 /// `--srv-record` / `--srv-domain`: the nodes come from DNS SRV records, replacing the
 /// configured ones, for builtins that take nodes (as confd does; env and file ignore it).
 /// A failed lookup is an error, as in confd.

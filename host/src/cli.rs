@@ -54,7 +54,7 @@ pub struct Cli {
           action = ArgAction::Set, value_name = "BOOL")]
     pub noop: Option<bool>,
 
-    /// With --noop: print a unified diff of every destination that would change
+    /// With --noop or --validate: print a unified diff of every destination that would change
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_name = "BOOL")]
     pub diff: Option<bool>,
@@ -76,6 +76,36 @@ pub struct Cli {
     /// Log level: debug, info, warn or error (panic and fatal mean error) [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Log format: text (human-readable lines) or json (one object per line with time, level,
+    /// msg and fields) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Serve Prometheus metrics and health probes (/metrics, /health, /ready, /ready/detailed)
+    /// on this address: HOST:PORT, or :PORT for every interface; no server when unset
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Check confd.toml, every template resource and every template, then exit (0: fine, 2:
+    /// each problem listed with its file and line); contacts no backend, writes nothing
+    #[arg(long, conflicts_with_all = ["validate", "preflight"])]
+    pub check_config: bool,
+
+    /// Render every template against --mock-data and print what would be written (with
+    /// --diff: a diff against each destination), then exit; runs no command, writes nothing
+    #[arg(long, requires = "mock_data", conflicts_with = "preflight")]
+    pub validate: bool,
+
+    /// With --validate: the data, a YAML or JSON file in the file backend's format
+    #[arg(long, value_name = "FILE", requires = "validate")]
+    pub mock_data: Option<String>,
+
+    /// Start the backends, check their health, read every resource's keys once and report
+    /// what is missing, then exit (0: every key has a value and every resource renders, 1:
+    /// otherwise); writes nothing
+    #[arg(long)]
+    pub preflight: bool,
 
     /// Backend node address (repeatable)
     #[arg(long = "node", short = 'n', value_name = "ADDR", action = ArgAction::Append)]

@@ -5,5 +5,8 @@
 pub mod backends;
 pub mod cleanup;
 pub mod cli;
+pub mod logging;
+pub mod observe;
 pub mod run;
 pub mod settings;
+pub mod validate;

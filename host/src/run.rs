@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::backends::{self, Launch, Registry};
 use crate::cli::{self, Command};
-use crate::settings::{self, LogLevel, ProcessEnv, Settings};
+use crate::settings::{self, ProcessEnv, Settings, Task};
 
 /// Exit status: everything fine.
 pub const EXIT_OK: u8 = 0;
@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(settings.log_level);
+    crate::logging::init(settings.log_level, settings.log_format);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
@@ -89,8 +89,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let json_logs = settings.log_format == settings::LogFormat::Json;
     let code = match runtime.block_on(run(settings)) {
         Ok(code) => code,
+        Err(failure) if json_logs => {
+            // A log shipper reads stderr line by line: keep every line JSON.
+            tracing::error!(error = %format!("{:#}", failure.error), "confd stopped");
+            failure.code
+        }
         Err(failure) => {
             // Plain text, no log decoration: this is the one line a person must read.
             eprintln!("confd: {:#}", failure.error);
@@ -108,30 +114,6 @@ fn serve_internal(kind: &str, name: &str) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
-}
-
-fn init_logging(level: LogLevel) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let level = level.as_filter();
-    // gRPC plumbing logs every frame at debug; keep it out unless asked for trace. A plain
-    // target list, not an EnvFilter: no regex engine to load for a fixed set of targets.
-    let mut filter = Targets::new().with_default(level);
-    if level < tracing::level_filters::LevelFilter::TRACE {
-        for target in ["h2", "hyper", "hyper_util", "tower", "tonic"] {
-            filter =
-                filter.with_target(target, level.min(tracing::level_filters::LevelFilter::WARN));
-        }
-    }
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(filter)
-        .try_init();
 }
 
 /// What confd-core needs, taken from the resolved settings.
@@ -161,6 +143,13 @@ struct Started {
 
 /// Runs with resolved settings; returns the exit status or the failure that ended the run.
 pub async fn run(settings: Settings) -> Result<u8, Failure> {
+    match &settings.task {
+        Task::CheckConfig => return crate::validate::check_config(&settings),
+        Task::Validate { mock_data } => {
+            return crate::validate::validate(&settings, mock_data).await;
+        }
+        Task::Run | Task::Preflight => {}
+    }
     let stop = stop_signal();
     let registry = Registry::discover();
     registry.source(&settings.backend).map_err(Failure::usage)?;
@@ -171,6 +160,15 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
         )));
     }
     let opts = run_options(&settings);
+    // Bound before anything starts: a taken port is a usage error, not a surprise later.
+    let observer = match settings.metrics_addr {
+        Some(addr) if settings.task == Task::Run => Some(
+            crate::observe::Observer::start(addr, opts.first_pass.clone())
+                .await
+                .map_err(Failure::usage)?,
+        ),
+        _ => None,
+    };
     let resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
     let names: BTreeSet<String> = resources.iter().map(|r| r.backend().to_string()).collect();
     let self_exe = std::env::current_exe()
@@ -201,8 +199,28 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
             Err(e) => tracing::error!("{e:#}"),
         }
     }
+    if let Some(observer) = &observer {
+        observer.set_backends(
+            plugins
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        crate::observe::plugin_health(p.client.clone()),
+                    )
+                })
+                .collect(),
+        );
+    }
     let outcome = match start_error {
         Some(e) => Err(Failure::failed(e)),
+        None if settings.task == Task::Preflight => {
+            let clients: Vec<_> = plugins
+                .iter()
+                .map(|p| (p.name.clone(), p.client.clone()))
+                .collect();
+            Ok(crate::validate::preflight(&resources, &clients).await)
+        }
         None => process(&resources, &plugins, &settings, &opts, stop).await,
     };
     shutdown_all(&plugins).await;
@@ -233,9 +251,16 @@ async fn start_one(launch: Launch, options: ClientOptions) -> anyhow::Result<Sta
         args,
         env: Vec::<(OsString, OsString)>::new(),
     };
+    let started = std::time::Instant::now();
     let client = PluginClient::start(command, options)
         .await
         .with_context(|| format!("cannot start the {name} backend plugin"))?;
+    tracing::debug!(
+        backend = %name,
+        plugin_pid = client.pid().unwrap_or_default(),
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "plugin started"
+    );
     let client = Arc::new(client);
     if let Err(err) = client.configure(config.into_iter().collect()).await {
         client.shutdown().await;
@@ -258,7 +283,10 @@ async fn process(
 ) -> Result<u8, Failure> {
     let backends: confd_core::Backends = plugins
         .iter()
-        .map(|p| (p.name.clone(), p.client.clone() as SharedDatabase))
+        .map(|p| {
+            let db = p.client.clone() as SharedDatabase;
+            (p.name.clone(), confd_core::metrics::instrument(&p.name, db))
+        })
         .collect();
     // In the long-running modes a plugin that dies also ends the run, with exit 1: without an
     // automatic restart (not built yet), exiting lets systemd or the container runtime restart
@@ -318,6 +346,9 @@ async fn first_dead_plugin(plugins: &[(String, Arc<PluginClient>)]) -> String {
     loop {
         for (name, client) in plugins {
             if !client.is_alive() {
+                // Without a supervisor the restart is the service manager's, once confd exits.
+                confd_core::metrics::set_plugin_up(name, false);
+                confd_core::metrics::record_plugin_restart(name, "exited");
                 let how = client
                     .exit_status()
                     .map(|s| s.to_string())

@@ -5,6 +5,7 @@
 //! the same rule, and a value counts as given whenever it is present, whatever it equals.
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,8 +64,74 @@ pub struct Settings {
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
     pub list_backends: bool,
+    /// `--log-format`.
+    pub log_format: LogFormat,
+    /// `--metrics-addr`: where /metrics and the probes are served; `None`: no server.
+    pub metrics_addr: Option<SocketAddr>,
+    /// What this run does: the normal render, or one of the checks.
+    pub task: Task,
     /// Problems worth a warning but not an error, logged once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// What a confd run does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Render and sync (onetime, interval or watch).
+    Run,
+    /// `--check-config`: load everything, contact nothing, write nothing.
+    CheckConfig,
+    /// `--validate --mock-data FILE`: render against the file's data, write nothing.
+    Validate { mock_data: PathBuf },
+    /// `--preflight`: start the backends, read every resource's keys, write nothing.
+    Preflight,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event, fields as `key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `msg` and the event's fields.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A listen address as the fork takes it: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every
+/// interface. A host name is resolved once, here.
+pub fn parse_listen_addr(text: &str) -> anyhow::Result<SocketAddr> {
+    let text = text.trim();
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    if let Ok(addr) = full.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = full.rsplit_once(':') else {
+        bail!("expected HOST:PORT or :PORT");
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("{port:?} is not a port number (expected HOST:PORT or :PORT)"))?;
+    if host.is_empty() {
+        bail!("expected HOST:PORT or :PORT");
+    }
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{host:?} has no address"))
 }
 
 impl Settings {
@@ -230,6 +297,11 @@ pub struct FileConfig {
     pub plugin_dir: Option<OneOrMany>,
     #[serde(alias = "no-cwd-plugins")]
     pub no_cwd_plugins: Option<bool>,
+    /// The fork writes `log-format` (its docs say `log_format`); both work.
+    #[serde(rename = "log-format", alias = "log_format")]
+    pub log_format: Option<String>,
+    #[serde(alias = "metrics-addr")]
+    pub metrics_addr: Option<String>,
     /// `[plugins.<name>]`: settings handed to that plugin's Configure.
     pub plugins: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
 }
@@ -366,6 +438,8 @@ struct Raw {
     dial_timeout: Option<Given<DurationValue>>,
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
+    log_format: Option<Given<String>>,
+    metrics_addr: Option<Given<String>>,
 }
 
 /// The three layers, with the rule that picks a key from them.
@@ -565,6 +639,20 @@ impl Raw {
             )?,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
+            log_format: LogFormat::Text,
+            metrics_addr: None,
+            task: if cli.check_config {
+                Task::CheckConfig
+            } else if cli.preflight {
+                Task::Preflight
+            } else {
+                match (&cli.validate, &cli.mock_data) {
+                    (true, Some(file)) => Task::Validate {
+                        mock_data: PathBuf::from(file),
+                    },
+                    _ => Task::Run,
+                }
+            },
             warnings,
         };
         Ok(Raw {
@@ -588,6 +676,18 @@ impl Raw {
                 Some(v) => Some(v.clone()),
                 None => env_list(env, "CONFD_PLUGIN_CONFIG"),
             },
+            log_format: l.given(
+                ("--log-format", "CONFD_LOG_FORMAT", "log-format"),
+                cli.log_format.clone(),
+                |text| text,
+                file.log_format,
+            ),
+            metrics_addr: l.given(
+                ("--metrics-addr", "CONFD_METRICS_ADDR", "metrics_addr"),
+                cli.metrics_addr.clone(),
+                |text| text,
+                file.metrics_addr,
+            ),
         })
     }
 
@@ -601,7 +701,25 @@ impl Raw {
             dial_timeout,
             plugin_tables,
             plugin_pairs,
+            log_format,
+            metrics_addr,
         } = self;
+        if let Some(given) = log_format {
+            let text = given.value();
+            settings.log_format = LogFormat::parse(text).ok_or_else(|| {
+                anyhow!("invalid {} {text:?}: expected text or json", given.origin())
+            })?;
+        }
+        if let Some(given) = metrics_addr {
+            let text = given.value();
+            // Empty means off, as in the fork.
+            if !text.trim().is_empty() {
+                settings.metrics_addr = Some(
+                    parse_listen_addr(text)
+                        .with_context(|| format!("invalid {} {text:?}", given.origin()))?,
+                );
+            }
+        }
         if let Some(t) = log_level {
             settings.log_level = LogLevel::parse(&t).ok_or_else(|| {
                 anyhow!("invalid log level {t:?}: expected debug, info, warn or error")

@@ -199,3 +199,5 @@ impl Scratch {
         cmd.output().expect("run confd")
     }
 }
+
+pub use confd_test_support::http_get;

@@ -3,6 +3,8 @@
 mod common;
 
 mod bad_input;
+mod checks;
 mod cli;
 mod e2e;
+mod observe;
 mod symbol_order;

@@ -412,3 +412,52 @@ fn keys_differing_only_in_case_are_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn output_format_is_read_and_an_unknown_one_is_refused_with_its_line() {
+    let c = Confdir::new();
+    let dest = c.out().display().to_string();
+    c.resource(
+        "a.toml",
+        &format!("[template]\nsrc = \"app.tmpl\"\ndest = \"{dest}/a\"\noutput_format = \"YML\"\n"),
+    );
+    let rs = c.load().expect("yml is yaml");
+    assert_eq!(rs[0].output_format(), Some(crate::OutputFormat::Yaml));
+
+    c.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{dest}/a\"\n\noutput_format = \"xml\"\n"
+        ),
+    );
+    let err = c.load().expect_err("xml is not offered");
+    assert_eq!(err.errors[0].line, Some(5), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("a.toml:5: unknown output format \"xml\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn problems_name_the_line_of_their_key_or_of_the_syntax_error() {
+    let c = Confdir::new();
+    c.resource(
+        "a.toml",
+        &format!(
+            "# a comment\n[template]\nsrc = \"app.tmpl\"\ndest = \"{}/a\"\nMode = \"rw\"\nuid = -1\n",
+            c.out().display()
+        ),
+    );
+    let err = c.load().expect_err("bad mode and uid");
+    let lines: Vec<Option<usize>> = err.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(6), Some(5)], "{err}");
+
+    c.resource("a.toml", "[template]\nsrc = \"app.tmpl\"\ndest = = 1\n");
+    let err = c.load().expect_err("syntax error");
+    assert_eq!(err.errors[0].line, Some(3), "{err}");
+
+    c.resource("a.toml", "[template]\nsrc = \"app.tmpl\"\n");
+    let err = c.load().expect_err("no dest");
+    assert_eq!(err.errors[0].line, None, "a missing key has no line: {err}");
+}

@@ -427,3 +427,84 @@ async fn keys_from_the_store_are_cleaned_like_go() {
         );
     }
 }
+
+#[tokio::test]
+async fn output_format_refuses_output_that_does_not_parse_and_keeps_the_old_file() {
+    let c = Confdir::new();
+    c.template("app.json.tmpl", "{\"name\": {{getv \"/app/name\"}}}\n");
+    c.resource(
+        "app.json",
+        "app.json.tmpl",
+        &["/app"],
+        "output_format = \"json\"",
+    );
+    fs::write(c.dest("app.json"), "{\"name\": \"previous\"}\n").expect("pre");
+    // A bare word is not JSON: the template forgot the quotes.
+    let db = MemDb::new(&[("/app/name", "s3cret")]);
+    let resources = load_resources(&c.opts()).expect("resources load");
+    assert_eq!(
+        run_once(&resources, &db.backends(), &c.opts()).await,
+        summary(0, 0, 1)
+    );
+    assert_eq!(
+        c.read("app.json").as_deref(),
+        Some("{\"name\": \"previous\"}\n")
+    );
+    assert_eq!(c.listing(), ["app.json"], "no stage file left");
+
+    // The error carries the parser's line and column and never the rendered text.
+    let store = confd_core::keys::store_values(
+        &[("/app/name".to_string(), "s3cret".to_string())]
+            .into_iter()
+            .collect(),
+        "/",
+    );
+    let err =
+        confd_core::sync_resource(&resources[0], &confd_template::Store::new(store), &c.opts())
+            .await
+            .expect_err("not JSON");
+    let text = err.to_string();
+    assert!(
+        text.contains("not valid JSON at line 1, column 10"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+
+    // Quoted, it parses and replaces the file.
+    c.template("app.json.tmpl", "{\"name\": \"{{getv \"/app/name\"}}\"}\n");
+    let resources = load_resources(&c.opts()).expect("resources load");
+    assert_eq!(
+        run_once(&resources, &db.backends(), &c.opts()).await,
+        summary(1, 0, 0)
+    );
+    assert_eq!(
+        c.read("app.json").as_deref(),
+        Some("{\"name\": \"s3cret\"}\n")
+    );
+}
+
+#[tokio::test]
+async fn preview_renders_every_resource_names_missing_keys_and_writes_nothing() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.template("db.tmpl", "host={{getv \"/db/host\"}}\n");
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    c.resource("db.conf", "db.tmpl", &["/db", "/db/extra"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let resources = load_resources(&c.opts()).expect("resources load");
+    let previews = confd_core::preview(&resources, &db.backends()).await;
+    assert_eq!(previews.len(), 2);
+    assert_eq!(previews[0].resource.dest(), c.dest("app.conf"));
+    assert_eq!(
+        previews[0].rendered.as_deref().expect("renders"),
+        "name=demo\n"
+    );
+    assert!(previews[0].missing.is_empty());
+    assert_eq!(previews[1].missing, ["/db", "/db/extra"]);
+    let err = previews[1]
+        .rendered
+        .as_ref()
+        .expect_err("getv of a missing key");
+    assert!(err.to_string().contains("/db/host"), "{err}");
+    assert!(c.listing().is_empty(), "nothing written: {:?}", c.listing());
+}

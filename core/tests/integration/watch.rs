@@ -370,3 +370,31 @@ async fn values_a_watch_brings_are_rendered_without_a_read() {
         assert_eq!(reads, usize::from(!bring), "bring={bring}");
     }
 }
+
+#[tokio::test]
+async fn the_first_pass_is_marked_once_every_group_has_rendered() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.template("other.tmpl", "other={{getv \"/other/name\"}}\n");
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    c.resource("other.conf", "other.tmpl", &["/other"], "");
+    let db = MemDb::new(&[("/app/name", "a"), ("/other/name", "b")]);
+    // The store is down at start: no group can render, so the first pass is not done.
+    db.set_down(true);
+    let opts = c.opts();
+    let first = opts.first_pass.clone();
+    let resources = load_resources(&opts).expect("load");
+    let backends = db.backends();
+    let (stop, shutdown) = shutdown_pair();
+    let driver = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!first.done(), "no group rendered while the store was down");
+        db.set_down(false);
+        assert!(eventually(Duration::from_secs(5), || first.done()).await);
+        assert_eq!(c.read("app.conf").as_deref(), Some("name=a\n"));
+        assert_eq!(c.read("other.conf").as_deref(), Some("other=b\n"));
+        let _ = stop.send(());
+    };
+    let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+    summary.expect("watch ran");
+}

@@ -564,3 +564,123 @@ fn etcdctl_peers_gives_the_etcd_nodes_when_none_are_set() {
             .is_empty()
     );
 }
+
+#[test]
+fn log_format_follows_flag_env_file_default_and_is_validated() {
+    assert_eq!(resolve_with(&[], &[], "").log_format, LogFormat::Text);
+    assert_eq!(
+        resolve_with(&[], &[], "log-format = \"json\"").log_format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        resolve_with(&[], &[], "log_format = \"JSON\"").log_format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        resolve_with(
+            &[],
+            &[("CONFD_LOG_FORMAT", "text")],
+            "log-format = \"json\""
+        )
+        .log_format,
+        LogFormat::Text
+    );
+    assert_eq!(
+        resolve_with(
+            &["--log-format", "json"],
+            &[("CONFD_LOG_FORMAT", "text")],
+            ""
+        )
+        .log_format,
+        LogFormat::Json
+    );
+    let err = resolve(
+        &cli_from(&[]),
+        &env_of(&[("CONFD_LOG_FORMAT", "xml")]),
+        file_of(""),
+    )
+    .expect_err("bad format");
+    assert!(
+        err.to_string().contains("CONFD_LOG_FORMAT \"xml\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn metrics_addr_follows_flag_env_file_is_off_by_default_and_checked() {
+    assert_eq!(resolve_with(&[], &[], "").metrics_addr, None);
+    let addr = |text: &str| text.parse::<std::net::SocketAddr>().expect("addr");
+    assert_eq!(
+        resolve_with(&[], &[], "metrics_addr = \"127.0.0.1:9100\"").metrics_addr,
+        Some(addr("127.0.0.1:9100"))
+    );
+    assert_eq!(
+        resolve_with(
+            &[],
+            &[("CONFD_METRICS_ADDR", ":9101")],
+            "metrics-addr = \"127.0.0.1:9100\""
+        )
+        .metrics_addr,
+        Some(addr("0.0.0.0:9101")),
+        "the fork's :PORT means every interface"
+    );
+    assert_eq!(
+        resolve_with(
+            &["--metrics-addr", "[::1]:9102"],
+            &[("CONFD_METRICS_ADDR", ":9101")],
+            ""
+        )
+        .metrics_addr,
+        Some(addr("[::1]:9102"))
+    );
+    assert_eq!(
+        resolve_with(&["--metrics-addr="], &[], "metrics_addr = \":9100\"").metrics_addr,
+        None,
+        "an empty flag turns the server off"
+    );
+    for bad in [
+        "9100",
+        "localhost",
+        "127.0.0.1:http",
+        "127.0.0.1:70000",
+        ":",
+    ] {
+        let err = resolve(
+            &cli_from(&["--metrics-addr", bad]),
+            &env_of(&[]),
+            file_of(""),
+        )
+        .expect_err(bad);
+        assert!(err.to_string().contains("--metrics-addr"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn the_check_flags_select_the_task() {
+    assert_eq!(resolve_with(&[], &[], "").task, Task::Run);
+    assert_eq!(
+        resolve_with(&["--check-config"], &[], "").task,
+        Task::CheckConfig
+    );
+    assert_eq!(resolve_with(&["-preflight"], &[], "").task, Task::Preflight);
+    assert_eq!(
+        resolve_with(&["--validate", "--mock-data", "m.yaml"], &[], "").task,
+        Task::Validate {
+            mock_data: PathBuf::from("m.yaml")
+        }
+    );
+    let parse = |args: &[&str]| {
+        let mut argv = vec![OsString::from("confd")];
+        argv.extend(args.iter().map(OsString::from));
+        cli::parse(argv)
+    };
+    assert!(
+        parse(&["--validate"]).is_err(),
+        "--validate needs --mock-data"
+    );
+    assert!(
+        parse(&["--mock-data", "m.yaml"]).is_err(),
+        "--mock-data needs --validate"
+    );
+    assert!(parse(&["--check-config", "--preflight"]).is_err());
+}

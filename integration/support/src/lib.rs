@@ -6,6 +6,9 @@
 //! return `None` after printing a loud skip notice, except under `CI=true`,
 //! where they panic: CI must never silently skip a backend.
 //!
+//! [`parse_metrics`] reads a `/metrics` scrape with the Prometheus client library's own
+//! parser (Python `prometheus_client`, in the virtualenv `scripts/setup-python.sh` makes).
+//!
 //! [`workspace_bin`] builds a workspace package once per test process and
 //! returns the path of one of its executables.
 
@@ -13,12 +16,14 @@ mod bins;
 mod consul;
 mod etcd;
 mod process;
+mod prometheus;
 mod redis;
 mod tls;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
 pub use etcd::{EtcdOptions, EtcdServer};
-pub use process::{free_port, require_binary};
+pub use process::{free_port, http_get, require_binary};
+pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
 pub use tls::TestCertificates;
