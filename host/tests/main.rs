@@ -4,5 +4,6 @@ mod common;
 
 mod bad_input;
 mod cli;
+mod docs;
 mod e2e;
 mod symbol_order;
