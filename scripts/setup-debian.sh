@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a build or the test suite needs, only when missing.
 #   scripts/setup-debian.sh build   protoc (the etcd client generates its stubs at build time)
-#   scripts/setup-debian.sh test    build + etcd, redis, Go and go-plugin's packages for the interop tests
+#   scripts/setup-debian.sh test    build + etcd, redis, Go and go-plugin's packages for the interop tests,
+#                                   Python's venv for the Python plugin test, man-db for the package check
 set -euo pipefail
 
 want=(protobuf-compiler)
@@ -9,7 +10,7 @@ if [ "${1:-build}" = test ]; then
     want+=(etcd-server redis-server openssl golang-go
         golang-github-hashicorp-go-plugin-dev golang-github-hashicorp-go-hclog-dev
         golang-google-grpc-dev golang-google-genproto-dev golang-goprotobuf-dev golang-github-golang-protobuf-1-3-dev
-        protoc-gen-go-1-3)
+        protoc-gen-go-1-3 python3 python3-venv man-db)
 fi
 
 missing=()
