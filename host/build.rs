@@ -60,8 +60,10 @@ fn git_state_files(root: &Path) -> Vec<PathBuf> {
         names.push(branch);
     }
     for name in names {
-        if let Some(path) = git(root, &["rev-parse", "--path-format=absolute", "--git-path", &name])
-        {
+        if let Some(path) = git(
+            root,
+            &["rev-parse", "--path-format=absolute", "--git-path", &name],
+        ) {
             let path = PathBuf::from(path);
             if path.is_file() {
                 files.push(path);

@@ -63,11 +63,17 @@ fn version_names_the_commit_and_the_compiler_it_was_built_with() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     // A source tree without git metadata builds a binary that says "unknown".
     assert_eq!(line("commit:"), head.as_deref().unwrap_or("unknown"));
-    let rustc = Command::new("rustc").arg("-V").output().expect("run rustc -V");
+    let rustc = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .expect("run rustc -V");
     let rustc = String::from_utf8_lossy(&rustc.stdout);
     assert_eq!(
         line("rustc:"),
-        rustc.trim().strip_prefix("rustc ").expect("rustc -V says rustc")
+        rustc
+            .trim()
+            .strip_prefix("rustc ")
+            .expect("rustc -V says rustc")
     );
 }
 

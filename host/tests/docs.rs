@@ -48,8 +48,17 @@ fn generate(dir: &Path) {
 fn every_help_flag_is_in_the_man_page_and_each_completion_script() {
     let flags = help_flags();
     // The list itself must be right, or the loop below checks nothing.
-    for expected in ["--backend", "--one-time", "--plugin-config", "--help", "--version"] {
-        assert!(flags.iter().any(|f| f == expected), "{expected} not in {flags:?}");
+    for expected in [
+        "--backend",
+        "--one-time",
+        "--plugin-config",
+        "--help",
+        "--version",
+    ] {
+        assert!(
+            flags.iter().any(|f| f == expected),
+            "{expected} not in {flags:?}"
+        );
     }
     let s = Scratch::new();
     generate(s.path());
@@ -93,7 +102,10 @@ fn the_man_page_has_the_sections_a_reader_looks_for_and_no_hidden_subcommand() {
         "FILES",
         "\"SEE ALSO\"",
     ] {
-        assert!(man.contains(&format!("\n.SH {section}\n")), "no {section} section");
+        assert!(
+            man.contains(&format!("\n.SH {section}\n")),
+            "no {section} section"
+        );
     }
     for hidden in ["internal-plugin", "subcommands"] {
         assert!(!man.contains(hidden), "the man page mentions {hidden}");

@@ -41,7 +41,10 @@ fn set_up() -> Option<PathBuf> {
             !ci,
             "CI=true but no Python virtualenv can be made here:\n{stderr}"
         );
-        eprintln!("\n*** SKIPPING the Python plugin tests: {} ***\n", stderr.trim());
+        eprintln!(
+            "\n*** SKIPPING the Python plugin tests: {} ***\n",
+            stderr.trim()
+        );
         return None;
     }
     assert!(
@@ -177,7 +180,12 @@ fn watch_renders_each_change_to_the_table() {
     cmd.args(["--watch", "--log-level", "debug"]);
     let mut confd = Confd::spawn(cmd, run.dir.path().join("stderr.log"));
     let first = e2e::wait_for(DEADLINE, || dest(&run) == "name = demo\nport = 8080\n");
-    assert!(first, "initial render: {:?}\n{}", dest(&run), confd.stderr());
+    assert!(
+        first,
+        "initial render: {:?}\n{}",
+        dest(&run),
+        confd.stderr()
+    );
 
     // One transaction changing a value, adding a key and leaving a key outside /app alone.
     sql(
@@ -189,10 +197,20 @@ fn watch_renders_each_change_to_the_table() {
     let changed = e2e::wait_for(DEADLINE, || {
         dest(&run) == "mode = ro\nname = demo\nport = 9090\n"
     });
-    assert!(changed, "after the update: {:?}\n{}", dest(&run), confd.stderr());
+    assert!(
+        changed,
+        "after the update: {:?}\n{}",
+        dest(&run),
+        confd.stderr()
+    );
     sql(venv, &db, "DELETE FROM kv WHERE key = '/app/mode';");
     let deleted = e2e::wait_for(DEADLINE, || dest(&run) == "name = demo\nport = 9090\n");
-    assert!(deleted, "after the delete: {:?}\n{}", dest(&run), confd.stderr());
+    assert!(
+        deleted,
+        "after the delete: {:?}\n{}",
+        dest(&run),
+        confd.stderr()
+    );
 
     // SIGTERM: confd exits 0 and stops the Python plugin through go-plugin's controller.
     let plugins = confd.plugin_pids();
@@ -210,7 +228,9 @@ fn watch_renders_each_change_to_the_table() {
     });
     assert!(stopped, "the plugin outlived confd\n{}", confd.stderr());
     assert!(
-        confd.stderr().contains("plugin stopped plugin=sqlite status=exit status: 0"),
+        confd
+            .stderr()
+            .contains("plugin stopped plugin=sqlite status=exit status: 0"),
         "the plugin did not exit 0 on Shutdown:\n{}",
         confd.stderr()
     );
