@@ -1,5 +1,5 @@
 # Entry points for people and CI; the real work is in scripts/ so it runs without make too.
-.PHONY: demo test bench lint fmt conformance
+.PHONY: demo test bench lint fmt conformance deb
 
 demo:
 	scripts/demo.sh
@@ -9,6 +9,10 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# target/debian/confd_<version>-1_<arch>.deb from a release build (see README, "Install").
+deb:
+	scripts/package.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -2,7 +2,7 @@
 # Installs the Debian packages a build or the test suite needs, only when missing.
 #   scripts/setup-debian.sh build   protoc (the etcd client generates its stubs at build time)
 #   scripts/setup-debian.sh test    build + etcd, redis, Go and go-plugin's packages for the interop tests,
-#                                   python3-venv for the /metrics parser (scripts/setup-python.sh)
+#                                   python3-venv for the /metrics parser and the Python plugin test, man-db for the package check
 set -euo pipefail
 
 want=(protobuf-compiler)
@@ -11,7 +11,7 @@ if [ "${1:-build}" = test ]; then
     want+=(etcd-server redis-server openssl golang-go binutils
         golang-github-hashicorp-go-plugin-dev golang-github-hashicorp-go-hclog-dev
         golang-google-grpc-dev golang-google-genproto-dev golang-goprotobuf-dev golang-github-golang-protobuf-1-3-dev
-        protoc-gen-go-1-3 python3-venv)
+        protoc-gen-go-1-3 python3 python3-venv man-db)
 fi
 
 missing=()

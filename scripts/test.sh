@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only Rust: installs what the tests need, builds, tests,
-# then runs the conformance cases recorded from the original confd when ../shared/conformance exists.
+# builds and installs the Debian package and removes it again (scripts/package-check.sh), then runs the
+# conformance cases recorded from the original confd when ../shared/conformance exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ scripts/setup-python.sh
 export CARGO_TERM_COLOR=never INSTA_UPDATE=no
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+scripts/package-check.sh
 
 conformance=../shared/conformance/run.sh
 if [ -f "$conformance" ]; then

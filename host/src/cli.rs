@@ -13,6 +13,7 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 #[command(
     name = "confd",
     version,
+    long_version = long_version(),
     about,
     max_term_width = 100,
     args_conflicts_with_subcommands = true
@@ -265,6 +266,23 @@ impl ForkFlags {
             .filter_map(|(name, given)| given.then_some(name))
             .collect()
     }
+}
+
+/// The `--version` text after "confd ": what a bug report needs, as the Go confd prints its Git
+/// SHA and Go version. host/build.rs provides the commit ("unknown" when built without git
+/// metadata) and the compiler.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let backends: Vec<&str> = crate::backends::BUILTINS.iter().map(|b| b.name).collect();
+        format!(
+            "{}\ncommit:   {}\nrustc:    {}\nbackends: {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("CONFD_GIT_COMMIT"),
+            env!("CONFD_RUSTC_VERSION"),
+            backends.join(", ")
+        )
+    })
 }
 
 /// Subcommands; only the hidden plugin entry point exists.

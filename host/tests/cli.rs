@@ -29,7 +29,66 @@ fn help_hides_internal_plugin() {
 #[test]
 fn version() {
     let s = Scratch::new();
-    assert_cmd_snapshot!(confd_in(s.path()).arg("--version"));
+    // The commit and the compiler change from build to build; the next test checks them.
+    insta::with_settings!({filters => vec![
+        (r"(?m)^commit:   \S+$", "commit:   [commit]"),
+        (r"(?m)^rustc:    .+$", "rustc:    [rustc]"),
+    ]}, {
+        assert_cmd_snapshot!(confd_in(s.path()).arg("--version"));
+    });
+}
+
+#[test]
+fn version_names_the_commit_and_the_compiler_it_was_built_with() {
+    let s = Scratch::new();
+    let out = confd_in(s.path()).arg("--version").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in {stdout}"))
+            .trim()
+            .to_string()
+    };
+    let root = confd_test_support::workspace_root();
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    // A source tree without git metadata builds a binary that says "unknown".
+    assert_eq!(line("commit:"), head.as_deref().unwrap_or("unknown"));
+    let rustc = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .expect("run rustc -V");
+    let rustc = String::from_utf8_lossy(&rustc.stdout);
+    assert_eq!(
+        line("rustc:"),
+        rustc
+            .trim()
+            .strip_prefix("rustc ")
+            .expect("rustc -V says rustc")
+    );
+}
+
+/// host/build.rs's own commit lookup, compiled into this test.
+#[allow(dead_code)]
+#[path = "../build.rs"]
+mod build_script;
+
+#[test]
+fn the_commit_is_unknown_outside_the_repository_and_below_its_top_level() {
+    let s = Scratch::new();
+    assert_eq!(build_script::git_commit(s.path()), "unknown");
+    // A source tarball unpacked inside another repository must not report that one's commit.
+    let nested = confd_test_support::workspace_root().join("host");
+    assert_eq!(build_script::git_commit(&nested), "unknown");
 }
 
 #[test]

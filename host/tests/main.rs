@@ -5,6 +5,7 @@ mod common;
 mod bad_input;
 mod checks;
 mod cli;
+mod docs;
 mod e2e;
 mod observe;
 mod symbol_order;
