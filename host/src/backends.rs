@@ -98,15 +98,6 @@ impl Discovery {
     }
 }
 
-/// The discovery settings of this process, recorded by `settings::load` so that
-/// [`Registry::discover`] (called by the run glue without arguments) applies them.
-static DISCOVERY: std::sync::OnceLock<Discovery> = std::sync::OnceLock::new();
-
-/// Records the discovery settings of this process (the first call wins).
-pub fn set_discovery(discovery: Discovery) {
-    let _ = DISCOVERY.set(discovery);
-}
-
 /// A name nobody provides; the message lists what exists.
 #[derive(Debug)]
 pub struct UnknownBackend {
@@ -139,14 +130,12 @@ pub struct Launch {
 }
 
 impl Registry {
-    /// Discovery for this process, once at start-up: the directories of [`Discovery`] (as
-    /// `settings::load` recorded them), with a warning for every plugin file refused. Also
-    /// removes the socket directories plugins of dead confd processes left behind
-    /// ([`crate::cleanup`]).
-    pub fn discover() -> Registry {
+    /// Discovery for this process with its settings (`--plugin-dir`, `--no-cwd-plugins`), with a
+    /// warning for every plugin file refused. Also removes the socket directories plugins of
+    /// dead confd processes left behind ([`crate::cleanup`]).
+    pub fn discover(settings: &Settings) -> Registry {
         crate::cleanup::remove_stale_socket_dirs();
-        let discovery = DISCOVERY.get().cloned().unwrap_or_default();
-        let registry = Registry::discover_with(&discovery);
+        let registry = Registry::discover_with(&Discovery::from_settings(settings));
         for skipped in &registry.skipped {
             tracing::warn!("{skipped}");
         }

@@ -198,6 +198,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub plugin_start_timeout: Option<String>,
 
+    /// Deadline of every backend call but watches (watched plugins are health-probed instead); a
+    /// plugin that misses it is killed and restarted [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub backend_timeout: Option<String>,
+
     /// Print every known backend and what provides it (builtin or a plugin path), then exit
     #[arg(long)]
     pub list_backends: bool,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use confd_sdk::{ClientOptions, Database, ErrorKind, PluginClient, PluginCommand, SharedDatabase};
+use confd_sdk::{Database, ErrorKind, SharedDatabase};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand, PluginEvent};
 use tokio::sync::watch;
 
 use crate::backends::{self, Launch, Registry};
@@ -71,7 +72,7 @@ pub fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     if settings.list_backends {
-        print!("{}", Registry::discover().listing());
+        print!("{}", Registry::discover(&settings).listing());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -151,7 +152,7 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
         Task::Run | Task::Preflight => {}
     }
     let stop = stop_signal();
-    let registry = Registry::discover();
+    let registry = Registry::discover(&settings);
     registry.source(&settings.backend).map_err(Failure::usage)?;
     if !settings.confdir.is_dir() {
         return Err(Failure::usage(anyhow!(
@@ -228,12 +229,30 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
 }
 
 async fn start_all(launches: Vec<Launch>, settings: &Settings) -> Vec<anyhow::Result<Started>> {
-    let options = ClientOptions {
-        start_timeout: settings.plugin_start_timeout,
-        ..ClientOptions::default()
-    };
+    let options = client_options(settings);
     futures_util::future::join_all(launches.into_iter().map(|l| start_one(l, options.clone())))
         .await
+}
+
+/// How plugins are started and kept: supervised (restarted, with deadlines and probes) in the
+/// long-running modes; in a one-shot run a dead plugin is an error for its resources, as the run
+/// ends anyway.
+pub fn client_options(settings: &Settings) -> ClientOptions {
+    ClientOptions {
+        start_timeout: settings.plugin_start_timeout,
+        call_timeout: Some(settings.backend_timeout),
+        restart: !settings.onetime,
+        // Probes while a watch is open: at most every 5 s, sooner with a short deadline.
+        probe_interval: settings.backend_timeout.min(Duration::from_secs(5)),
+        events: Some(Arc::new(|backend: &str, event: &PluginEvent| match event {
+            PluginEvent::Up => confd_core::metrics::set_plugin_up(backend, true),
+            PluginEvent::Restarting { cause } => {
+                confd_core::metrics::set_plugin_up(backend, false);
+                confd_core::metrics::record_plugin_restart(backend, cause);
+            }
+        })),
+        ..ClientOptions::default()
+    }
 }
 
 async fn start_one(launch: Launch, options: ClientOptions) -> anyhow::Result<Started> {
@@ -288,31 +307,9 @@ async fn process(
             (p.name.clone(), confd_core::metrics::instrument(&p.name, db))
         })
         .collect();
-    // In the long-running modes a plugin that dies also ends the run, with exit 1: without an
-    // automatic restart (not built yet), exiting lets systemd or the container runtime restart
-    // confd instead of leaving a daemon that retries a dead backend forever.
-    let lost = Arc::new(std::sync::Mutex::new(None::<String>));
-    let watched: Vec<(String, Arc<PluginClient>)> = plugins
-        .iter()
-        .map(|p| (p.name.clone(), p.client.clone()))
-        .collect();
-    let lost_slot = lost.clone();
-    let signalled = stop.clone();
+    // A plugin that dies is restarted by its supervisor (see `client_options`); the run goes on.
     let stopped = async move {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => {}
-            message = first_dead_plugin(&watched) => {
-                // Under systemd's default KillMode the plugins get the same SIGTERM as confd:
-                // give that signal a moment to arrive before calling the exit unexpected.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if !*signalled.borrow() {
-                    tracing::error!("{message}; stopping so that confd can be restarted");
-                    if let Ok(mut slot) = lost_slot.lock() {
-                        *slot = Some(message);
-                    }
-                }
-            }
-        }
+        let _ = stop.wait_for(|s| *s).await;
     };
     let summary = if settings.onetime {
         // A signal lets the pass finish: nothing is left half done.
@@ -332,35 +329,11 @@ async fn process(
         failed = summary.failed,
         "done"
     );
-    let plugin_lost = lost.lock().map(|slot| slot.is_some()).unwrap_or(true);
-    Ok(if summary.failed > 0 || plugin_lost {
+    Ok(if summary.failed > 0 {
         EXIT_FAILED
     } else {
         EXIT_OK
     })
-}
-
-/// Resolves when the first plugin process has exited, with a message naming it and how it
-/// ended. Polling is enough here: it only decides when a long-running confd gives up.
-async fn first_dead_plugin(plugins: &[(String, Arc<PluginClient>)]) -> String {
-    loop {
-        for (name, client) in plugins {
-            if !client.is_alive() {
-                // Without a supervisor the restart is the service manager's, once confd exits.
-                confd_core::metrics::set_plugin_up(name, false);
-                confd_core::metrics::record_plugin_restart(name, "exited");
-                let how = client
-                    .exit_status()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "exit status unknown".to_string());
-                return format!(
-                    "the {name} backend plugin ({}) exited unexpectedly ({how})",
-                    client.program().display()
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Refuses `--watch` up front when a backend says it cannot watch. A plugin without the

@@ -53,6 +53,9 @@ pub struct Settings {
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
     pub plugin_start_timeout: Duration,
+    /// `--backend-timeout`: the deadline of every plugin call but watches; a plugin that misses
+    /// it is restarted.
+    pub backend_timeout: Duration,
     /// `--dial-timeout`: passed to the backends that take one; their own default otherwise.
     pub dial_timeout: Option<Duration>,
     /// `--plugin-dir`: more directories searched for `confd-database-*` plugins, the first
@@ -291,6 +294,8 @@ pub struct FileConfig {
     pub debounce: Option<DurationValue>,
     #[serde(alias = "plugin-start-timeout")]
     pub plugin_start_timeout: Option<DurationValue>,
+    #[serde(alias = "backend-timeout")]
+    pub backend_timeout: Option<DurationValue>,
     #[serde(alias = "dial-timeout")]
     pub dial_timeout: Option<DurationValue>,
     #[serde(alias = "plugin-dir", alias = "plugin_dirs", alias = "plugin-dirs")]
@@ -392,7 +397,6 @@ pub fn load(cli: &Cli, env: &dyn Env) -> anyhow::Result<Settings> {
     let mut settings = resolve(cli, env, file.unwrap_or_default())?;
     settings.config_file = loaded;
     settings.warnings.extend(missing);
-    crate::backends::set_discovery(crate::backends::Discovery::from_settings(&settings));
     Ok(settings)
 }
 
@@ -434,7 +438,7 @@ struct Raw {
     log_level: Option<String>,
     template_engine: Option<String>,
     interval: Option<Given<String>>,
-    durations: [(Option<Given<DurationValue>>, Duration); 4],
+    durations: [(Option<Given<DurationValue>>, Duration); 5],
     dial_timeout: Option<Given<DurationValue>>,
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
@@ -551,6 +555,14 @@ impl Raw {
                 ),
                 Duration::from_secs(10),
             ),
+            (
+                duration(
+                    ("--backend-timeout", "CONFD_BACKEND_TIMEOUT", "backend_timeout"),
+                    &cli.backend_timeout,
+                    file.backend_timeout,
+                ),
+                Duration::from_secs(30),
+            ),
         ];
         let dial_timeout = duration(
             ("--dial-timeout", "CONFD_DIAL_TIMEOUT", "dial_timeout"),
@@ -626,6 +638,7 @@ impl Raw {
             reload_cmd_timeout: Duration::ZERO,
             debounce: Duration::ZERO,
             plugin_start_timeout: Duration::ZERO,
+            backend_timeout: Duration::ZERO,
             dial_timeout: None,
             plugin_dirs: l
                 .list(cli.plugin_dir.clone(), "CONFD_PLUGIN_DIR", file.plugin_dir)
@@ -744,13 +757,17 @@ impl Raw {
             // Zero would re-render in a busy loop.
             bail!("invalid interval 0: expected at least 1 second");
         }
-        let [check, reload, debounce, start] = durations
+        let [check, reload, debounce, start, backend] = durations
             .map(|(given, default)| given.map_or(Ok(default), |given| given_duration(&given)));
         settings.dial_timeout = dial_timeout.map(|g| given_duration(&g)).transpose()?;
         settings.check_cmd_timeout = check?;
         settings.reload_cmd_timeout = reload?;
         settings.debounce = debounce?;
         settings.plugin_start_timeout = start?;
+        settings.backend_timeout = backend?;
+        if settings.backend_timeout.is_zero() {
+            bail!("invalid backend timeout 0: a plugin call needs a deadline (e.g. 30s)");
+        }
         settings.plugins = plugin_settings(plugin_tables, plugin_pairs, &settings.backend)?;
         Ok(settings)
     }

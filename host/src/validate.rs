@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use confd_core::metrics::Operation;
 use confd_core::{Resource, RunOptions};
-use confd_sdk::{PluginClient, SharedDatabase};
+use confd_sdk::{SharedDatabase};
+use confd_supervisor::{PluginClient};
 use confd_template::EngineKind;
 
 use crate::backends::{self, Registry};
@@ -22,7 +23,7 @@ use crate::settings::Settings;
 /// names resolve, the confdir exists, every resource and template loads. confd.toml has been
 /// parsed by then (settings).
 pub fn load(settings: &Settings) -> Result<(RunOptions, Vec<Resource>), Failure> {
-    let registry = Registry::discover();
+    let registry = Registry::discover(settings);
     registry.source(&settings.backend).map_err(Failure::usage)?;
     if !settings.confdir.is_dir() {
         return Err(Failure::usage(anyhow!(

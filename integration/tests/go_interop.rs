@@ -13,9 +13,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use confd_sdk::{
-    ClientOptions, Config, Database, ErrorKind, PluginClient, PluginCommand, PluginError,
-};
+use confd_sdk::{Config, Database, ErrorKind};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand, PluginError};
 use confd_test_support::{workspace_bin, workspace_root};
 use serde_json::Value;
 
@@ -579,7 +578,7 @@ fn our_host_loads_go_plugin() {
     let log = captured_log();
     let configured = log
         .lines()
-        .find(|l| l.contains(&format!("plugin={name}")) && l.contains("configured"))
+        .find(|l| l.contains(&format!("backend={name}")) && l.contains("configured"))
         .unwrap_or_else(|| panic!("no `configured` line from plugin {name} in our log:\n{log}"));
     assert!(
         configured.contains(" INFO "),

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use confd_sdk::{ClientOptions, Database, ErrorKind, PluginClient, PluginCommand};
+use confd_sdk::{Database, ErrorKind};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 
 const BIN: &str = env!("CARGO_BIN_EXE_misbehave-plugin");
 

@@ -155,7 +155,7 @@ fn one_shot_renders_from_the_python_plugin() {
     // The plugin's own log line reached confd's log, tagged with the backend.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("serving 3 keys from") && stderr.contains("plugin=sqlite"),
+        stderr.contains("serving 3 keys from") && stderr.contains("backend=sqlite"),
         "{stderr}"
     );
 
@@ -230,7 +230,7 @@ fn watch_renders_each_change_to_the_table() {
     assert!(
         confd
             .stderr()
-            .contains("plugin stopped plugin=sqlite status=exit status: 0"),
+            .contains("plugin stopped backend=sqlite status=exit status: 0"),
         "the plugin did not exit 0 on Shutdown:\n{}",
         confd.stderr()
     );

@@ -22,8 +22,10 @@ load any plugins automatically\n";
 
 /// Where the plugin listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Address {
+pub enum Address {
+    /// A Unix socket path.
     Unix(PathBuf),
+    /// A TCP address (loopback).
     Tcp(SocketAddr),
 }
 
@@ -38,8 +40,10 @@ impl fmt::Display for Address {
 
 /// A parsed, accepted handshake line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Handshake {
+pub struct Handshake {
+    /// The app protocol version the plugin picked.
     pub app_version: u32,
+    /// Where it listens.
     pub address: Address,
 }
 
@@ -108,7 +112,7 @@ impl fmt::Display for HandshakeProblem {
 }
 
 /// Checks a handshake line strictly against what the host offered.
-pub(crate) fn parse(line: &str, offered: &[u32]) -> Result<Handshake, HandshakeProblem> {
+pub fn parse(line: &str, offered: &[u32]) -> Result<Handshake, HandshakeProblem> {
     let line = line.trim();
     let fields: Vec<&str> = if line.is_empty() {
         Vec::new()

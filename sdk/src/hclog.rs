@@ -141,7 +141,7 @@ impl Visit for FieldCollector {
 
 /// One plugin stderr line, understood.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LogLine {
+pub struct LogLine {
     pub level: Level,
     pub message: String,
     /// `key=value` pairs (hclog fields other than the `@` bookkeeping ones), sorted by key.
@@ -150,7 +150,7 @@ pub(crate) struct LogLine {
 
 /// Reads a plugin's stderr line the way go-plugin's host does: hclog JSON, then `[LEVEL]`
 /// prefixes, else the raw line at debug.
-pub(crate) fn parse_line(line: &str) -> LogLine {
+pub fn parse_line(line: &str) -> LogLine {
     let line = line.trim_end_matches(['\r', '\n']);
     if let Some(parsed) = parse_json(line) {
         return parsed;

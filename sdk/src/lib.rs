@@ -1,5 +1,5 @@
 //! The confd plugin SDK: everything a database plugin author needs, and the
-//! host-side client that runs plugins.
+//! host's connection to a running plugin.
 //!
 //! A plugin implements [`Database`] and calls [`serve`] from `main`:
 //!
@@ -22,9 +22,12 @@
 //! struct with clear, secret-safe errors. Logs written with `tracing` reach the
 //! host as hclog JSON lines on stderr.
 //!
-//! The host side is [`PluginClient`]: it starts a plugin executable, checks its
-//! handshake, and is itself a [`Database`], so the host cannot tell a plugin
-//! from an in-process backend. See `docs/writing-a-plugin.md`.
+//! The host side is [`RemoteDatabase`]: a connection to a listening plugin that is
+//! itself a [`Database`], so the host cannot tell a plugin from an in-process
+//! backend; [`handshake`] parses the line a plugin prints. Starting and
+//! supervising plugin processes is the host's own business (the
+//! `confd-supervisor` crate): a plugin author compiles no process code and no
+//! `unsafe`. See `docs/writing-a-plugin.md`.
 //!
 //! With the `testing` feature, [`testing`] serves a `Database` in-process through that same
 //! path and checks it against the `Database` contract (see "Testing your plugin" in
@@ -34,16 +37,15 @@
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
 //! confd host. The protobuf types never leave this crate.
 
-mod child_env;
-mod client;
 pub mod config;
 mod configured;
 mod database;
 mod descriptor;
 mod error;
-mod handshake;
-mod hclog;
+pub mod handshake;
+pub mod hclog;
 mod proto;
+mod remote;
 mod serve;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -51,7 +53,6 @@ pub mod text;
 mod values;
 
 pub use async_trait::async_trait;
-pub use client::{ClientOptions, PluginClient, PluginCommand, PluginError};
 /// Key-path rules every backend needs (Go's `path` functions, path-aware matching).
 pub use confd_keys as keys;
 pub use configured::Configured;
@@ -64,4 +65,5 @@ pub use handshake::{
 };
 #[doc(hidden)]
 pub use serve::{HandshakeOut, ServeError, serve_until_shutdown};
+pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 pub use serve::{ServeOpts, serve};

@@ -755,7 +755,7 @@ mod tests {
         let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
         let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
-        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+        let channel = crate::remote::connect_channel(&hs.address, Duration::from_secs(5))
             .await
             .expect("connect");
         (server, channel)
@@ -970,7 +970,7 @@ mod tests {
             panic!("expected a unix socket: {line}");
         };
         assert!(socket.exists());
-        let channel = crate::client::connect(&hs.address, Duration::from_secs(5))
+        let channel = crate::remote::connect_channel(&hs.address, Duration::from_secs(5))
             .await
             .expect("connect");
         let mut db = DatabaseClient::new(channel.clone());

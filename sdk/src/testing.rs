@@ -6,7 +6,7 @@
 //!
 //! * [`serve_in_process`] serves a `Database` inside the test through the real plugin path: the
 //!   server `serve` runs, a Unix socket, the handshake line parsed as the host parses it, and the
-//!   host's own [`PluginClient`]. What it returns is itself a `Database`, so a test calls the
+//!   host's own connection, [`RemoteDatabase`]. What it returns is itself a `Database`, so a test calls the
 //!   served plugin exactly as confd does.
 //! * [`Conformance`] runs the contract checks (settings errors name the key, path matching,
 //!   concurrent and large reads, exact values, the watch index rules, cancelled watches leave
@@ -58,18 +58,14 @@
 //! }
 //! ```
 
-use std::os::unix::process::ExitStatusExt as _;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::client::{self, ExitState};
 use crate::handshake;
 use crate::serve::{HandshakeOut, ServeError, serve_until_shutdown};
-use crate::{
-    Config, Database, DatabaseInfo, Error, ErrorKind, PluginClient, PluginCommand, ServeOpts,
-};
+use crate::{Config, Database, DatabaseInfo, Error, ErrorKind, RemoteDatabase, ServeOpts};
 
 mod conformance;
 #[cfg(test)]
@@ -87,10 +83,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A plugin served in this process and the host-side client connected to it.
 ///
 /// It is a [`Database`] (every call goes over gRPC to the server) and dereferences to the
-/// [`PluginClient`] for `ping`, `address` and the like. Dropping it stops the server abruptly;
+/// [`RemoteDatabase`] for `ping`, `address` and the like. Dropping it stops the server abruptly;
 /// [`InProcessPlugin::shutdown`] stops it the way confd does and reports how it went.
 pub struct InProcessPlugin {
-    client: PluginClient,
+    client: RemoteDatabase,
     server: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
@@ -115,17 +111,8 @@ pub async fn serve_in_process<D: Database>(opts: ServeOpts<D>) -> Result<InProce
     let failed =
         |what: String| Error::new(ErrorKind::PluginFailed, format!("plugin {name}: {what}"));
     let (line_tx, line_rx) = oneshot::channel();
-    let (exit_tx, exit_rx) = watch::channel::<ExitState>(None);
-    let mut server = tokio::spawn(async move {
-        let result = serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)).await;
-        // What the reaper reports for a plugin process: exit 0 after a clean stop.
-        let state = match &result {
-            Ok(()) => Ok(std::process::ExitStatus::from_raw(0)),
-            Err(err) => Err(format!("the in-process server failed: {err}")),
-        };
-        let _ = exit_tx.send(Some(state));
-        result
-    });
+    let mut server =
+        tokio::spawn(async move { serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)).await });
     let line = tokio::select! {
         line = line_rx => line.ok(),
         () = tokio::time::sleep(START_TIMEOUT) => None,
@@ -143,39 +130,30 @@ pub async fn serve_in_process<D: Database>(opts: ServeOpts<D>) -> Result<InProce
     let connected = async {
         let hs = handshake::parse(&line, handshake::APP_PROTOCOL_VERSIONS)
             .map_err(|problem| failed(format!("refused its handshake line {line:?}: {problem}")))?;
-        let channel = client::connect(&hs.address, START_TIMEOUT)
+        RemoteDatabase::connect(name.clone(), &hs.address, START_TIMEOUT)
             .await
-            .map_err(|e| failed(format!("cannot connect to {}: {e}", hs.address)))?;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        tokio::time::timeout(
-            START_TIMEOUT,
-            health.check(tonic_health::pb::HealthCheckRequest {
-                service: "plugin".into(),
-            }),
-        )
-        .await
-        .map_err(|_| failed("health check timed out".into()))?
-        .map_err(|status| failed(format!("health check failed: {}", status.message())))?;
-        Ok::<_, Error>((channel, hs.address))
+            .map_err(|e| failed(e.to_string()))
     };
-    let (channel, address) = match connected.await {
-        Ok(connected) => connected,
+    let client = match connected.await {
+        Ok(client) => client,
         Err(err) => {
             server.abort();
             return Err(err);
         }
     };
-    client::spawn_stdio_forwarder(name.clone(), channel.clone());
-    let command = PluginCommand::new(name.clone(), format!("in-process:{name}"));
+    let stdio_name = name.clone();
+    client.forward_stdio(move |_, line| {
+        tracing::debug!(plugin = %stdio_name, "{line}");
+    });
     Ok(InProcessPlugin {
-        client: PluginClient::attached(command, channel, address, exit_rx),
+        client,
         server: Some(server),
     })
 }
 
 impl InProcessPlugin {
     /// The host-side client talking to the server.
-    pub fn client(&self) -> &PluginClient {
+    pub fn client(&self) -> &RemoteDatabase {
         &self.client
     }
 
@@ -185,7 +163,7 @@ impl InProcessPlugin {
         let name = self.client.name().to_string();
         let failed =
             |what: String| Error::new(ErrorKind::PluginFailed, format!("plugin {name}: {what}"));
-        self.client.shutdown().await;
+        self.client.shutdown(STOP_TIMEOUT).await;
         let Some(server) = self.server.take() else {
             return Ok(());
         };
@@ -201,8 +179,8 @@ impl InProcessPlugin {
 }
 
 impl std::ops::Deref for InProcessPlugin {
-    type Target = PluginClient;
-    fn deref(&self) -> &PluginClient {
+    type Target = RemoteDatabase;
+    fn deref(&self) -> &RemoteDatabase {
         &self.client
     }
 }

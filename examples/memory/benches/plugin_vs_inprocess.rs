@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use confd_database_memory::Memory;
-use confd_sdk::{ClientOptions, Config, Database, PluginClient, PluginCommand};
+use confd_sdk::{Config, Database};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 
 const BIN: &str = env!("CARGO_BIN_EXE_confd-database-memory");
 

@@ -7,10 +7,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use confd_sdk::{
-    ClientOptions, Config, Database, ErrorKind, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PluginClient,
-    PluginCommand,
-};
+use confd_sdk::{Config, Database, ErrorKind, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 
 const BIN: &str = env!("CARGO_BIN_EXE_confd-database-memory");
 
@@ -369,7 +367,8 @@ async fn plugin_logs_reach_the_host_log_tagged_with_its_name() {
         .iter()
         .find(|e| e.get("message").map(String::as_str) == Some("plugin listening"))
         .unwrap_or_else(|| panic!("plugin's log line forwarded: {events:?}"));
-    assert_eq!(listening["plugin"], "memory");
+    assert_eq!(listening["backend"], "memory");
+    assert!(listening["plugin_pid"].parse::<u32>().is_ok(), "{listening:?}");
     assert_eq!(listening["level"], "DEBUG");
     assert!(listening["fields"].contains("version=1"), "{listening:?}");
 }

@@ -118,6 +118,7 @@ fn string_defaults() {
     assert_eq!(s.check_cmd_timeout, Duration::from_secs(30));
     assert_eq!(s.reload_cmd_timeout, Duration::from_secs(60));
     assert_eq!(s.plugin_start_timeout, Duration::from_secs(10));
+    assert_eq!(s.backend_timeout, Duration::from_secs(30));
     assert!(!s.onetime && !s.watch && !s.noop && !s.sync_only && !s.keep_stage_file);
 }
 
@@ -277,7 +278,7 @@ fn number_key_follows_flag_env_file_default() {
 #[test]
 fn duration_keys_follow_flag_env_file_default() {
     type DurGetter = fn(&Settings) -> Duration;
-    let keys: [(&str, &str, &str, DurGetter); 4] = [
+    let keys: [(&str, &str, &str, DurGetter); 5] = [
         (
             "--check-cmd-timeout",
             "CONFD_CHECK_CMD_TIMEOUT",
@@ -296,6 +297,12 @@ fn duration_keys_follow_flag_env_file_default() {
             "CONFD_PLUGIN_START_TIMEOUT",
             "plugin_start_timeout",
             |s| s.plugin_start_timeout,
+        ),
+        (
+            "--backend-timeout",
+            "CONFD_BACKEND_TIMEOUT",
+            "backend_timeout",
+            |s| s.backend_timeout,
         ),
     ];
     for (flag, var, key, get) in keys {

@@ -1,7 +1,8 @@
 //! The built executable is a working plugin: started through the host-side
 //! client like confd starts it, it answers over the go-plugin protocol.
 
-use confd_sdk::{ClientOptions, Config, Database, ErrorKind, PluginClient, PluginCommand};
+use confd_sdk::{Config, Database, ErrorKind};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 
 #[tokio::test]
 async fn the_plugin_binary_serves_environment_variables() {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use confd_sdk::{ClientOptions, Database, ErrorKind, PluginClient, PluginCommand};
+use confd_sdk::{Database, ErrorKind};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 use confd_test_support::EtcdServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_confd-database-etcd");

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use confd_sdk::{ClientOptions, Config, Database, PluginClient, PluginCommand};
+use confd_sdk::{Config, Database};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_binary_serves_and_watches_files() {

@@ -7,7 +7,7 @@
 //! host's PSS at the pair's peak is 0.9-1.4 MiB lower (8.2 → 7.3 MiB with the symbol order), the
 //! pair's 1.6-2.3 MiB with the env backend's own index of `environ` counted in (12.6 → 11.0).
 //! With a few dozen variables it buys nothing. To check that it still pays: build confd with `Command::env`/`env_remove` in
-//! `client::build_command` instead (commit 5c82121 has that version) and run the oneshot bench
+//! `process::build_command` instead (commit 5c82121 has that version) and run the oneshot bench
 //! with `CONFD_BENCH_BASELINE=std=<that confd>`; see docs/performance.md.
 //!
 //! Unsafe by nature (it reads and, in the child, replaces the C `environ` array); every block

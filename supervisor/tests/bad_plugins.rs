@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use confd_sdk::{ClientOptions, HandshakeProblem, PluginClient, PluginCommand, PluginError};
+use confd_sdk::HandshakeProblem;
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand, PluginError};
 
 /// Writes an executable `/bin/sh` script that first records its pid in `<script>.pid`.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
