@@ -1,7 +1,8 @@
-//! Test infrastructure shared by confd's test suites: real etcd and redis
-//! servers on free loopback ports, and an in-process Consul KV emulator.
+//! Test infrastructure shared by confd's test suites: real etcd, redis and
+//! zookeeper servers on free loopback ports, and in-process emulators of the
+//! Consul KV and Vault HTTP APIs.
 //!
-//! Server binaries come from Debian packages (`etcd-server`, `redis-server`).
+//! Server binaries come from Debian packages (`etcd-server`, `redis-server`, `zookeeper`).
 //! When one is missing, [`EtcdServer::start`] and [`RedisServer::start`]
 //! return `None` after printing a loud skip notice, except under `CI=true`,
 //! where they panic: CI must never silently skip a backend.
@@ -15,10 +16,13 @@
 mod bins;
 mod consul;
 mod etcd;
+mod https;
 mod process;
 mod prometheus;
 mod redis;
 mod tls;
+mod vault;
+mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
@@ -27,3 +31,5 @@ pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
 pub use tls::TestCertificates;
+pub use vault::{VaultEmulator, VaultLogin, VaultTls};
+pub use zookeeper::ZookeeperServer;
