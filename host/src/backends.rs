@@ -24,6 +24,8 @@ pub const BUILTINS: &[Descriptor] = &[
     confd_builtin_etcd::DESCRIPTOR,
     confd_builtin_file::DESCRIPTOR,
     confd_builtin_redis::DESCRIPTOR,
+    confd_builtin_vault::DESCRIPTOR,
+    confd_builtin_zookeeper::DESCRIPTOR,
 ];
 
 /// The backend used when none is configured (confd's default).

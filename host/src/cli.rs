@@ -141,6 +141,39 @@ pub struct Cli {
     #[arg(long, value_name = "PASSWORD")]
     pub password: Option<String>,
 
+    /// Do not verify the store's TLS certificate (vault)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub client_insecure: Option<bool>,
+
+    /// Vault auth method: token, app-id, app-role (approle), userpass, github, kubernetes or cert
+    #[arg(long, value_name = "TYPE")]
+    pub auth_type: Option<String>,
+
+    /// Vault token (token auth, default VAULT_TOKEN) or GitHub token (github auth)
+    #[arg(long, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
+
+    /// Vault app-id auth: the app id
+    #[arg(long, value_name = "ID")]
+    pub app_id: Option<String>,
+
+    /// Vault app-id auth: the user id
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+
+    /// Vault app-role auth: the role id (kubernetes auth: the role)
+    #[arg(long, value_name = "ID")]
+    pub role_id: Option<String>,
+
+    /// Vault app-role auth: the secret id
+    #[arg(long, value_name = "ID")]
+    pub secret_id: Option<String>,
+
+    /// Vault auth method mount path [default: the method's name; approle for app-role]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+
     /// Key separator for redis [default: /]
     #[arg(long, value_name = "SEP")]
     pub separator: Option<String>,
@@ -207,7 +240,8 @@ pub struct Cli {
     #[arg(long)]
     pub list_backends: bool,
 
-    /// How long a backend may take to connect or answer one request (etcd, redis, consul)
+    /// How long a backend may take to connect or answer one request (etcd, redis, consul,
+    /// vault, zookeeper)
     /// [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub dial_timeout: Option<String>,

@@ -43,6 +43,11 @@ pub struct Settings {
     pub basic_auth: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--client-insecure`: TLS certificates of the store are not verified (vault).
+    pub client_insecure: bool,
+    /// The vault backend's auth settings, by their confd names (`auth_type`, `auth_token`,
+    /// `app_id`, `user_id`, `role_id`, `secret_id`, `path`).
+    pub auth: VaultAuth,
     pub separator: Option<String>,
     pub files: Vec<String>,
     pub filter: Option<String>,
@@ -149,6 +154,14 @@ impl Settings {
         "basic_auth",
         "username",
         "password",
+        "client_insecure",
+        "auth_type",
+        "auth_token",
+        "app_id",
+        "user_id",
+        "role_id",
+        "secret_id",
+        "path",
         "separator",
         "file",
         "filter",
@@ -168,6 +181,14 @@ impl Settings {
             "basic_auth" => Some(self.basic_auth.to_string()),
             "username" => self.username.clone(),
             "password" => self.password.clone(),
+            "client_insecure" => self.client_insecure.then(|| "true".to_string()),
+            "auth_type" => self.auth.auth_type.clone(),
+            "auth_token" => self.auth.auth_token.clone(),
+            "app_id" => self.auth.app_id.clone(),
+            "user_id" => self.auth.user_id.clone(),
+            "role_id" => self.auth.role_id.clone(),
+            "secret_id" => self.auth.secret_id.clone(),
+            "path" => self.auth.path.clone(),
             "separator" => self.separator.clone(),
             "file" => list(&self.files),
             "filter" => self.filter.clone(),
@@ -177,6 +198,18 @@ impl Settings {
             _ => None,
         }
     }
+}
+
+/// The original confd's vault auth settings, each from `--<flag>`, `CONFD_<NAME>` or confd.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaultAuth {
+    pub auth_type: Option<String>,
+    pub auth_token: Option<String>,
+    pub app_id: Option<String>,
+    pub user_id: Option<String>,
+    pub role_id: Option<String>,
+    pub secret_id: Option<String>,
+    pub path: Option<String>,
 }
 
 /// confd's log levels, mapped onto tracing's.
@@ -271,9 +304,22 @@ pub struct FileConfig {
         alias = "client-cakeys"
     )]
     pub client_cakeys: Option<String>,
-    /// Parsed by confd but never used by any backend; accepted so old files keep loading.
+    /// Turns off TLS verification of the store (vault; the original parsed it and ignored it).
     #[serde(alias = "client-insecure")]
     pub client_insecure: Option<bool>,
+    #[serde(alias = "auth-type")]
+    pub auth_type: Option<String>,
+    #[serde(alias = "auth-token")]
+    pub auth_token: Option<String>,
+    #[serde(alias = "app-id")]
+    pub app_id: Option<String>,
+    #[serde(alias = "user-id")]
+    pub user_id: Option<String>,
+    #[serde(alias = "role-id")]
+    pub role_id: Option<String>,
+    #[serde(alias = "secret-id")]
+    pub secret_id: Option<String>,
+    pub path: Option<String>,
     #[serde(alias = "basic-auth")]
     pub basic_auth: Option<bool>,
     pub username: Option<String>,
@@ -497,11 +543,6 @@ impl Raw {
     fn gather(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Raw> {
         let l = Layers { env };
         let mut warnings = Vec::new();
-        if file.client_insecure.is_some() {
-            warnings.push(
-                "confd.toml: client_insecure has no effect (it never had one in confd)".to_string(),
-            );
-        }
         let duration = |names, flag: &Option<String>, file: Option<DurationValue>| {
             l.given(
                 names,
@@ -557,7 +598,11 @@ impl Raw {
             ),
             (
                 duration(
-                    ("--backend-timeout", "CONFD_BACKEND_TIMEOUT", "backend_timeout"),
+                    (
+                        "--backend-timeout",
+                        "CONFD_BACKEND_TIMEOUT",
+                        "backend_timeout",
+                    ),
                     &cli.backend_timeout,
                     file.backend_timeout,
                 ),
@@ -628,6 +673,20 @@ impl Raw {
             basic_auth: l.bool(cli.basic_auth, "CONFD_BASIC_AUTH", file.basic_auth)?,
             username: l.string(cli.username.clone(), "CONFD_USERNAME", file.username),
             password: l.string(cli.password.clone(), "CONFD_PASSWORD", file.password),
+            client_insecure: l.bool(
+                cli.client_insecure,
+                "CONFD_CLIENT_INSECURE",
+                file.client_insecure,
+            )?,
+            auth: VaultAuth {
+                auth_type: l.string(cli.auth_type.clone(), "CONFD_AUTH_TYPE", file.auth_type),
+                auth_token: l.string(cli.auth_token.clone(), "CONFD_AUTH_TOKEN", file.auth_token),
+                app_id: l.string(cli.app_id.clone(), "CONFD_APP_ID", file.app_id),
+                user_id: l.string(cli.user_id.clone(), "CONFD_USER_ID", file.user_id),
+                role_id: l.string(cli.role_id.clone(), "CONFD_ROLE_ID", file.role_id),
+                secret_id: l.string(cli.secret_id.clone(), "CONFD_SECRET_ID", file.secret_id),
+                path: l.string(cli.path.clone(), "CONFD_PATH", file.path),
+            },
             separator: l.string(cli.separator.clone(), "CONFD_SEPARATOR", file.separator),
             files: l.list(cli.file.clone(), "CONFD_FILE", file.file),
             filter: l.string(cli.filter.clone(), "CONFD_FILTER", file.filter),

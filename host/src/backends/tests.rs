@@ -114,7 +114,8 @@ fn unknown_backend_lists_known_names() {
     let err = reg.source("etdc").expect_err("unknown");
     assert_eq!(
         err.to_string(),
-        "unknown backend \"etdc\"; known backends: consul, env, etcd, etcdv3, file, mine, redis"
+        "unknown backend \"etdc\"; known backends: consul, env, etcd, etcdv3, file, mine, redis, \
+         vault, zookeeper"
     );
 }
 
@@ -227,16 +228,16 @@ fn listing_shows_builtins_aliases_and_paths() {
     let p = touch(dir.path(), "confd-database-env");
     let listing = Registry::discover_in([dir.path()]).listing();
     assert!(
-        listing.contains(&format!("env     {}\n", p.display())),
+        listing.contains(&format!("env        {}\n", p.display())),
         "{listing}"
     );
     assert!(
-        listing.contains("etcdv3  builtin (alias of etcd)\n"),
+        listing.contains("etcdv3     builtin (alias of etcd)\n"),
         "{listing}"
     );
     assert!(
         listing.contains(&format!(
-            "consul  builtin: {}\n",
+            "consul     builtin: {}\n",
             confd_builtin_consul::DESCRIPTOR.summary
         )),
         "{listing}"
@@ -312,6 +313,21 @@ fn every_host_setting_is_readable() {
             "*",
             "--dial-timeout",
             "2s",
+            "--client-insecure",
+            "--auth-type",
+            "token",
+            "--auth-token",
+            "t",
+            "--app-id",
+            "a",
+            "--user-id",
+            "u",
+            "--role-id",
+            "r",
+            "--secret-id",
+            "s",
+            "--path",
+            "p",
         ],
         "",
     );

@@ -458,11 +458,36 @@ fn a_missing_config_file_is_skipped_and_a_named_one_warned_about() {
 }
 
 #[test]
-fn client_insecure_is_accepted_with_a_warning() {
+fn client_insecure_and_the_vault_auth_keys_are_the_originals() {
     let s = resolve_with(&[], &[], "client_insecure = true");
-    assert_eq!(s.warnings.len(), 1);
-    assert!(s.warnings[0].contains("client_insecure"));
-    assert!(resolve_with(&[], &[], "").warnings.is_empty());
+    assert!(s.client_insecure);
+    assert!(s.warnings.is_empty());
+    assert!(!resolve_with(&[], &[], "").client_insecure);
+    let toml = "auth_type = \"app-role\"\nrole_id = \"r\"\nsecret_id = \"s\"\npath = \"test\"\n\
+                app_id = \"a\"\nuser_id = \"u\"\nauth_token = \"t\"";
+    let s = resolve_with(&[], &[], toml);
+    assert_eq!(s.auth.auth_type.as_deref(), Some("app-role"));
+    assert_eq!(s.auth.role_id.as_deref(), Some("r"));
+    assert_eq!(s.auth.secret_id.as_deref(), Some("s"));
+    assert_eq!(s.auth.path.as_deref(), Some("test"));
+    assert_eq!(s.auth.app_id.as_deref(), Some("a"));
+    assert_eq!(s.auth.user_id.as_deref(), Some("u"));
+    assert_eq!(s.auth.auth_token.as_deref(), Some("t"));
+    // The original's single-dash flags win over the file.
+    let s = resolve_with(
+        &[
+            "-auth-type",
+            "token",
+            "-auth-token",
+            "flag",
+            "-client-insecure",
+        ],
+        &[],
+        toml,
+    );
+    assert_eq!(s.auth.auth_type.as_deref(), Some("token"));
+    assert_eq!(s.auth.auth_token.as_deref(), Some("flag"));
+    assert!(s.client_insecure);
 }
 
 #[test]
