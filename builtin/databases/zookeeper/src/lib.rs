@@ -6,8 +6,9 @@
 //! which paths changed and when, in one sequence shared by every watch, so a change made
 //! between two `watch_prefix` calls is seen by the next call and nothing is missed between a
 //! wake-up and the next wait (there is no re-arming). A lost session ends the client and its
-//! watches: the next call connects afresh, and a watch that was running returns so the host
-//! reads everything again.
+//! watches, and a reconnect ends the watches too (ZooKeeper may not report what changed while
+//! the client was away): the running watch returns so the host reads everything again, and the
+//! next call sets a new watch (connecting afresh if the session is gone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -360,13 +361,16 @@ impl Connection {
                             disconnected = true;
                             continue;
                         }
-                        // Changes made while disconnected may not be reported: everything
-                        // counts as changed.
+                        // Changes made while disconnected may not be reported, and the watch
+                        // may not be set again on the server: this watch ends, the next call
+                        // sets a new one and the host reads everything again.
                         zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly
                             if disconnected =>
                         {
-                            disconnected = false;
-                            seen.changed.insert("/".to_string(), seq);
+                            seen.broken = Some(seq);
+                            drop(seen);
+                            watch.bumped.send_replace(seq);
+                            return;
                         }
                         state if state.is_terminated() => {
                             // The watcher must not be polled after a terminal state.
