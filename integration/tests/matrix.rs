@@ -1,4 +1,4 @@
-//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator) x (builtin,
+//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator, zookeeper) x (builtin,
 //! external plugin) x (one-shot, watch) renders `integration/matrix/confdir` and must produce
 //! `integration/matrix/expect` byte for byte; watch cells change values in a burst and check the
 //! new content, one reload per burst, and a clean SIGTERM exit with no plugin left behind.
@@ -193,7 +193,7 @@ macro_rules! cells {
     };
 }
 
-cells!(env, file, etcd, redis, consul);
+cells!(env, file, etcd, redis, consul, zookeeper);
 
 mod watch {
     use super::{Via, env_watch_refused, watch};
@@ -237,5 +237,13 @@ mod watch {
     #[test]
     fn consul_external() {
         watch("consul", Via::External);
+    }
+    #[test]
+    fn zookeeper_builtin() {
+        watch("zookeeper", Via::Builtin);
+    }
+    #[test]
+    fn zookeeper_external() {
+        watch("zookeeper", Via::External);
     }
 }

@@ -11,12 +11,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use confd_test_support::{ConsulEmulator, EtcdServer, RedisServer, profile_dir, workspace_bin};
+use confd_test_support::{
+    ConsulEmulator, EtcdServer, RedisServer, ZookeeperServer, profile_dir, workspace_bin,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The five backends of the matrix.
-pub const BACKENDS: [&str; 5] = ["env", "file", "etcd", "redis", "consul"];
+pub const BACKENDS: [&str; 6] = ["env", "file", "etcd", "redis", "consul", "zookeeper"];
 
 /// `integration/matrix`.
 pub fn matrix_dir() -> PathBuf {
@@ -118,6 +120,11 @@ pub enum Store {
         conn: Option<redis::Connection>,
     },
     Consul(ConsulEmulator),
+    Zookeeper {
+        server: ZookeeperServer,
+        rt: tokio::runtime::Runtime,
+        client: zookeeper_client::Client,
+    },
 }
 
 impl Store {
@@ -149,6 +156,18 @@ impl Store {
                 store
             }
             "consul" => Store::Consul(ConsulEmulator::start()),
+            "zookeeper" => {
+                let server = ZookeeperServer::start()?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let client = rt
+                    .block_on(zookeeper_client::Client::connect(&server.address()))
+                    .expect("connect to the test zookeeper");
+                Store::Zookeeper { server, rt, client }
+            }
             other => panic!("no such matrix backend {other}"),
         })
     }
@@ -160,6 +179,7 @@ impl Store {
             Store::Etcd { .. } => "etcd",
             Store::Redis { .. } => "redis",
             Store::Consul(_) => "consul",
+            Store::Zookeeper { .. } => "zookeeper",
         }
     }
 
@@ -217,6 +237,11 @@ impl Store {
                     emulator.put(k, v);
                 }
             }
+            Store::Zookeeper { rt, client, .. } => {
+                for (k, v) in pairs {
+                    rt.block_on(zookeeper_put(client, k, v));
+                }
+            }
         }
     }
 
@@ -229,6 +254,7 @@ impl Store {
                 server.stop();
             }
             Store::Consul(e) => e.stop(),
+            Store::Zookeeper { server, .. } => server.stop(),
             _ => panic!("{} has no server to stop", self.backend()),
         }
     }
@@ -239,6 +265,7 @@ impl Store {
             Store::Etcd { server, .. } => server.restart(),
             Store::Redis { server, .. } => server.restart(),
             Store::Consul(e) => e.restart(),
+            Store::Zookeeper { server, .. } => server.restart(),
             _ => panic!("{} has no server to restart", self.backend()),
         }
         self.reconnect();
@@ -252,6 +279,7 @@ impl Store {
             Store::Etcd { server, .. } => vec![("nodes", server.address())],
             Store::Redis { server, .. } => vec![("nodes", server.address())],
             Store::Consul(e) => vec![("nodes", e.address())],
+            Store::Zookeeper { server, .. } => vec![("nodes", server.address())],
         }
     }
 
@@ -292,6 +320,33 @@ impl Store {
             Store::Env(vars) => vars.iter().map(|(k, v)| (env_name(k), v.clone())).collect(),
             _ => vec![],
         }
+    }
+}
+
+/// Sets a znode, creating its parents as needed.
+async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
+    use zookeeper_client as zk;
+    if client.set_data(key, value.as_bytes(), None).await.is_ok() {
+        return;
+    }
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    if let Some((parent, _)) = key.rsplit_once('/')
+        && !parent.is_empty()
+    {
+        match client.mkdir(parent, &options).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(e) => panic!("zookeeper mkdir {parent}: {e}"),
+        }
+    }
+    match client.create(key, value.as_bytes(), &options).await {
+        Ok(_) => {}
+        Err(zk::Error::NodeExists) => {
+            client
+                .set_data(key, value.as_bytes(), None)
+                .await
+                .expect("zookeeper set");
+        }
+        Err(e) => panic!("zookeeper create {key}: {e}"),
     }
 }
 
