@@ -114,16 +114,19 @@ pub fn database() -> Vault {
 /// The vault backend. Configure it, then read.
 #[derive(Debug, Default)]
 pub struct Vault {
-    state: Configured<Arc<Client>>,
+    state: Configured<Shared>,
 }
+
+/// The configured client, shared with its renewal task (which holds it weakly).
+struct Shared(Arc<Client>);
 
 impl Vault {
     pub fn new() -> Vault {
         Vault::default()
     }
 
-    fn client(&self) -> Result<Arc<Arc<Client>>, Error> {
-        self.state.get(NAME)
+    fn client(&self) -> Result<Arc<Client>, Error> {
+        Ok(self.state.get(NAME)?.0.clone())
     }
 }
 
@@ -916,7 +919,7 @@ async fn renew_loop(client: Weak<Client>) {
 impl Database for Vault {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let client = Client::new(&config)?;
-        self.state.set(client);
+        self.state.set(Shared(client));
         Ok(())
     }
 

@@ -134,6 +134,9 @@ async fn kv_v2_is_detected_and_its_data_segment_is_optional() {
     assert_eq!(emulator.count("sys/internal/ui/mounts"), 1);
 }
 
+/// Settings as written in a test.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 /// Logs in with `pairs` and reads `secret/app`.
 async fn login_reads(emulator: &VaultEmulator, pairs: &[(&str, &str)]) -> Result<String, String> {
     let mut all = vec![("nodes", emulator.address())];
@@ -205,7 +208,7 @@ async fn every_login_method_gets_a_token_and_wrong_credentials_name_the_method()
     );
 
     let root = emulator.root_token();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<(Pairs, Pairs, &str)> = vec![
         (
             vec![("authType", "token"), ("token", &root)],
             vec![("token", "nope")],

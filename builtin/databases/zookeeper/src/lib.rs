@@ -131,8 +131,7 @@ impl Watch {
     /// The newest change after `index` under one of `keys`.
     fn change_after(&self, keys: &[String], index: u64) -> Option<u64> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let newest = keys
-            .iter()
+        keys.iter()
             .flat_map(|key| {
                 seen.changed
                     .range(key.clone()..)
@@ -142,8 +141,7 @@ impl Watch {
             })
             .chain(seen.broken)
             .filter(|seq| *seq > index)
-            .max();
-        newest
+            .max()
     }
 }
 
