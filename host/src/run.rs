@@ -329,7 +329,9 @@ async fn process(
         failed = summary.failed,
         "done"
     );
-    Ok(if summary.failed > 0 {
+    // Interval and watch runs end only on SIGTERM/SIGINT, a normal stop: failures on the way
+    // were logged and retried, and a service manager must not read them as a crash.
+    Ok(if summary.failed > 0 && settings.onetime {
         EXIT_FAILED
     } else {
         EXIT_OK

@@ -557,7 +557,11 @@ impl Raw {
             ),
             (
                 duration(
-                    ("--backend-timeout", "CONFD_BACKEND_TIMEOUT", "backend_timeout"),
+                    (
+                        "--backend-timeout",
+                        "CONFD_BACKEND_TIMEOUT",
+                        "backend_timeout",
+                    ),
                     &cli.backend_timeout,
                     file.backend_timeout,
                 ),

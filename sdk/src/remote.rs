@@ -216,9 +216,17 @@ impl RemoteDatabase {
 
     /// Tells a plugin's own error apart from an unreachable plugin.
     fn translate(&self, method: &str, status: Status) -> Error {
+        // tonic's own statuses for a broken connection; a plugin's error may well mention a
+        // transport too (etcd's "tcp connect error (transport error)"), so only the start counts.
+        const BROKEN: [&str; 4] = [
+            "transport error",
+            "h2 protocol error",
+            "error trying to connect",
+            "connection error",
+        ];
         let transport = std::error::Error::source(&status).is_some()
             || (status.code() == tonic::Code::Unavailable
-                && status.message().contains("transport"));
+                && BROKEN.iter().any(|m| status.message().starts_with(m)));
         if transport {
             Error::new(
                 ErrorKind::PluginFailed,
@@ -244,9 +252,12 @@ impl RemoteDatabase {
 impl Database for RemoteDatabase {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let mut client = self.database();
-        self.finish("Configure", client.configure(v1::ConfigureRequest { config }))
-            .await
-            .map(|_| ())
+        self.finish(
+            "Configure",
+            client.configure(v1::ConfigureRequest { config }),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
@@ -341,7 +352,10 @@ async fn get_values_stream(
 }
 
 /// A gRPC channel to a plugin address.
-pub(crate) async fn connect_channel(address: &Address, timeout: Duration) -> Result<Channel, String> {
+pub(crate) async fn connect_channel(
+    address: &Address,
+    timeout: Duration,
+) -> Result<Channel, String> {
     match address {
         Address::Unix(path) => {
             let path = path.clone();
