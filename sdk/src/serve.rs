@@ -306,7 +306,7 @@ pub async fn serve_listening<D: Database>(
             let _ = tx.send(line);
         }
     }
-    tracing::debug!(address = %listener.address, version, "plugin listening");
+    tracing::debug!(address = %listener.address, version, tls = !cert_field.is_empty(), "plugin listening");
 
     let mut stop = shutdown_rx.clone();
     let stopped = async move {
