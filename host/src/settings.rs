@@ -562,7 +562,11 @@ impl Raw {
             ),
             (
                 duration(
-                    ("--backend-timeout", "CONFD_BACKEND_TIMEOUT", "backend_timeout"),
+                    (
+                        "--backend-timeout",
+                        "CONFD_BACKEND_TIMEOUT",
+                        "backend_timeout",
+                    ),
                     &cli.backend_timeout,
                     file.backend_timeout,
                 ),
@@ -736,9 +740,9 @@ impl Raw {
         } = self;
         if let Some(given) = plugin_transport {
             let text = given.value();
-            settings.plugin_transport = text
-                .parse()
-                .map_err(|_| anyhow!("invalid {} {text:?}: expected unix or tcp", given.origin()))?;
+            settings.plugin_transport = text.parse().map_err(|_| {
+                anyhow!("invalid {} {text:?}: expected unix or tcp", given.origin())
+            })?;
         }
         if let Some(given) = log_format {
             let text = given.value();

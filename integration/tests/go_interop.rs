@@ -480,10 +480,7 @@ fn our_host_refuses_a_go_plugin_serving_tls_it_did_not_ask_for() {
         let err = PluginClient::start(command, options())
             .await
             .expect_err("a plugin serving TLS to a certificate we do not hold is refused");
-        assert!(
-            matches!(err, PluginError::BadHandshake { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, PluginError::BadHandshake { .. }), "{err}");
         assert!(err.to_string().contains("did not ask"), "{err}");
     });
 }

@@ -78,7 +78,10 @@ fn a_plugin_asked_for_tcp_answers_only_the_host_with_its_certificate() {
         panic!("asked for TCP: {line}");
     };
     assert!(addr.ip().is_loopback(), "{line}");
-    let plugin_cert = hs.server_cert.clone().expect("AutoMTLS certificate in field 6");
+    let plugin_cert = hs
+        .server_cert
+        .clone()
+        .expect("AutoMTLS certificate in field 6");
 
     // curl's way and gRPC's plaintext way: the first bytes back are a TLS alert or nothing
     for request in [
@@ -160,10 +163,7 @@ fn a_plugin_without_a_unix_socket_fails_and_never_serves_tcp() {
 #[test]
 fn a_plugin_asked_for_tcp_without_a_certificate_refuses() {
     let stderr = refused_start(&[("CONFD_PLUGIN_TRANSPORT", "tcp")]);
-    assert!(
-        stderr.contains("serves TCP only with AutoMTLS"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("serves TCP only with AutoMTLS"), "{stderr}");
     let stderr = refused_start(&[
         ("CONFD_PLUGIN_TRANSPORT", "tcp"),
         ("PLUGIN_CLIENT_CERT", "not a certificate"),
@@ -215,8 +215,11 @@ fn confd_runs_over_either_transport_and_leaves_no_socket_directory() {
     let src = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(src.path().join("conf.d")).expect("mkdir");
     std::fs::create_dir_all(src.path().join("templates")).expect("mkdir");
-    std::fs::write(src.path().join("templates/app.tmpl"), "port {{getv \"/app/port\"}}\n")
-        .expect("template");
+    std::fs::write(
+        src.path().join("templates/app.tmpl"),
+        "port {{getv \"/app/port\"}}\n",
+    )
+    .expect("template");
     std::fs::write(
         src.path().join("conf.d/app.toml"),
         "[template]\nsrc = \"app.tmpl\"\ndest = \"@OUT@/app.conf\"\nkeys = [\"/app\"]\n",

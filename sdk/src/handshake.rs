@@ -169,9 +169,9 @@ pub fn parse(line: &str, offered: &[u32]) -> Result<Handshake, HandshakeProblem>
     }
     // Field 6 counts as a certificate only when long, as in go-plugin.
     let server_cert = match fields.get(5) {
-        Some(cert) if cert.len() > 50 => Some(
-            crate::tls::decode_handshake_field(cert).map_err(HandshakeProblem::Certificate)?,
-        ),
+        Some(cert) if cert.len() > 50 => {
+            Some(crate::tls::decode_handshake_field(cert).map_err(HandshakeProblem::Certificate)?)
+        }
         _ => None,
     };
     Ok(Handshake {
@@ -302,7 +302,9 @@ mod tests {
         let tcp = Address::Tcp("127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(format(1, &tcp, ""), "1|1|tcp|127.0.0.1:10000|grpc|\n");
         assert_eq!(
-            parse(&format(1, &tcp, ""), &[1]).expect("round trip").address,
+            parse(&format(1, &tcp, ""), &[1])
+                .expect("round trip")
+                .address,
             tcp
         );
     }

@@ -48,10 +48,10 @@ pub mod hclog;
 mod proto;
 mod remote;
 mod serve;
-pub mod tls;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod tls;
 mod values;
 
 pub use async_trait::async_trait;
@@ -65,7 +65,7 @@ pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE,
 };
+pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 #[doc(hidden)]
 pub use serve::{HandshakeOut, ListenOpts, ServeError, serve_listening, serve_until_shutdown};
-pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 pub use serve::{ServeOpts, TRANSPORT_VAR, serve};

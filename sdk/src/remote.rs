@@ -14,11 +14,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Response, Status};
 
 use crate::handshake::Address;
-use crate::tls::ClientTls;
 use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use crate::proto::goplugin::{self, stdio_data};
 use crate::proto::v1::{self, database_client::DatabaseClient};
+use crate::tls::ClientTls;
 use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
@@ -256,9 +256,12 @@ impl RemoteDatabase {
 impl Database for RemoteDatabase {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let mut client = self.database();
-        self.finish("Configure", client.configure(v1::ConfigureRequest { config }))
-            .await
-            .map(|_| ())
+        self.finish(
+            "Configure",
+            client.configure(v1::ConfigureRequest { config }),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {

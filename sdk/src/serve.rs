@@ -242,7 +242,10 @@ pub async fn serve_listening<D: Database>(
         Some(client) => {
             let identity = crate::tls::Identity::generate()?;
             let config = crate::tls::server_config(&identity, client.clone())?;
-            Some((identity.handshake_field(), tokio_rustls::TlsAcceptor::from(config)))
+            Some((
+                identity.handshake_field(),
+                tokio_rustls::TlsAcceptor::from(config),
+            ))
         }
         None => None,
     };
@@ -314,45 +317,39 @@ pub async fn serve_listening<D: Database>(
     };
     let server = async {
         match (listener.incoming, tls) {
-            (Incoming::Unix(l), None) => {
-                router
-                    .serve_with_incoming_shutdown(
+            (Incoming::Unix(l), None) => router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(l),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
+            (Incoming::Unix(l), Some((_, acceptor))) => router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
                         tokio_stream::wrappers::UnixListenerStream::new(l),
-                        stopped,
-                    )
-                    .await
-                    .map_err(ServeError::from)
-            }
-            (Incoming::Unix(l), Some((_, acceptor))) => {
-                router
-                    .serve_with_incoming_shutdown(
-                        tls_incoming(
-                            tokio_stream::wrappers::UnixListenerStream::new(l),
-                            acceptor,
-                            |s| TlsIo::Unix(Box::new(s)),
-                        ),
-                        stopped,
-                    )
-                    .await
-                    .map_err(ServeError::from)
-            }
-            (Incoming::Tcp(l), Some((_, acceptor))) => {
-                router
-                    .serve_with_incoming_shutdown(
-                        tls_incoming(
-                            tokio_stream::wrappers::TcpListenerStream::new(l),
-                            acceptor,
-                            |s| TlsIo::Tcp(Box::new(s)),
-                        ),
-                        stopped,
-                    )
-                    .await
-                    .map_err(ServeError::from)
-            }
+                        acceptor,
+                        |s| TlsIo::Unix(Box::new(s)),
+                    ),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
+            (Incoming::Tcp(l), Some((_, acceptor))) => router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        acceptor,
+                        |s| TlsIo::Tcp(Box::new(s)),
+                    ),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
             // `ListenOpts` never asks for TCP without a client certificate.
-            (Incoming::Tcp(_), None) => Err(ServeError::Listen(
-                "refusing to serve plaintext TCP".into(),
-            )),
+            (Incoming::Tcp(_), None) => {
+                Err(ServeError::Listen("refusing to serve plaintext TCP".into()))
+            }
         }
     };
     // After Shutdown the server drains gracefully; a peer that keeps a stream open must not keep
@@ -560,7 +557,9 @@ where
                         error = %err,
                         "refused a connection without the host's certificate (AutoMTLS)"
                     ),
-                    Err(_) => tracing::warn!("refused a connection that did not finish the TLS handshake"),
+                    Err(_) => {
+                        tracing::warn!("refused a connection that did not finish the TLS handshake")
+                    }
                 }
             });
         }
@@ -986,7 +985,11 @@ mod tests {
         };
         let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
-        let server = tokio::spawn(serve_listening(opts, listen, HandshakeOut::Channel(line_tx)));
+        let server = tokio::spawn(serve_listening(
+            opts,
+            listen,
+            HandshakeOut::Channel(line_tx),
+        ));
         let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
         let Address::Tcp(addr) = hs.address else {
             panic!("asked for TCP, got {}", hs.address);
@@ -1019,12 +1022,14 @@ mod tests {
         // TLS with a certificate the plugin was not given
         let stranger = crate::tls::Identity::generate().expect("stranger");
         let tls = crate::tls::ClientTls::new(&stranger, &plugin_cert).expect("client tls");
-        let refused = match crate::remote::connect_channel(&hs.address, Some(&tls), timeout).await
-        {
+        let refused = match crate::remote::connect_channel(&hs.address, Some(&tls), timeout).await {
             Err(_) => true,
             Ok(channel) => read(channel).await.is_err(),
         };
-        assert!(refused, "a client with another certificate must not read values");
+        assert!(
+            refused,
+            "a client with another certificate must not read values"
+        );
         // the right client, pinning a certificate the plugin does not hold
         let tls = crate::tls::ClientTls::new(&host, stranger.certificate_der()).expect("tls");
         assert!(
@@ -1082,7 +1087,11 @@ mod tests {
         };
         let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
         let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(serve_listening(opts, listen, HandshakeOut::Channel(line_tx)));
+        let server = tokio::spawn(serve_listening(
+            opts,
+            listen,
+            HandshakeOut::Channel(line_tx),
+        ));
         let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
         let Address::Unix(socket) = &hs.address else {
             panic!("expected a unix socket");

@@ -68,7 +68,9 @@ impl Identity {
         params
             .distinguished_name
             .push(DnType::CommonName, SERVER_NAME);
-        params.distinguished_name.push(DnType::OrganizationName, "confd");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "confd");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -342,7 +344,10 @@ mod tests {
     #[test]
     fn an_identity_round_trips_through_pem_and_the_handshake_field() {
         let id = Identity::generate().expect("generate");
-        assert!(id.certificate_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            id.certificate_pem()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
         let from_pem = certificate_from_pem(id.certificate_pem()).expect("pem");
         assert_eq!(from_pem, id.certificate_der());
         let field = id.handshake_field();

@@ -76,12 +76,13 @@ pub(crate) async fn launch(
 ) -> Result<(Process, RemoteDatabase), PluginError> {
     let path = command.program.clone();
     let deadline = tokio::time::Instant::now() + options.start_timeout;
-    let transport = TransportEnv::new(options.transport, options.socket_dir.as_deref()).map_err(
-        |cause| PluginError::Tls {
-            path: path.clone(),
-            cause,
-        },
-    )?;
+    let transport =
+        TransportEnv::new(options.transport, options.socket_dir.as_deref()).map_err(|cause| {
+            PluginError::Tls {
+                path: path.clone(),
+                cause,
+            }
+        })?;
     let mut child = build_command(command, &transport.env)
         .and_then(|mut cmd| cmd.spawn())
         .map_err(|cause| PluginError::Spawn {
@@ -395,28 +396,28 @@ async fn handshake_and_connect(
     };
     let hs = handshake::parse(&line, handshake::APP_PROTOCOL_VERSIONS).map_err(bad)?;
     handshake::check_transport(&hs, identity.is_some()).map_err(bad)?;
-    let tls = match (identity, &hs.server_cert) {
-        (Some(identity), Some(cert)) => {
-            Some(
-                ClientTls::new(identity, cert).map_err(|cause| PluginError::Tls {
+    let tls =
+        match (identity, &hs.server_cert) {
+            (Some(identity), Some(cert)) => Some(ClientTls::new(identity, cert).map_err(
+                |cause| PluginError::Tls {
                     path: path.to_path_buf(),
                     cause,
-                })?,
-            )
-        }
-        _ => None,
-    };
+                },
+            )?),
+            _ => None,
+        };
     tracing::debug!(backend = %command.name, address = %hs.address, tls = tls.is_some(), "plugin handshake");
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let remote = RemoteDatabase::connect_with(command.name.clone(), &hs.address, tls.as_ref(), remaining)
-        .await
-        .map_err(|cause| match cause {
-            confd_sdk::ConnectError::Timeout(_) => timed_out(),
-            cause => PluginError::Connect {
-                path: path.to_path_buf(),
-                cause,
-            },
-        })?;
+    let remote =
+        RemoteDatabase::connect_with(command.name.clone(), &hs.address, tls.as_ref(), remaining)
+            .await
+            .map_err(|cause| match cause {
+                confd_sdk::ConnectError::Timeout(_) => timed_out(),
+                cause => PluginError::Connect {
+                    path: path.to_path_buf(),
+                    cause,
+                },
+            })?;
     Ok((remote, hs.address))
 }
 

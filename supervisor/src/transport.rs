@@ -137,7 +137,6 @@ impl TransportEnv {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
