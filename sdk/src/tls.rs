@@ -388,7 +388,7 @@ mod tests {
         );
         assert!(
             pinned
-                .verify_client_cert(&other.cert, &[id.cert.clone()], UnixTime::now())
+                .verify_client_cert(&other.cert, std::slice::from_ref(&id.cert), UnixTime::now())
                 .is_err(),
             "a chain to the pinned certificate is not the pinned certificate"
         );
