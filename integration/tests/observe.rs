@@ -272,7 +272,10 @@ fn metrics_probes_and_plugin_loss_under_a_watch_run() {
         (value(&f, "confd_plugin_restarts_total", killed) == 1.0).then_some(f)
     })
     .unwrap_or_else(|| panic!("plugin restart not counted\n{}", confd.stderr()));
-    assert_eq!(value(&counted, "confd_plugin_restarts_total", restarts), 0.0);
+    assert_eq!(
+        value(&counted, "confd_plugin_restarts_total", restarts),
+        0.0
+    );
     let back = wait(DEADLINE, || {
         let f = scrape(port)?;
         (value(&f, "confd_plugin_up", &[("backend", "etcd")]) == 1.0
