@@ -50,12 +50,14 @@ fi
 run oneshot cargo bench -p confd-integration --bench oneshot
 run watch_latency cargo bench -p confd-integration --bench watch_latency
 run scale cargo bench -p confd-integration --bench scale
+run restart cargo bench -p confd-integration --bench restart
 
 echo
 echo "================ summary (end-to-end) ================"
 sed -n '/^one-shot,/,/^targets:/p' "$log/oneshot.txt"
 grep '^engines' "$log/oneshot.txt" || true
 grep '^baseline' "$log/oneshot.txt" || true
+grep '^restart:' "$log/restart.txt" || true
 cat "$log/symbol-order.txt" 2>/dev/null || true
 echo
 sed -n '/^watch latency/,/^ratios:/p' "$log/watch_latency.txt"

@@ -190,7 +190,11 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
             .map_err(Failure::failed)?;
     }
 
-    let started = start_all(launches, &settings).await;
+    // Every plugin's socket goes in here; dropping it at the end of the run removes it.
+    let sockets = confd_supervisor::SocketDir::create()
+        .context("cannot prepare the plugin sockets")
+        .map_err(Failure::failed)?;
+    let started = start_all(launches, &settings, sockets.path()).await;
     let mut plugins = Vec::new();
     let mut start_error = None;
     for result in started {
@@ -228,8 +232,15 @@ pub async fn run(settings: Settings) -> Result<u8, Failure> {
     outcome
 }
 
-async fn start_all(launches: Vec<Launch>, settings: &Settings) -> Vec<anyhow::Result<Started>> {
-    let options = client_options(settings);
+async fn start_all(
+    launches: Vec<Launch>,
+    settings: &Settings,
+    sockets: &std::path::Path,
+) -> Vec<anyhow::Result<Started>> {
+    let options = ClientOptions {
+        socket_dir: Some(sockets.to_path_buf()),
+        ..client_options(settings)
+    };
     futures_util::future::join_all(launches.into_iter().map(|l| start_one(l, options.clone())))
         .await
 }
@@ -251,6 +262,7 @@ pub fn client_options(settings: &Settings) -> ClientOptions {
                 confd_core::metrics::record_plugin_restart(backend, cause);
             }
         })),
+        transport: settings.plugin_transport,
         ..ClientOptions::default()
     }
 }
@@ -329,7 +341,9 @@ async fn process(
         failed = summary.failed,
         "done"
     );
-    Ok(if summary.failed > 0 {
+    // Interval and watch runs end only on SIGTERM/SIGINT, a normal stop: failures on the way
+    // were logged and retried, and a service manager must not read them as a crash.
+    Ok(if summary.failed > 0 && settings.onetime {
         EXIT_FAILED
     } else {
         EXIT_OK
