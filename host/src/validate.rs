@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use confd_core::metrics::Operation;
 use confd_core::{Resource, RunOptions};
-use confd_sdk::{SharedDatabase};
-use confd_supervisor::{PluginClient};
+use confd_sdk::SharedDatabase;
+use confd_supervisor::PluginClient;
 use confd_template::EngineKind;
 
 use crate::backends::{self, Registry};

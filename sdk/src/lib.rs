@@ -63,7 +63,7 @@ pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE,
 };
+pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 #[doc(hidden)]
 pub use serve::{HandshakeOut, ServeError, serve_until_shutdown};
-pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 pub use serve::{ServeOpts, serve};

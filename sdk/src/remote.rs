@@ -244,9 +244,12 @@ impl RemoteDatabase {
 impl Database for RemoteDatabase {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let mut client = self.database();
-        self.finish("Configure", client.configure(v1::ConfigureRequest { config }))
-            .await
-            .map(|_| ())
+        self.finish(
+            "Configure",
+            client.configure(v1::ConfigureRequest { config }),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
@@ -341,7 +344,10 @@ async fn get_values_stream(
 }
 
 /// A gRPC channel to a plugin address.
-pub(crate) async fn connect_channel(address: &Address, timeout: Duration) -> Result<Channel, String> {
+pub(crate) async fn connect_channel(
+    address: &Address,
+    timeout: Duration,
+) -> Result<Channel, String> {
     match address {
         Address::Unix(path) => {
             let path = path.clone();

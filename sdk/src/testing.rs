@@ -112,7 +112,9 @@ pub async fn serve_in_process<D: Database>(opts: ServeOpts<D>) -> Result<InProce
         |what: String| Error::new(ErrorKind::PluginFailed, format!("plugin {name}: {what}"));
     let (line_tx, line_rx) = oneshot::channel();
     let mut server =
-        tokio::spawn(async move { serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)).await });
+        tokio::spawn(
+            async move { serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)).await },
+        );
     let line = tokio::select! {
         line = line_rx => line.ok(),
         () = tokio::time::sleep(START_TIMEOUT) => None,

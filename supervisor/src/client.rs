@@ -268,7 +268,11 @@ impl PluginClient {
     /// deadline.
     pub async fn ping(&self) -> Result<(), Error> {
         self.inner
-            .call("Ping", Call::Unary, |r| async move { r.remote.ping().await })
+            .call(
+                "Ping",
+                Call::Unary,
+                |r| async move { r.remote.ping().await },
+            )
             .await
     }
 
@@ -394,7 +398,10 @@ impl Inner {
                 .unwrap_or_else(|| "stopped".to_string());
             return Err(Error::new(
                 ErrorKind::PluginFailed,
-                format!("plugin {} is not running ({why}); cannot call {method}", self.path()),
+                format!(
+                    "plugin {} is not running ({why}); cannot call {method}",
+                    self.path()
+                ),
             ));
         };
         if let Some(exit) = running.process.exited() {
@@ -423,7 +430,11 @@ impl Inner {
                         );
                         if self.options.restart {
                             tracing::warn!(backend = %self.command.name, plugin_pid = running.process.pid, "{message}; killing it so that it restarts");
-                            self.kill_for(&running, "deadline", format!("missed the {limit:?} deadline of {method}"));
+                            self.kill_for(
+                                &running,
+                                "deadline",
+                                format!("missed the {limit:?} deadline of {method}"),
+                            );
                         }
                         return Err(Error::new(ErrorKind::Timeout, message));
                     }
@@ -508,7 +519,9 @@ async fn supervise(inner: Arc<Inner>) {
         let (kind, mut cause) = match inner.kill_cause.lock().ok().and_then(|mut c| c.take()) {
             Some((kind, why)) => (kind, why),
             None => match &exit {
-                Ok(status) if status.code().is_none() => ("signal", format!("was killed ({status})")),
+                Ok(status) if status.code().is_none() => {
+                    ("signal", format!("was killed ({status})"))
+                }
                 Ok(status) => ("exited", format!("exited ({status})")),
                 Err(e) => ("exited", format!("ended ({e})")),
             },
@@ -565,7 +578,10 @@ async fn restart(inner: &Inner) -> Result<Running, Error> {
     };
     let config = inner.last_config.lock().ok().and_then(|c| c.clone());
     if let Some(config) = config {
-        let limit = inner.options.call_timeout.unwrap_or(Duration::from_secs(30));
+        let limit = inner
+            .options
+            .call_timeout
+            .unwrap_or(Duration::from_secs(30));
         let configured = tokio::time::timeout(limit, running.remote.configure(config)).await;
         let failed = match configured {
             Ok(Ok(())) => None,
@@ -593,7 +609,9 @@ async fn probe(inner: &Inner, running: &Running) {
         let answered = tokio::time::timeout(limit, running.remote.ping()).await;
         let why = match answered {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) if e.kind() != ErrorKind::PluginFailed => format!("failed a health check: {e}"),
+            Ok(Err(e)) if e.kind() != ErrorKind::PluginFailed => {
+                format!("failed a health check: {e}")
+            }
             // A broken connection: the exit is reported by the reaper.
             Ok(Err(_)) => continue,
             Err(_) => format!("did not answer a health check within {limit:?}"),
@@ -656,7 +674,11 @@ impl Database for PluginClient {
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
         self.inner
-            .call("Info", Call::Unary, |r| async move { r.remote.info().await })
+            .call(
+                "Info",
+                Call::Unary,
+                |r| async move { r.remote.info().await },
+            )
             .await
     }
 }

@@ -100,7 +100,8 @@ pub(crate) async fn launch(
         ))
     });
 
-    let result = handshake_and_connect(command, &path, stdout, exit_rx.clone(), deadline, options).await;
+    let result =
+        handshake_and_connect(command, &path, stdout, exit_rx.clone(), deadline, options).await;
     match result {
         Ok((remote, address)) => {
             if let (Address::Unix(path), Ok(mut slot)) = (&address, socket.lock()) {

@@ -368,7 +368,10 @@ async fn plugin_logs_reach_the_host_log_tagged_with_its_name() {
         .find(|e| e.get("message").map(String::as_str) == Some("plugin listening"))
         .unwrap_or_else(|| panic!("plugin's log line forwarded: {events:?}"));
     assert_eq!(listening["backend"], "memory");
-    assert!(listening["plugin_pid"].parse::<u32>().is_ok(), "{listening:?}");
+    assert!(
+        listening["plugin_pid"].parse::<u32>().is_ok(),
+        "{listening:?}"
+    );
     assert_eq!(listening["level"], "DEBUG");
     assert!(listening["fields"].contains("version=1"), "{listening:?}");
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use confd_core::metrics::{self, Operation};
-use confd_sdk::{Database};
-use confd_supervisor::{PluginClient};
+use confd_sdk::Database;
+use confd_supervisor::PluginClient;
 use futures_util::future::BoxFuture;
 
 /// How long a backend has to answer a readiness check (the fork's limit).
