@@ -579,7 +579,10 @@ async fn min_reload_interval_defers_the_reload_but_never_the_write() {
     let db = MemDb::new(&[("/app/name", "v1")]);
     let opts = c.opts();
     let resources = load_resources(&opts).expect("load");
-    assert_eq!(resources[0].min_reload_interval(), Duration::from_secs(3600));
+    assert_eq!(
+        resources[0].min_reload_interval(),
+        Duration::from_secs(3600)
+    );
     assert_eq!(
         run_once(&resources, &db.backends(), &opts).await,
         summary(1, 0, 0)
@@ -591,7 +594,11 @@ async fn min_reload_interval_defers_the_reload_but_never_the_write() {
     );
     assert_eq!(c.read("app.conf").as_deref(), Some("name=v2\n"), "written");
     let reloads = fs::read_to_string(&log).expect("reload log");
-    assert_eq!(reloads.lines().count(), 1, "the second reload waits an hour");
+    assert_eq!(
+        reloads.lines().count(),
+        1,
+        "the second reload waits an hour"
+    );
 }
 
 #[tokio::test]

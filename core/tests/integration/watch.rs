@@ -72,7 +72,10 @@ async fn a_burst_gives_a_leading_and_one_trailing_render() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         // The first change renders at once, the nine within its window coalesce into one.
         let fetches = db.gets() - gets_before;
-        assert!((1..=2).contains(&fetches), "{fetches} fetches for the burst");
+        assert!(
+            (1..=2).contains(&fetches),
+            "{fetches} fetches for the burst"
+        );
         assert_eq!(lines(&log), 1 + fetches, "one reload per render");
         let _ = stop.send(());
     };
@@ -127,9 +130,7 @@ async fn debounce_max_caps_how_long_a_stream_postpones_a_render() {
     let backends = db.backends();
     let (stop, shutdown) = shutdown_pair();
     let driver = async {
-        assert!(
-            eventually(Duration::from_secs(5), || c.read("app.conf").is_some()).await
-        );
+        assert!(eventually(Duration::from_secs(5), || c.read("app.conf").is_some()).await);
         db.set("/app/name", "v1");
         assert!(
             eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
