@@ -299,6 +299,7 @@ async fn reload(cfg: &Generation, ctx: &Context, full: bool) -> Option<Generatio
         match reread_settings(&ctx.args, &cfg.settings) {
             Ok(s) => s,
             Err(err) => {
+                confd_core::metrics::record_reload(false);
                 tracing::error!("reload failed, the running configuration stays: {err:#}");
                 ctx.notifier
                     .ready(&ctx.status(cfg, Some("last reload failed: see the log")));
@@ -310,6 +311,9 @@ async fn reload(cfg: &Generation, ctx: &Context, full: bool) -> Option<Generatio
     };
     match generation::build(settings, Some(cfg)).await {
         Ok(next) => {
+            if full {
+                confd_core::metrics::record_reload(true);
+            }
             tracing::info!(
                 resources = next.resources.len(),
                 duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -323,6 +327,9 @@ async fn reload(cfg: &Generation, ctx: &Context, full: bool) -> Option<Generatio
             Some(next)
         }
         Err(failure) => {
+            if full {
+                confd_core::metrics::record_reload(false);
+            }
             let what = if full { "reload" } else { "re-reading conf.d" };
             tracing::error!(
                 "{what} failed, the running configuration stays: {:#}",
