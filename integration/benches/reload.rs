@@ -66,7 +66,10 @@ fn main() {
     println!(
         "\nreload: SIGHUP -> READY=1, {RESOURCES} resources, etcd, {reloads} reloads per mode"
     );
-    println!("{:<12} {:>12} {:>12} {:>12} {:>12}", "", "first READY", "min", "p50", "max");
+    println!(
+        "{:<12} {:>12} {:>12} {:>12} {:>12}",
+        "", "first READY", "min", "p50", "max"
+    );
     for (label, mode) in [("interval", "--interval=600"), ("watch", "--watch")] {
         let (first, times) = measure(&server, dir.path(), &confdir, mode, reloads);
         println!(

@@ -145,18 +145,18 @@ impl Bench<'_> {
             binary,
         } = self;
         rt.block_on(kv.put("/lat/v", "start", None)).expect("put");
-        let mut cmd = std::process::Command::new(&binary);
+        let mut cmd = std::process::Command::new(binary);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .arg("--watch")
             .arg("--confdir")
-            .arg(&confdir)
+            .arg(confdir)
             .args(["--backend", "etcd", "--node", &server.address()])
             .args(args)
             .args(["--log-level", "warn"]);
         let mut confd = Confd::spawn(cmd, dir.join("stderr.log"));
         assert!(
-            e2e::wait_for(Duration::from_secs(20), || file_is(&dest, "start")),
+            e2e::wait_for(Duration::from_secs(20), || file_is(dest, "start")),
             "initial render missing:\n{}",
             confd.stderr()
         );
@@ -169,7 +169,7 @@ impl Bench<'_> {
             rt.block_on(kv.put("/lat/v", value.as_str(), None))
                 .expect("put");
             let returned = Instant::now();
-            let seen = poll_file(&dest, &value, Duration::from_secs(10))
+            let seen = poll_file(dest, &value, Duration::from_secs(10))
                 .unwrap_or_else(|| panic!("change {i} never rendered:\n{}", confd.stderr()));
             let event = rx
                 .recv_timeout(Duration::from_secs(10))
