@@ -213,6 +213,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub plugin_start_timeout: Option<String>,
 
+    /// How confd reaches its plugins: unix (a socket in a private directory) or tcp (127.0.0.1
+    /// with go-plugin's AutoMTLS, for hosts without usable Unix sockets) [default: unix]
+    #[arg(long, value_name = "unix|tcp")]
+    pub plugin_transport: Option<String>,
+
     /// Deadline of every backend call but watches (watched plugins are health-probed instead); a
     /// plugin that misses it is killed and restarted [default: 30s]
     #[arg(long, value_name = "DURATION")]

@@ -3,8 +3,9 @@
 //! configuration error) in one place.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use confd_supervisor::{ClientOptions, PluginEvent};
@@ -162,6 +163,11 @@ pub async fn run(settings: Settings, args: Vec<OsString>) -> Result<u8, Failure>
         ),
         _ => None,
     };
+    // Every plugin's socket goes in here, for the whole process (reloads included); dropping it
+    // when the run ends removes it.
+    let sockets = confd_supervisor::SocketDir::create()
+        .map_err(|e| Failure::failed(anyhow::anyhow!("cannot prepare the plugin sockets: {e}")))?;
+    let _ = SOCKET_DIR.set(sockets.path().to_path_buf());
     let task = settings.task.clone();
     let onetime = settings.onetime;
     let mut cfg = generation::build(settings, None).await?;
@@ -199,6 +205,9 @@ pub async fn run(settings: Settings, args: Vec<OsString>) -> Result<u8, Failure>
     Ok(code)
 }
 
+/// The private directory of this process's plugin sockets, once `run` made it.
+static SOCKET_DIR: OnceLock<PathBuf> = OnceLock::new();
+
 /// How plugins are started and kept: supervised (restarted, with deadlines and probes) in the
 /// long-running modes; in a one-shot run a dead plugin is an error for its resources, as the run
 /// ends anyway.
@@ -216,6 +225,8 @@ pub fn client_options(settings: &Settings) -> ClientOptions {
                 confd_core::metrics::record_plugin_restart(backend, cause);
             }
         })),
+        transport: settings.plugin_transport,
+        socket_dir: SOCKET_DIR.get().cloned(),
         ..ClientOptions::default()
     }
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     pub plugin_dirs: Vec<PathBuf>,
     /// `--no-cwd-plugins`: the current directory is not searched for plugins.
     pub no_cwd_plugins: bool,
+    /// `--plugin-transport`: Unix sockets (default) or TCP with AutoMTLS.
+    pub plugin_transport: confd_supervisor::Transport,
     /// `[plugins.<name>]` tables, with `--plugin-config` / `CONFD_PLUGIN_CONFIG` merged over
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
@@ -314,6 +316,8 @@ pub struct FileConfig {
     pub plugin_dir: Option<OneOrMany>,
     #[serde(alias = "no-cwd-plugins")]
     pub no_cwd_plugins: Option<bool>,
+    #[serde(alias = "plugin-transport")]
+    pub plugin_transport: Option<String>,
     /// The fork writes `log-format` (its docs say `log_format`); both work.
     #[serde(rename = "log-format", alias = "log_format")]
     pub log_format: Option<String>,
@@ -456,6 +460,7 @@ struct Raw {
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
     log_format: Option<Given<String>>,
+    plugin_transport: Option<Given<String>>,
     metrics_addr: Option<Given<String>>,
 }
 
@@ -690,6 +695,7 @@ impl Raw {
                 "CONFD_NO_CWD_PLUGINS",
                 file.no_cwd_plugins,
             )?,
+            plugin_transport: confd_supervisor::Transport::Unix,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
             log_format: LogFormat::Text,
@@ -741,6 +747,16 @@ impl Raw {
                 |text| text,
                 file.log_format,
             ),
+            plugin_transport: l.given(
+                (
+                    "--plugin-transport",
+                    "CONFD_PLUGIN_TRANSPORT",
+                    "plugin_transport",
+                ),
+                cli.plugin_transport.clone(),
+                |text| text,
+                file.plugin_transport,
+            ),
             metrics_addr: l.given(
                 ("--metrics-addr", "CONFD_METRICS_ADDR", "metrics_addr"),
                 cli.metrics_addr.clone(),
@@ -762,8 +778,15 @@ impl Raw {
             plugin_tables,
             plugin_pairs,
             log_format,
+            plugin_transport,
             metrics_addr,
         } = self;
+        if let Some(given) = plugin_transport {
+            let text = given.value();
+            settings.plugin_transport = text.parse().map_err(|_| {
+                anyhow!("invalid {} {text:?}: expected unix or tcp", given.origin())
+            })?;
+        }
         if let Some(given) = log_format {
             let text = given.value();
             settings.log_format = LogFormat::parse(text).ok_or_else(|| {

@@ -1,11 +1,14 @@
 //! A plugin that dies or hangs in the middle of a call: the host gets an error naming the plugin
-//! and the cause, and no process is left behind.
+//! and the cause, and no process is left behind; a supervised plugin is started again with its
+//! last settings, also when it hangs in a call or stops answering health checks during a watch.
 
 use std::path::Path;
 use std::time::Duration;
 
 use confd_sdk::{Database, ErrorKind};
-use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
+use std::sync::{Arc, Mutex};
+
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand, PluginEvent};
 
 const BIN: &str = env!("CARGO_BIN_EXE_misbehave-plugin");
 
@@ -126,4 +129,148 @@ async fn a_plugin_that_hangs_in_a_call_hits_the_deadline() {
     assert_eq!(client.watch_prefix("/", &[], 4).await.expect("watch"), 5);
     client.shutdown().await;
     assert_gone(pid).await;
+}
+
+/// Records the events of a supervised client.
+fn recorder() -> (Arc<Mutex<Vec<PluginEvent>>>, ClientOptions) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let options = ClientOptions {
+        events: Some(Arc::new(move |_name: &str, event: &PluginEvent| {
+            sink.lock().expect("events").push(event.clone());
+        })),
+        ..ClientOptions::supervised()
+    };
+    (seen, options)
+}
+
+async fn wait_pid_change(client: &PluginClient, old: u32) -> u32 {
+    for _ in 0..500 {
+        if let Some(pid) = client.pid().filter(|p| *p != old) {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("plugin {old} was not replaced");
+}
+
+#[tokio::test]
+async fn a_supervised_plugin_that_dies_comes_back_with_its_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (events, options) = recorder();
+    let client = PluginClient::start(
+        PluginCommand::new("misbehave", BIN)
+            .env("MISBEHAVE", "crash-once")
+            .env("MISBEHAVE_MARK", dir.path().join("crashed")),
+        options,
+    )
+    .await
+    .expect("starts");
+    let first = client.pid().expect("pid");
+    let settings = [("value".to_string(), "from-settings".to_string())];
+    client
+        .configure(settings.into_iter().collect())
+        .await
+        .expect("configure");
+    let err = client
+        .get_values(&["/a".into()])
+        .await
+        .expect_err("the first process dies in this call");
+    assert!(
+        err.to_string()
+            .contains("died during GetValues (exit status: 7)"),
+        "{err}"
+    );
+    // The next call waits for the new process, which got the settings again.
+    let values = client.get_values(&["/a".into()]).await.expect("restarted");
+    assert_eq!(values["/a"], "from-settings");
+    let second = client.pid().expect("pid");
+    assert_ne!(first, second);
+    assert_gone(first).await;
+    assert_eq!(client.restarts(), 1);
+    assert_eq!(
+        *events.lock().expect("events"),
+        vec![
+            PluginEvent::Up,
+            PluginEvent::Restarting { cause: "exited" },
+            PluginEvent::Up
+        ]
+    );
+    client.shutdown().await;
+    assert_gone(second).await;
+}
+
+#[tokio::test]
+async fn a_supervised_plugin_that_misses_the_deadline_is_killed_and_restarted() {
+    let (events, mut options) = recorder();
+    options.call_timeout = Some(Duration::from_millis(300));
+    let client = PluginClient::start(
+        PluginCommand::new("misbehave", BIN).env("MISBEHAVE", "hang"),
+        options,
+    )
+    .await
+    .expect("starts");
+    let first = client.pid().expect("pid");
+    let err = client
+        .get_values(&["/a".into()])
+        .await
+        .expect_err("deadline");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        err.to_string().contains(&format!("(pid {first})")),
+        "names the pid: {err}"
+    );
+    let second = wait_pid_change(&client, first).await;
+    assert_gone(first).await;
+    client.ping().await.expect("the new process answers");
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .contains(&PluginEvent::Restarting { cause: "deadline" })
+    );
+    client.shutdown().await;
+    assert_gone(second).await;
+}
+
+#[tokio::test]
+async fn a_stopped_plugin_under_a_watch_fails_its_probe_and_is_restarted() {
+    let (events, mut options) = recorder();
+    options.call_timeout = Some(Duration::from_millis(300));
+    options.probe_interval = Duration::from_millis(100);
+    let client = Arc::new(
+        PluginClient::start(
+            PluginCommand::new("misbehave", BIN).env("MISBEHAVE", "block-watch"),
+            options,
+        )
+        .await
+        .expect("starts"),
+    );
+    let first = client.pid().expect("pid");
+    // A watch that blocks, as on a quiet store: no deadline applies, the probes watch over it.
+    let watcher = client.clone();
+    let watch = tokio::spawn(async move { watcher.watch_prefix("/", &[], 1).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP");
+    let second = wait_pid_change(&client, first).await;
+    assert_gone(first).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch ends with its process")
+        .expect("join");
+    assert!(ended.is_err(), "{ended:?}");
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .contains(&PluginEvent::Restarting { cause: "unhealthy" })
+    );
+    // Watches work against the new process.
+    assert_eq!(client.watch_prefix("/", &[], 0).await.expect("watch"), 1);
+    client.shutdown().await;
+    assert_gone(second).await;
 }

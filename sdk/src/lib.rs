@@ -35,7 +35,8 @@
 //!
 //! The wire protocol is HashiCorp go-plugin's gRPC flavour, so a plugin built
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
-//! confd host. The protobuf types never leave this crate.
+//! confd host. The protobuf types never leave this crate. A plugin listens on a Unix socket in
+//! a private directory; over TCP it serves only go-plugin's AutoMTLS ([`tls`]).
 
 pub mod config;
 mod configured;
@@ -50,6 +51,7 @@ mod serve;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod tls;
 mod values;
 
 pub use async_trait::async_trait;
@@ -65,5 +67,5 @@ pub use handshake::{
 };
 pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 #[doc(hidden)]
-pub use serve::{HandshakeOut, ServeError, serve_until_shutdown};
-pub use serve::{ServeOpts, serve};
+pub use serve::{HandshakeOut, ListenOpts, ServeError, serve_listening, serve_until_shutdown};
+pub use serve::{ServeOpts, TRANSPORT_VAR, serve};

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::PluginError;
 use crate::process::{Process, describe_exit, launch};
+use crate::transport::Transport;
 
 /// What to run as a plugin.
 #[derive(Debug, Clone)]
@@ -92,6 +93,11 @@ pub struct ClientOptions {
     pub max_restart_delay: Duration,
     /// Told about starts and restarts.
     pub events: Option<EventSink>,
+    /// Unix sockets (default) or TCP with AutoMTLS.
+    pub transport: Transport,
+    /// The host's private socket directory ([`crate::SocketDir`]), passed to plugins as
+    /// `PLUGIN_UNIX_SOCKET_DIR`. Default none: plugins pick `TMPDIR` or /tmp.
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -102,6 +108,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("restart", &self.restart)
             .field("probe_interval", &self.probe_interval)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +123,8 @@ impl Default for ClientOptions {
             probe_interval: Duration::from_secs(5),
             max_restart_delay: Duration::from_secs(30),
             events: None,
+            transport: Transport::Unix,
+            socket_dir: None,
         }
     }
 }
@@ -136,6 +145,9 @@ struct Running {
     process: Process,
     remote: RemoteDatabase,
     started: Instant,
+    /// Set by the first call that succeeds: a plugin that served its caller is not crash-looping,
+    /// so its next restart starts again from the shortest delay.
+    answered: AtomicBool,
 }
 
 /// What the handle and the supervisor task share.
@@ -199,6 +211,7 @@ impl PluginClient {
                 process,
                 remote,
                 started: Instant::now(),
+                answered: AtomicBool::new(false),
             }))),
             generation: watch::channel(0).0,
             down: Mutex::new(None),
@@ -351,17 +364,16 @@ impl Inner {
 
     /// The current process; while a supervised plugin restarts, waits for the new one up to
     /// `limit`.
+    /// A supervised process that has exited but is not replaced yet counts as down, so a call
+    /// right after a crash goes to the new process instead of failing on the old one.
     async fn wait_running(&self, limit: Duration) -> Option<Arc<Running>> {
-        if let Some(r) = self.running() {
-            return Some(r);
-        }
         if !self.options.restart || self.stopping.load(Ordering::SeqCst) {
-            return None;
+            return self.running();
         }
         let mut generation = self.generation.subscribe();
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(r) = self.running() {
+            if let Some(r) = self.running().filter(|r| r.process.exited().is_none()) {
                 return Some(r);
             }
             if tokio::time::timeout_at(deadline, generation.changed())
@@ -442,6 +454,9 @@ impl Inner {
             }
             _ => f(running.clone()).await,
         };
+        if result.is_ok() {
+            running.answered.store(true, Ordering::Relaxed);
+        }
         match result {
             Err(err) if err.kind() == ErrorKind::PluginFailed => {
                 // The connection usually breaks a moment before the exit is reaped.
@@ -465,7 +480,7 @@ impl Inner {
 }
 
 /// Capped exponential backoff with jitter for restarts: the first retry at once, then 100 ms
-/// doubling up to the cap, each wait drawn from [half, full] so plugins of many hosts do not
+/// doubling up to the cap while the new processes die before answering a call, each wait drawn from [half, full] so plugins of many hosts do not
 /// restart in lockstep.
 struct RestartBackoff {
     failures: u32,
@@ -488,7 +503,8 @@ impl RestartBackoff {
     }
 }
 
-/// A plugin that ran this long before going down starts again with the shortest delay.
+/// A plugin that ran this long before going down starts again with the shortest delay (as does
+/// one that answered a call: only a plugin that dies before serving anyone backs off).
 const STABLE: Duration = Duration::from_secs(60);
 
 /// Keeps a plugin running until the handle is dropped or shut down.
@@ -527,7 +543,7 @@ async fn supervise(inner: Arc<Inner>) {
             },
         };
         let pid = running.process.pid;
-        if running.started.elapsed() >= STABLE {
+        if running.answered.load(Ordering::Relaxed) || running.started.elapsed() >= STABLE {
             backoff.failures = 0;
         }
         drop(running);
@@ -575,6 +591,7 @@ async fn restart(inner: &Inner) -> Result<Running, Error> {
         process,
         remote,
         started: Instant::now(),
+        answered: AtomicBool::new(false),
     };
     let config = inner.last_config.lock().ok().and_then(|c| c.clone());
     if let Some(config) = config {

@@ -11,8 +11,8 @@
 //! Choices where yaml.v2 crashed or was random (recorded in the conformance
 //! notes): map keys are always their source text (`on:` is the key `on`, not
 //! a panic); a complex key (a mapping or list used as a key) is an error; a
-//! key repeated in one mapping keeps its last value; several documents in one
-//! file are read in order like several files. Anchors, aliases and `<<` merge
+//! key repeated in one mapping keeps its last value. Of several documents in
+//! one file only the first is read, as yaml.v2's Unmarshal did. Anchors, aliases and `<<` merge
 //! keys work as in yaml.v2.
 
 use std::collections::{BTreeMap, HashMap};
@@ -273,6 +273,12 @@ fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
             // Documents are collected as they complete; comments, anchors
             // metadata and stream markers carry no data.
             _ => {}
+        }
+        if !builder.docs.is_empty() {
+            // yaml.v2's Unmarshal, which Go confd used, decodes the first
+            // document of a stream and never looks at the rest (not even for
+            // syntax errors): later documents must not override its keys.
+            break;
         }
     }
     Ok(builder.docs)

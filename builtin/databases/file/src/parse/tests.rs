@@ -257,7 +257,10 @@ fn a_repeated_key_replaces_the_whole_value() {
 
 #[test]
 fn documents_and_root_lists() {
-    assert_eq!(lines(&yaml("a: 1\n---\na: 2\nb: 3\n")), "/a=[2]\n/b=[3]\n");
+    // Go confd (yaml.v2 Unmarshal) reads the first document only, and does not even parse the
+    // others.
+    assert_eq!(lines(&yaml("a: 1\n---\na: 2\nb: 3\n")), "/a=[1]\n");
+    assert_eq!(lines(&yaml("---\na: 1\n---\n[broken\n")), "/a=[1]\n");
     assert_eq!(lines(&yaml("- x\n- y\n")), "/0=[x]\n/1=[true]\n");
     assert_eq!(lines(&yaml("")), "");
     assert_eq!(lines(&yaml("# only a comment\n")), "");
