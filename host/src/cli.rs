@@ -208,9 +208,24 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub reload_cmd_timeout: Option<String>,
 
-    /// Watch mode: wait this long after a change so a burst gives one render [default: 100ms]
+    /// Watch mode: the first change after a quiet period renders at once; further changes within
+    /// this window are coalesced into one render [default: 100ms]
     #[arg(long, value_name = "DURATION")]
     pub debounce: Option<String>,
+
+    /// Watch mode: the longest a steady stream of changes can postpone a render [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub debounce_max: Option<String>,
+
+    /// What a failed resource does to the others: best-effort (all are attempted, exit 1 at
+    /// the end) or fail-fast (no further resource of the pass starts) [default: best-effort]
+    #[arg(long, value_name = "MODE")]
+    pub failure_mode: Option<String>,
+
+    /// How long SIGTERM/SIGINT may take: writes in progress finish, no new command starts,
+    /// plugins stop [default: 15s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
 
     /// Setting passed to the backend plugin's Configure (repeatable; overrides
     /// [plugins.<backend>] in confd.toml)

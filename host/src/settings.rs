@@ -57,6 +57,12 @@ pub struct Settings {
     pub check_cmd_timeout: Duration,
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
+    /// `--debounce-max`: the longest a steady stream of changes can postpone a render.
+    pub debounce_max: Duration,
+    /// `--shutdown-timeout`: how long SIGTERM/SIGINT may take (writes in progress, plugins).
+    pub shutdown_timeout: Duration,
+    /// `--failure-mode`.
+    pub failure_mode: confd_core::FailureMode,
     pub plugin_start_timeout: Duration,
     /// `--backend-timeout`: the deadline of every plugin call but watches; a plugin that misses
     /// it is restarted.
@@ -340,6 +346,12 @@ pub struct FileConfig {
     #[serde(alias = "reload-cmd-timeout")]
     pub reload_cmd_timeout: Option<DurationValue>,
     pub debounce: Option<DurationValue>,
+    #[serde(alias = "debounce-max")]
+    pub debounce_max: Option<DurationValue>,
+    #[serde(alias = "shutdown-timeout")]
+    pub shutdown_timeout: Option<DurationValue>,
+    #[serde(alias = "failure-mode")]
+    pub failure_mode: Option<String>,
     #[serde(alias = "plugin-start-timeout")]
     pub plugin_start_timeout: Option<DurationValue>,
     #[serde(alias = "backend-timeout")]
@@ -488,7 +500,8 @@ struct Raw {
     log_level: Option<String>,
     template_engine: Option<String>,
     interval: Option<Given<String>>,
-    durations: [(Option<Given<DurationValue>>, Duration); 5],
+    durations: [(Option<Given<DurationValue>>, Duration); 7],
+    failure_mode: Option<Given<String>>,
     dial_timeout: Option<Given<DurationValue>>,
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
@@ -588,6 +601,26 @@ impl Raw {
                     file.debounce,
                 ),
                 Duration::from_millis(100),
+            ),
+            (
+                duration(
+                    ("--debounce-max", "CONFD_DEBOUNCE_MAX", "debounce_max"),
+                    &cli.debounce_max,
+                    file.debounce_max,
+                ),
+                Duration::from_secs(1),
+            ),
+            (
+                duration(
+                    (
+                        "--shutdown-timeout",
+                        "CONFD_SHUTDOWN_TIMEOUT",
+                        "shutdown_timeout",
+                    ),
+                    &cli.shutdown_timeout,
+                    file.shutdown_timeout,
+                ),
+                Duration::from_secs(15),
             ),
             (
                 duration(
@@ -701,6 +734,9 @@ impl Raw {
             check_cmd_timeout: Duration::ZERO,
             reload_cmd_timeout: Duration::ZERO,
             debounce: Duration::ZERO,
+            debounce_max: Duration::ZERO,
+            shutdown_timeout: Duration::ZERO,
+            failure_mode: confd_core::FailureMode::BestEffort,
             plugin_start_timeout: Duration::ZERO,
             backend_timeout: Duration::ZERO,
             dial_timeout: None,
@@ -748,6 +784,12 @@ impl Raw {
                 file.interval.map(|n| n.to_string()),
             ),
             durations,
+            failure_mode: l.given(
+                ("--failure-mode", "CONFD_FAILURE_MODE", "failure_mode"),
+                cli.failure_mode.clone(),
+                |text| text,
+                file.failure_mode,
+            ),
             dial_timeout,
             plugin_tables: file.plugins.unwrap_or_default(),
             plugin_pairs: match &cli.plugin_config {
@@ -786,6 +828,7 @@ impl Raw {
             template_engine,
             interval,
             durations,
+            failure_mode,
             dial_timeout,
             plugin_tables,
             plugin_pairs,
@@ -839,12 +882,38 @@ impl Raw {
             // Zero would re-render in a busy loop.
             bail!("invalid interval 0: expected at least 1 second");
         }
-        let [check, reload, debounce, start, backend] = durations
+        if let Some(given) = failure_mode {
+            let text = given.value();
+            settings.failure_mode = text
+                .parse()
+                .map_err(|e: String| anyhow!("{e} (from {})", given.origin()))?;
+        }
+        let debounce_max_given = durations[3].0.is_some();
+        let [
+            check,
+            reload,
+            debounce,
+            debounce_max,
+            shutdown,
+            start,
+            backend,
+        ] = durations
             .map(|(given, default)| given.map_or(Ok(default), |given| given_duration(&given)));
         settings.dial_timeout = dial_timeout.map(|g| given_duration(&g)).transpose()?;
         settings.check_cmd_timeout = check?;
         settings.reload_cmd_timeout = reload?;
         settings.debounce = debounce?;
+        settings.debounce_max = debounce_max?;
+        settings.shutdown_timeout = shutdown?;
+        if settings.debounce_max < settings.debounce && !debounce_max_given {
+            settings.debounce_max = settings.debounce;
+        } else if settings.debounce_max < settings.debounce {
+            bail!(
+                "invalid debounce max {}: below the debounce {}",
+                humantime::format_duration(settings.debounce_max),
+                humantime::format_duration(settings.debounce)
+            );
+        }
         settings.plugin_start_timeout = start?;
         settings.backend_timeout = backend?;
         if settings.backend_timeout.is_zero() {

@@ -278,7 +278,7 @@ fn number_key_follows_flag_env_file_default() {
 #[test]
 fn duration_keys_follow_flag_env_file_default() {
     type DurGetter = fn(&Settings) -> Duration;
-    let keys: [(&str, &str, &str, DurGetter); 5] = [
+    let keys: [(&str, &str, &str, DurGetter); 7] = [
         (
             "--check-cmd-timeout",
             "CONFD_CHECK_CMD_TIMEOUT",
@@ -292,6 +292,18 @@ fn duration_keys_follow_flag_env_file_default() {
             |s| s.reload_cmd_timeout,
         ),
         ("--debounce", "CONFD_DEBOUNCE", "debounce", |s| s.debounce),
+        (
+            "--debounce-max",
+            "CONFD_DEBOUNCE_MAX",
+            "debounce_max",
+            |s| s.debounce_max,
+        ),
+        (
+            "--shutdown-timeout",
+            "CONFD_SHUTDOWN_TIMEOUT",
+            "shutdown_timeout",
+            |s| s.shutdown_timeout,
+        ),
         (
             "--plugin-start-timeout",
             "CONFD_PLUGIN_START_TIMEOUT",
@@ -715,4 +727,50 @@ fn the_check_flags_select_the_task() {
         "--mock-data needs --validate"
     );
     assert!(parse(&["--check-config", "--preflight"]).is_err());
+}
+
+#[test]
+fn failure_mode_follows_flag_env_file_default() {
+    use confd_core::FailureMode;
+    assert_eq!(
+        resolve_with(&[], &[], "").failure_mode,
+        FailureMode::BestEffort
+    );
+    assert_eq!(
+        resolve_with(&[], &[], "failure_mode = \"fail-fast\"").failure_mode,
+        FailureMode::FailFast
+    );
+    assert_eq!(
+        resolve_with(
+            &["--failure-mode", "best-effort"],
+            &[("CONFD_FAILURE_MODE", "fail-fast")],
+            ""
+        )
+        .failure_mode,
+        FailureMode::BestEffort
+    );
+    assert_eq!(
+        resolve_with(&[], &[("CONFD_FAILURE_MODE", "fail-fast")], "").failure_mode,
+        FailureMode::FailFast
+    );
+    let err = resolve(
+        &cli_from(&["--failure-mode", "sometimes"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("unknown mode");
+    assert!(format!("{err:#}").contains("--failure-mode"), "{err:#}");
+}
+
+#[test]
+fn debounce_max_follows_a_longer_debounce_unless_given() {
+    let s = resolve_with(&["--debounce", "3s"], &[], "");
+    assert_eq!(s.debounce_max, Duration::from_secs(3));
+    let err = resolve(
+        &cli_from(&["--debounce", "3s", "--debounce-max", "1s"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("max below the window");
+    assert!(format!("{err:#}").contains("debounce max"), "{err:#}");
 }
