@@ -27,7 +27,7 @@ async fn plugin_reads_watches_and_reports_outages() {
         .configure(
             [
                 ("nodes".to_string(), server.address()),
-                ("dialTimeout".to_string(), "1s".to_string()),
+                ("dialTimeout".to_string(), "5s".to_string()),
             ]
             .into(),
         )
