@@ -60,7 +60,7 @@ pub use confd_keys as keys;
 pub use configured::Configured;
 pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
 pub use descriptor::{Descriptor, Setting, SrvNodes, shared};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE,

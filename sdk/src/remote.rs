@@ -410,7 +410,7 @@ pub(crate) async fn connect_channel(
             }
         }))
         .await
-        .map_err(|e| transport_message(&e))
+        .map_err(|e| crate::error_chain(&e))
 }
 
 /// The connections a host makes to a plugin, as one type for hyper.
@@ -487,17 +487,6 @@ impl tokio::io::AsyncWrite for Io {
             Io::TcpTls(s) => s.is_write_vectored(),
         }
     }
-}
-
-fn transport_message(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

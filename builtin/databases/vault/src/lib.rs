@@ -181,21 +181,6 @@ fn read_file(what: &str, path: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::invalid_config(format!("vault: reading {what} {path}: {e}")))
 }
 
-/// The error and its sources, joined: reqwest's own text hides the cause.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Vault's `{"errors": [...]}` as one line, or the body as it is.
 fn vault_errors(body: &str) -> String {
     let listed = serde_json::from_str::<Value>(body).ok().and_then(|v| {
@@ -271,9 +256,9 @@ impl Client {
         if c.insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::invalid_config(format!("vault HTTP client: {}", chain(&e))))?;
+        let http = builder.build().map_err(|e| {
+            Error::invalid_config(format!("vault HTTP client: {}", confd_sdk::error_chain(&e)))
+        })?;
         Ok(Arc::new_cyclic(|this| Client {
             base: c.address,
             http,
@@ -289,9 +274,12 @@ impl Client {
 
     fn transport_error(&self, err: &reqwest::Error) -> Error {
         let cause = if err.is_timeout() {
-            format!("no answer within the timeout ({})", chain(err))
+            format!(
+                "no answer within the timeout ({})",
+                confd_sdk::error_chain(err)
+            )
         } else {
-            chain(err)
+            confd_sdk::error_chain(err)
         };
         Error::unavailable(format!("vault {}: {cause}", self.base))
     }
