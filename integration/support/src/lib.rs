@@ -15,6 +15,7 @@
 
 mod bins;
 mod consul;
+mod emulator;
 mod etcd;
 mod https;
 mod process;
@@ -26,10 +27,11 @@ mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
+pub use emulator::EmulatorTls;
 pub use etcd::{EtcdOptions, EtcdServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
 pub use tls::TestCertificates;
-pub use vault::{VaultEmulator, VaultLogin, VaultTls};
+pub use vault::{VaultEmulator, VaultLogin};
 pub use zookeeper::ZookeeperServer;
