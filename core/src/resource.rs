@@ -37,8 +37,8 @@ pub struct Resource {
     /// `debounce` / `min_reload_interval`, and the state they keep across syncs.
     reload_gate: Arc<ReloadGate>,
     backend: String,
-    /// The resource's `[backend]` table (the maintained fork's per-resource backend), keys
-    /// lower-cased; the host resolves it into a plugin and names it with [`Resource::route_to`].
+    /// The resource's `[backend]` table (the maintained fork's per-resource backend), keys as
+    /// written (a plugin's own settings are case-sensitive); the host resolves it into a plugin and names it with [`Resource::route_to`].
     backend_table: Option<toml::Table>,
     engine: EngineKind,
     output_format: Option<OutputFormat>,

@@ -475,14 +475,14 @@ fn problems_name_the_line_of_their_key_or_of_the_syntax_error() {
 }
 
 #[test]
-fn a_backend_table_is_kept_with_lower_cased_keys_for_the_host() {
+fn a_backend_table_is_kept_for_the_host() {
     let c = Confdir::new();
     let dest = c.out().join("secrets.out");
     c.resource(
         "secrets.toml",
         &format!(
             "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n\n\
-             [Backend]\nBackend = \"vault\"\nnodes = [\"http://127.0.0.1:8200\"]\nAuth_Type = \"token\"\n",
+             [Backend]\nbackend = \"vault\"\nnodes = [\"http://127.0.0.1:8200\"]\nauth_type = \"token\"\n",
             dest.display()
         ),
     );
