@@ -113,7 +113,7 @@ pub async fn build(settings: Settings, current: Option<&Generation>) -> BuildRes
     let mut opts = run_options(&settings);
     let digest = confdir_digest(&settings.confdir);
     let mut resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
-    let routes = routes(&settings, &registry, &mut resources).await?;
+    let routes = routes(&settings, &registry, &mut resources, current).await?;
     let mut plugins = Vec::new();
     let mut starting = Vec::new();
     for route in routes {
@@ -213,13 +213,24 @@ async fn routes(
     settings: &Settings,
     registry: &Registry,
     resources: &mut [Resource],
+    current: Option<&Generation>,
 ) -> Result<Vec<Route>, Failure> {
     let self_exe = std::env::current_exe()
         .context("cannot find the confd executable to run builtin backends")
         .map_err(Failure::failed)?;
     let plugin_dev = std::env::var_os("CONFD_PLUGIN_DEV").is_some_and(|v| !v.is_empty());
-    let mut routes = routing::plan(settings, registry, resources, &self_exe, plugin_dev)
-        .map_err(Failure::usage)?;
+    let running = |launch: &Launch| {
+        let key = LaunchKey::of(launch, settings);
+        current?
+            .plugins
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.name.clone())
+    };
+    let mut routes = routing::plan(
+        settings, registry, resources, &self_exe, plugin_dev, &running,
+    )
+    .map_err(Failure::usage)?;
     for route in &mut routes {
         backends::apply_srv(&mut route.launch, &route.settings)
             .await

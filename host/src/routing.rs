@@ -46,14 +46,18 @@ impl Route {
 /// Resolves every resource's backend into a route and names each resource's plugin in it
 /// ([`Resource::route_to`]). Every problem is reported at once, each naming its resource file:
 /// an unknown backend, a `[backend]` table without `backend`, a key no backend takes.
+/// `running` gives the name of a plugin already running with the same launch (a reload), so a
+/// plugin keeps its name, and is carried over, when another resource file comes first now.
 pub fn plan(
     settings: &Settings,
     registry: &Registry,
     resources: &mut [Resource],
     self_exe: &Path,
     plugin_dev: bool,
+    running: &dyn Fn(&Launch) -> Option<String>,
 ) -> anyhow::Result<Vec<Route>> {
-    let mut routes: Vec<Route> = Vec::new();
+    // Each distinct launch, whether it came from a table, and its resources (indexes).
+    let mut found: Vec<(Launch, Settings, bool, Vec<usize>)> = Vec::new();
     let mut problems = Vec::new();
     // Resources without a table first: a table identical to the global settings then joins
     // the global backend's plugin and keeps its plain name.
@@ -63,12 +67,11 @@ pub fn plan(
         .collect();
     for i in order {
         let r = &resources[i];
-        let file = r.source_file().to_path_buf();
         let (launch, from, table) = match r.backend_table() {
             None => match registry.launch(r.backend(), settings, self_exe, plugin_dev) {
                 Ok(launch) => (launch, settings.clone(), false),
                 Err(e) => {
-                    problems.push(format!("{}: {e}", file.display()));
+                    problems.push(format!("{}: {e}", r.source_file().display()));
                     continue;
                 }
             },
@@ -81,40 +84,65 @@ pub fn plan(
                 }) {
                     Ok((launch, s)) => (launch, s, true),
                     Err(e) => {
-                        problems.push(format!("{}: [backend]: {e}", file.display()));
+                        problems.push(format!("{}: [backend]: {e}", r.source_file().display()));
                         continue;
                     }
                 }
             }
         };
-        let id = match routes.iter_mut().find(|route| route.launch == launch) {
-            Some(route) => {
-                route.used_by.push(file);
-                route.id.clone()
-            }
-            None => {
-                let id = if table {
-                    format!(
-                        "{}@{}",
-                        launch.name,
-                        resource_name(&file, &settings.confdir)
-                    )
-                } else {
-                    launch.name.clone()
-                };
-                routes.push(Route {
-                    id: id.clone(),
-                    launch,
-                    settings: from,
-                    used_by: vec![file],
-                });
-                id
-            }
-        };
-        resources[i].route_to(id);
+        match found.iter_mut().find(|(l, ..)| *l == launch) {
+            Some((.., members)) => members.push(i),
+            None => found.push((launch, from, table, vec![i])),
+        }
     }
     if !problems.is_empty() {
         return Err(anyhow!("{}", problems.join("\n  ")));
+    }
+    // Names: plain backend names; then the names of running plugins; then `<name>@<file>`,
+    // made unique should an old name stand in the way.
+    let mut ids: Vec<Option<String>> = found
+        .iter()
+        .map(|(launch, _, table, _)| (!table).then(|| launch.name.clone()))
+        .collect();
+    for (k, (launch, _, table, _)) in found.iter().enumerate() {
+        if *table && let Some(id) = running(launch).filter(|id| !ids.contains(&Some(id.clone()))) {
+            ids[k] = Some(id);
+        }
+    }
+    for k in 0..found.len() {
+        if ids[k].is_some() {
+            continue;
+        }
+        let (launch, _, _, members) = &found[k];
+        let first = resources[members[0]].source_file();
+        let base = format!(
+            "{}@{}",
+            launch.name,
+            resource_name(first, &settings.confdir)
+        );
+        let mut id = base.clone();
+        let mut n = 2;
+        while ids.contains(&Some(id.clone())) {
+            id = format!("{base}#{n}");
+            n += 1;
+        }
+        ids[k] = Some(id);
+    }
+    let mut routes = Vec::new();
+    for ((launch, from, _, members), id) in found.into_iter().zip(ids) {
+        let id = id.unwrap_or_else(|| launch.name.clone());
+        for &i in &members {
+            resources[i].route_to(id.clone());
+        }
+        routes.push(Route {
+            id,
+            launch,
+            settings: from,
+            used_by: members
+                .iter()
+                .map(|&i| resources[i].source_file().to_path_buf())
+                .collect(),
+        });
     }
     routes.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(routes)
@@ -132,7 +160,9 @@ pub fn listing(settings: &Settings, registry: &Registry) -> String {
         return out;
     };
     let self_exe = std::env::current_exe().unwrap_or_else(|_| "confd".into());
-    let Ok(routes) = plan(settings, registry, &mut resources, &self_exe, true) else {
+    let Ok(routes) = plan(settings, registry, &mut resources, &self_exe, true, &|_| {
+        None
+    }) else {
         return out;
     };
     if routes.is_empty() {

@@ -36,8 +36,15 @@ pub fn load(settings: &Settings) -> Result<(RunOptions, Vec<Resource>), Failure>
     // Backend names and `[backend]` tables are checked as a run would resolve them; nothing
     // is started (the program path only enters the launch).
     let self_exe = std::env::current_exe().unwrap_or_else(|_| "confd".into());
-    crate::routing::plan(settings, &registry, &mut resources, &self_exe, true)
-        .map_err(Failure::usage)?;
+    crate::routing::plan(
+        settings,
+        &registry,
+        &mut resources,
+        &self_exe,
+        true,
+        &|_| None,
+    )
+    .map_err(Failure::usage)?;
     Ok((opts, resources))
 }
 
