@@ -46,6 +46,13 @@ impl Confdir {
     }
     /// The routes and, per resource file name, the plugin it reads.
     fn plan(&self, args: &[&str]) -> anyhow::Result<(Vec<Route>, BTreeMap<String, String>)> {
+        self.plan_running(args, &|_| None)
+    }
+    fn plan_running(
+        &self,
+        args: &[&str],
+        running: &dyn Fn(&Launch) -> Option<String>,
+    ) -> anyhow::Result<(Vec<Route>, BTreeMap<String, String>)> {
         let settings = self.settings(args);
         let opts = crate::run::run_options(&settings);
         let mut resources = confd_core::load_resources(&opts).expect("resources load");
@@ -56,6 +63,7 @@ impl Confdir {
             &mut resources,
             Path::new("/bin/confd"),
             true,
+            running,
         )?;
         let by_file = resources
             .iter()
@@ -166,4 +174,26 @@ fn a_plugin_that_is_not_a_builtin_gets_the_other_keys_as_written() {
     assert_eq!(s.backend, "mine");
     assert_eq!(s.plugins["mine"]["apiKey"], "k");
     assert_eq!(s.plugins["mine"]["port"], "7");
+}
+
+#[test]
+fn a_running_plugin_keeps_its_name_when_another_file_comes_first() {
+    let c = Confdir::new();
+    let table = "[backend]\nbackend = \"etcd\"\nnodes = [\"http://10.0.0.2:2379\"]\n";
+    c.resource("b", table);
+    let (before, _) = c.plan(&["--backend", "env"]).expect("plans");
+    assert_eq!(before[0].id, "etcd@b");
+    let launch = before[0].launch.clone();
+    c.resource("a", table);
+    c.resource(
+        "c",
+        "[backend]\nbackend = \"etcd\"\nnodes = [\"http://10.0.0.3:2379\"]\n",
+    );
+    let running = move |l: &Launch| (*l == launch).then(|| "etcd@b".to_string());
+    let (after, by_file) = c
+        .plan_running(&["--backend", "env"], &running)
+        .expect("plans");
+    let ids: Vec<&str> = after.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["etcd@b", "etcd@c"]);
+    assert_eq!(by_file["a.toml"], "etcd@b");
 }
