@@ -313,3 +313,81 @@ fn a_bad_backend_table_fails_naming_the_file() {
         );
     }
 }
+
+/// `examples/vault-secrets` as its README runs it, with the Vault emulator's address and the
+/// destinations in a temporary directory.
+#[test]
+fn the_vault_secrets_example_renders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
+    std::fs::create_dir_all(&out).expect("out");
+    let vault = VaultEmulator::start();
+    vault.mount_kv("kv", 2);
+    vault.put(
+        "kv",
+        "myapp/database",
+        json!({"host": "db.internal", "user": "app", "password": "s3cret"}),
+    );
+    vault.enable_login(
+        "approle",
+        VaultLogin::AppRole {
+            role_id: "myapp-role".into(),
+            secret_id: "myapp-secret".into(),
+        },
+    );
+    let example = confd_test_support::workspace_root().join("examples/vault-secrets");
+    copy_replacing(
+        &example,
+        &confdir,
+        &[
+            ("/etc/myapp", out.to_str().expect("utf-8 path")),
+            ("http://127.0.0.1:8200", &vault.address()),
+        ],
+    );
+    let output = Command::new(e2e::isolated_confd())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("MYAPP_LISTEN", "127.0.0.1:9000")
+        .env("MYAPP_LOG_LEVEL", "debug")
+        .arg("--onetime")
+        .arg("--confdir")
+        .arg(&confdir)
+        .arg("--config-file")
+        .arg(confdir.join("confd.toml"))
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(
+        read(&out, "app.conf"),
+        format!(
+            "# Rendered by confd from the environment.\nlisten = 127.0.0.1:9000\n\
+             log_level = debug\ninclude = {}/db.conf\n",
+            out.display()
+        )
+    );
+    assert_eq!(
+        read(&out, "db.conf"),
+        "# Rendered by confd from Vault (kv/myapp/database). Keep this file 0600.\n\
+         [database]\nhost = db.internal\nuser = app\npassword = s3cret\n"
+    );
+    assert_eq!(e2e::mode(&out.join("db.conf")), 0o600);
+}
+
+/// Copies `src` to `dest` recursively, replacing each `(from, to)` in every file.
+fn copy_replacing(src: &Path, dest: &Path, replace: &[(&str, &str)]) {
+    std::fs::create_dir_all(dest).expect("create dir");
+    for entry in std::fs::read_dir(src).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = dest.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_replacing(&entry.path(), &target, replace);
+        } else {
+            let mut text = std::fs::read_to_string(entry.path()).expect("read");
+            for (from, to) in replace {
+                text = text.replace(from, to);
+            }
+            std::fs::write(&target, text).expect("write");
+        }
+    }
+}
