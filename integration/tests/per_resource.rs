@@ -189,6 +189,23 @@ fn one_shot_reads_each_resource_from_its_own_backend() {
         ],
         "stderr:\n{stderr}"
     );
+    // --list-backends shows the same plugins and the resources each serves.
+    let listing = confd(&confdir)
+        .arg("--list-backends")
+        .output()
+        .expect("run confd --list-backends");
+    let stdout = String::from_utf8_lossy(&listing.stdout);
+    let shared = stdout
+        .lines()
+        .find(|l| l.starts_with("etcd@shared-1 "))
+        .unwrap_or_else(|| panic!("no etcd@shared-1 line:\n{stdout}"));
+    assert!(
+        shared.contains("shared-1.toml") && shared.contains("shared-2.toml"),
+        "{stdout}"
+    );
+    for id in ["env ", "file@file ", "etcd@other ", "vault@secrets "] {
+        assert!(stdout.lines().any(|l| l.starts_with(id)), "{id}:\n{stdout}");
+    }
 }
 
 #[test]
