@@ -408,3 +408,44 @@ fn copy_replacing(src: &Path, dest: &Path, replace: &[(&str, &str)]) {
         }
     }
 }
+
+/// A table whose plugin refuses its settings (a wrong app-role secret): the error names the
+/// plugin and the resource file using it.
+#[test]
+fn a_rejected_backend_table_names_the_backend_and_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let confdir = dir.path().join("confdir");
+    std::fs::create_dir_all(confdir.join("conf.d")).expect("conf.d");
+    std::fs::create_dir_all(confdir.join("templates")).expect("templates");
+    std::fs::write(confdir.join("templates/t.tmpl"), "x\n").expect("template");
+    let vault = VaultEmulator::start();
+    vault.enable_login(
+        "approle",
+        VaultLogin::AppRole {
+            role_id: "role-1".into(),
+            secret_id: "secret-1".into(),
+        },
+    );
+    std::fs::write(
+        confdir.join("conf.d/secrets.toml"),
+        format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}/x\"\nkeys = [\"/secret/db\"]\n\n\
+             [backend]\nbackend = \"vault\"\nnodes = [\"{}\"]\nauth_type = \"app-role\"\n\
+             role_id = \"role-1\"\nsecret_id = \"wrong\"\n",
+            dir.path().display(),
+            vault.address()
+        ),
+    )
+    .expect("resource");
+    let output = confd(&confdir)
+        .arg("--onetime")
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("vault@secrets backend rejected its settings")
+            && stderr.contains("secrets.toml"),
+        "{stderr}"
+    );
+}
