@@ -112,6 +112,15 @@ impl Group<'_> {
             .collect();
         names.join(", ")
     }
+    /// The resource files of the members, for errors that concern them all.
+    fn files(&self) -> String {
+        let names: Vec<String> = self
+            .members
+            .iter()
+            .map(|r| r.source_file().display().to_string())
+            .collect();
+        names.join(", ")
+    }
 }
 
 pub(crate) fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
@@ -181,6 +190,7 @@ async fn process_group(
     match fetched {
         Err(err) => {
             tracing::error!(
+                resource = %group.files(),
                 backend = group.backend,
                 dest = %group.dests(),
                 error = %err,
@@ -562,6 +572,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
             Err(e) => {
                 tracing::error!(
+                    resource = %group.files(),
                     backend = group.backend,
                     dest = %group.dests(),
                     prefix = group.prefix,
@@ -598,6 +609,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
                 Err(e) => {
                     tracing::error!(
+                        resource = %group.files(),
                         backend = group.backend,
                         dest = %group.dests(),
                         prefix = group.prefix,

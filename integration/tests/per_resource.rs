@@ -409,8 +409,8 @@ fn copy_replacing(src: &Path, dest: &Path, replace: &[(&str, &str)]) {
     }
 }
 
-/// A table whose plugin refuses its settings (a wrong app-role secret): the error names the
-/// plugin and the resource file using it.
+/// A table whose Vault refuses the login (a wrong app-role secret): the resource fails (exit 1)
+/// and the error names the plugin and the resource file.
 #[test]
 fn a_rejected_backend_table_names_the_backend_and_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -444,8 +444,10 @@ fn a_rejected_backend_table_names_the_backend_and_the_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("vault@secrets backend rejected its settings")
-            && stderr.contains("secrets.toml"),
+        stderr.lines().any(|l| l.contains("cannot read the keys")
+            && l.contains("backend=\"vault@secrets\"")
+            && l.contains("secrets.toml")
+            && l.contains("login refused")),
         "{stderr}"
     );
 }
