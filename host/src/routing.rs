@@ -76,7 +76,7 @@ pub fn plan(
                 }
             },
             Some(table) => {
-                match table_settings(table, registry).and_then(|s| {
+                match table_settings(table, registry, r.source_file()).and_then(|s| {
                     registry
                         .launch(&s.backend, &s, self_exe, plugin_dev)
                         .map(|l| (l, s))
@@ -230,6 +230,20 @@ const GLOBAL_ONLY: &[&str] = &[
     "plugins",
 ];
 
+/// Keys the maintained fork's `[backend]` table takes for its AWS backends and its redis
+/// client tuning, which have no meaning here: ignored with a warning, so its confdirs load.
+const FORK_ONLY: &[&str] = &[
+    "acm_export_private_key",
+    "secretsmanager_version_stage",
+    "secretsmanager_no_flatten",
+    "imds_cache_ttl",
+    "read_timeout",
+    "write_timeout",
+    "retry_max_attempts",
+    "retry_base_delay",
+    "retry_max_delay",
+];
+
 /// The confd.toml spelling of a table key: case-insensitive, `-` or `_`, and the original's
 /// aliases.
 fn confd_key(key: &str) -> String {
@@ -245,7 +259,11 @@ fn confd_key(key: &str) -> String {
 /// confd.toml's (same names, aliases and checks), over the defaults and nothing else. Other keys
 /// are the plugin's own settings: a builtin's documented keys (`kvVersion`), or anything for a
 /// plugin that is not a builtin.
-pub fn table_settings(table: &toml::Table, registry: &Registry) -> Result<Settings, String> {
+pub fn table_settings(
+    table: &toml::Table,
+    registry: &Registry,
+    file: &Path,
+) -> Result<Settings, String> {
     let mut confd = toml::Table::new();
     let mut own = BTreeMap::new();
     let mut name = None;
@@ -261,6 +279,12 @@ pub fn table_settings(table: &toml::Table, registry: &Registry) -> Result<Settin
             confd.insert("backend".to_string(), value.clone());
         } else if is_backend_key(&k) {
             confd.insert(k, value.clone());
+        } else if FORK_ONLY.contains(&k.as_str()) {
+            tracing::warn!(
+                "{}: [backend]: ignoring {key:?}: it tunes a backend or client of the maintained \
+                 Go fork that this confd does not have",
+                file.display()
+            );
         } else if GLOBAL_ONLY.contains(&k.as_str()) {
             return Err(format!(
                 "{key:?} is not a backend setting; it belongs in confd.toml or on the command \

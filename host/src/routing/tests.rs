@@ -94,7 +94,7 @@ fn identical_settings_share_one_plugin_and_differing_ones_get_their_own() {
     );
     c.resource(
         "e-vault",
-        "[backend]\nbackend = \"vault\"\nnodes = [\"http://127.0.0.1:8200\"]\nauth_type = \"token\"\nauth_token = \"s.x\"\nkvVersion = 2\n",
+        "[backend]\nbackend = \"vault\"\nnodes = [\"http://127.0.0.1:8200\"]\nauth_type = \"token\"\nauth_token = \"s.x\"\nkvVersion = 2\nimds_cache_ttl = \"5m\"\n",
     );
     let (routes, by_file) = c
         .plan(&["--backend", "etcd", "--node", "http://10.0.0.1:2379"])
@@ -113,6 +113,12 @@ fn identical_settings_share_one_plugin_and_differing_ones_get_their_own() {
     assert_eq!(vault.config["authType"], "token");
     assert_eq!(vault.config["token"], "s.x");
     assert_eq!(vault.config["kvVersion"], "2");
+    // The fork's AWS-only key is ignored (with a warning), not passed on.
+    assert!(
+        !vault.config.keys().any(|k| k.contains("imds")),
+        "{:?}",
+        vault.config
+    );
     // Nothing of the global settings leaks into a table's backend.
     assert_eq!(routes[1].launch.config["nodes"], "http://10.0.0.2:2379");
 }
@@ -170,7 +176,7 @@ fn a_plugin_that_is_not_a_builtin_gets_the_other_keys_as_written() {
     let registry = Registry::discover_in([dir.path()]);
     let table: toml::Table =
         toml::from_str("backend = \"mine\"\napiKey = \"k\"\nport = 7\n").expect("toml");
-    let s = table_settings(&table, &registry).expect("resolves");
+    let s = table_settings(&table, &registry, Path::new("conf.d/x.toml")).expect("resolves");
     assert_eq!(s.backend, "mine");
     assert_eq!(s.plugins["mine"]["apiKey"], "k");
     assert_eq!(s.plugins["mine"]["port"], "7");
