@@ -217,8 +217,10 @@ fn watch_mode_watches_each_backend_polls_the_others_and_reloads_tables() {
     let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
     std::fs::create_dir_all(&out).expect("out");
     write_confdir(&confdir, &out, &stores);
+    let port = confd_test_support::free_port();
     let mut cmd = confd(&confdir);
-    cmd.args(["--watch", "--interval", "1"]);
+    cmd.args(["--watch", "--interval", "1", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{port}"));
     let mut confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
     let first = e2e::wait_for(DEADLINE, || {
         expected()
@@ -237,6 +239,31 @@ fn watch_mode_watches_each_backend_polls_the_others_and_reloads_tables() {
             "no polling notice for {backend}:\n{stderr}"
         );
     }
+
+    // A table's plugin is supervised as the global one: killed, it is restarted, and the
+    // metrics carry its name.
+    let vault_pid = plugins
+        .iter()
+        .copied()
+        .find(|p| e2e::cmdline(*p).contains("database vault"))
+        .expect("the vault plugin");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(vault_pid as i32),
+        Signal::SIGKILL,
+    )
+    .expect("kill the vault plugin");
+    let restarted = e2e::wait_for(DEADLINE, || {
+        let Some(metrics) = scrape(port) else {
+            return false;
+        };
+        metric(&metrics, "confd_plugin_restarts_total", "vault@secrets") >= 1.0
+            && metric(&metrics, "confd_plugin_up", "vault@secrets") == 1.0
+            && metric(&metrics, "confd_plugin_up", "etcd@shared-1") == 1.0
+            && confd.plugin_pids().len() == 5
+            && !confd.plugin_pids().contains(&vault_pid)
+    });
+    assert!(restarted, "vault plugin not restarted\n{}", confd.stderr());
+    let plugins = confd.plugin_pids();
 
     // Watched: both etcds and the file; polled every second: Vault.
     stores
@@ -303,6 +330,26 @@ fn watch_mode_watches_each_backend_polls_the_others_and_reloads_tables() {
         "stderr:\n{}",
         confd.stderr()
     );
+}
+
+fn scrape(port: u16) -> Option<std::collections::BTreeMap<String, confd_test_support::Family>> {
+    let (status, body) = confd_test_support::http_get(port, "/metrics")?;
+    (status == 200).then(|| confd_test_support::parse_metrics(&body))?
+}
+
+/// The sum of `family`'s samples labelled `backend`.
+fn metric(
+    families: &std::collections::BTreeMap<String, confd_test_support::Family>,
+    family: &str,
+    backend: &str,
+) -> f64 {
+    families.get(family).map_or(0.0, |f| {
+        f.samples
+            .iter()
+            .filter(|s| s.labels.get("backend").is_some_and(|b| b == backend))
+            .map(|s| s.value)
+            .sum()
+    })
 }
 
 #[test]
