@@ -112,6 +112,15 @@ impl Group<'_> {
             .collect();
         names.join(", ")
     }
+    /// The resource files of the members, for errors that concern them all.
+    fn files(&self) -> String {
+        let names: Vec<String> = self
+            .members
+            .iter()
+            .map(|r| r.source_file().display().to_string())
+            .collect();
+        names.join(", ")
+    }
 }
 
 pub(crate) fn groups(resources: &[Resource]) -> Vec<Group<'_>> {
@@ -181,6 +190,7 @@ async fn process_group(
     match fetched {
         Err(err) => {
             tracing::error!(
+                resource = %group.files(),
                 backend = group.backend,
                 dest = %group.dests(),
                 error = %err,
@@ -358,8 +368,9 @@ pub async fn run_interval(
 }
 
 /// Renders everything once, then re-renders a group of resources whenever
-/// its keys change, until `shutdown` completes. Fails at once when a backend
-/// cannot watch (e.g. env).
+/// its keys change, until `shutdown` completes. Groups of the backends in
+/// `opts.poll_backends` are read every `opts.interval` instead. Fails at once
+/// when any other backend cannot watch (e.g. env).
 pub async fn run_watch(
     resources: &[Resource],
     backends: &Backends,
@@ -519,6 +530,9 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             known: known(backends),
         });
     };
+    if opts.poll_backends.contains(group.backend) {
+        return poll_group(group, shared, &mut counted).await;
+    }
     if group.query_keys.is_empty() {
         // Nothing to watch: the store is empty forever. Render once and wait.
         process_group(group, backends, opts, stop, summary, false, None).await;
@@ -558,6 +572,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
             Err(e) => {
                 tracing::error!(
+                    resource = %group.files(),
                     backend = group.backend,
                     dest = %group.dests(),
                     prefix = group.prefix,
@@ -594,6 +609,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
                 Err(e) => {
                     tracing::error!(
+                        resource = %group.files(),
                         backend = group.backend,
                         dest = %group.dests(),
                         prefix = group.prefix,
@@ -651,6 +667,30 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 }
                 Some(_) => {}
             }
+        }
+    }
+}
+
+/// Watch mode for a group whose backend cannot watch: read and render every `interval`, as
+/// interval mode would, while the other groups watch.
+async fn poll_group(
+    group: &Group<'_>,
+    shared: &WatchShared,
+    counted: &mut bool,
+) -> Result<(), WatchError> {
+    let WatchShared {
+        backends,
+        opts,
+        cancel,
+        summary,
+        ..
+    } = shared;
+    loop {
+        let stop = Stops::default();
+        process_group(group, backends, opts, &stop, summary, false, None).await;
+        shared.group_rendered(counted);
+        if let Step::Cancelled = cancellable(cancel, tokio::time::sleep(opts.interval)).await {
+            return Ok(());
         }
     }
 }

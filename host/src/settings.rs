@@ -49,6 +49,9 @@ pub struct Settings {
     /// `app_id`, `user_id`, `role_id`, `secret_id`, `path`).
     pub auth: VaultAuth,
     pub separator: Option<String>,
+    /// `--table`: the original confd's DynamoDB table, accepted and passed to no builtin (there
+    /// is no dynamodb backend here).
+    pub table: Option<String>,
     pub files: Vec<String>,
     pub filter: Option<String>,
     pub srv_domain: Option<String>,
@@ -171,6 +174,7 @@ impl Settings {
         "secret_id",
         "path",
         "separator",
+        "table",
         "file",
         "filter",
         "dial_timeout",
@@ -198,6 +202,7 @@ impl Settings {
             "secret_id" => self.auth.secret_id.clone(),
             "path" => self.auth.path.clone(),
             "separator" => self.separator.clone(),
+            "table" => self.table.clone(),
             "file" => list(&self.files),
             "filter" => self.filter.clone(),
             "dial_timeout" => self
@@ -333,6 +338,8 @@ pub struct FileConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub separator: Option<String>,
+    /// The original confd's DynamoDB table: accepted, unused.
+    pub table: Option<String>,
     pub file: Option<OneOrMany>,
     pub filter: Option<String>,
     #[serde(alias = "srv-domain")]
@@ -726,6 +733,7 @@ impl Raw {
                 path: l.string(cli.path.clone(), "CONFD_PATH", file.path),
             },
             separator: l.string(cli.separator.clone(), "CONFD_SEPARATOR", file.separator),
+            table: l.string(cli.table.clone(), "CONFD_TABLE", file.table),
             files: l.list(cli.file.clone(), "CONFD_FILE", file.file),
             filter: l.string(cli.filter.clone(), "CONFD_FILTER", file.filter),
             srv_domain: l.string(cli.srv_domain.clone(), "CONFD_SRV_DOMAIN", file.srv_domain),
@@ -1017,7 +1025,7 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(t).map_err(|e| anyhow!("{e} (expected e.g. 30s, 500ms or 2m)"))
 }
 
-fn toml_value_to_string(value: &toml::Value) -> anyhow::Result<String> {
+pub(crate) fn toml_value_to_string(value: &toml::Value) -> anyhow::Result<String> {
     Ok(match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),

@@ -12,13 +12,26 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdServer, RedisServer, ZookeeperServer, profile_dir, workspace_bin,
+    ConsulEmulator, EtcdServer, RedisServer, VaultEmulator, ZookeeperServer, profile_dir,
+    workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The five backends of the matrix.
-pub const BACKENDS: [&str; 6] = ["env", "file", "etcd", "redis", "consul", "zookeeper"];
+/// The backends of the matrix.
+pub const BACKENDS: [&str; 7] = [
+    "env",
+    "file",
+    "etcd",
+    "redis",
+    "consul",
+    "zookeeper",
+    "vault",
+];
+
+/// The KV v2 mount the matrix keys live under in the Vault emulator: `/matrix/a/b` is the
+/// secret `a/b` of mount `matrix`, with the one field `value` (so its key is exactly `/matrix/a/b`).
+const VAULT_MOUNT: &str = "matrix";
 
 /// `integration/matrix`.
 pub fn matrix_dir() -> PathBuf {
@@ -125,6 +138,7 @@ pub enum Store {
         rt: tokio::runtime::Runtime,
         client: zookeeper_client::Client,
     },
+    Vault(VaultEmulator),
 }
 
 impl Store {
@@ -168,6 +182,11 @@ impl Store {
                     .expect("connect to the test zookeeper");
                 Store::Zookeeper { server, rt, client }
             }
+            "vault" => {
+                let vault = VaultEmulator::start();
+                vault.mount_kv(VAULT_MOUNT, 2);
+                Store::Vault(vault)
+            }
             other => panic!("no such matrix backend {other}"),
         })
     }
@@ -180,6 +199,7 @@ impl Store {
             Store::Redis { .. } => "redis",
             Store::Consul(_) => "consul",
             Store::Zookeeper { .. } => "zookeeper",
+            Store::Vault(_) => "vault",
         }
     }
 
@@ -242,6 +262,18 @@ impl Store {
                     rt.block_on(zookeeper_put(client, k, v));
                 }
             }
+            Store::Vault(vault) => {
+                for (k, v) in pairs {
+                    let path = k
+                        .trim_start_matches('/')
+                        .strip_prefix(VAULT_MOUNT)
+                        .and_then(|p| p.strip_prefix('/'))
+                        .unwrap_or_else(|| {
+                            panic!("vault matrix keys are under /{VAULT_MOUNT}: {k}")
+                        });
+                    vault.put(VAULT_MOUNT, path, serde_json::json!({ "value": v }));
+                }
+            }
         }
     }
 
@@ -280,6 +312,11 @@ impl Store {
             Store::Redis { server, .. } => vec![("nodes", server.address())],
             Store::Consul(e) => vec![("nodes", e.address())],
             Store::Zookeeper { server, .. } => vec![("nodes", server.address())],
+            Store::Vault(vault) => vec![
+                ("nodes", vault.address()),
+                ("authType", "token".to_string()),
+                ("token", vault.root_token()),
+            ],
         }
     }
 
@@ -298,7 +335,12 @@ impl Store {
             Via::Builtin => {
                 args.extend(["--backend".to_string(), self.backend().to_string()]);
                 for (key, value) in self.settings() {
-                    let flag = if key == "file" { "--file" } else { "--node" };
+                    let flag = match key {
+                        "file" => "--file",
+                        "authType" => "--auth-type",
+                        "token" => "--auth-token",
+                        _ => "--node",
+                    };
                     args.extend([flag.to_string(), value]);
                 }
             }
