@@ -26,7 +26,7 @@ mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
-pub use etcd::{EtcdOptions, EtcdServer};
+pub use etcd::{EtcdCluster, EtcdOptions, EtcdServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
