@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdServer, RedisServer, ZookeeperServer, profile_dir, workspace_bin,
+    ConsulEmulator, EtcdCluster, EtcdServer, RedisServer, ZookeeperServer, profile_dir,
+    workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -637,4 +638,195 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// Permission bits of a file.
 pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Remote ports of the established TCP connections of process `pid` (IPv4 and IPv6): its
+/// socket inodes from `/proc/<pid>/fd`, looked up in the namespace's `/proc/<pid>/net/tcp*`.
+pub fn established_remote_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return vec![];
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(remote), Some(state), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state != "01" || !inodes.iter().any(|i| i == inode) {
+                continue;
+            }
+            if let Some(port) = remote
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+/// `confd --watch` on a one-template confdir (`v={{getv "/v"}}` under `/fo`) given every member
+/// of a 3-member etcd cluster: the failover test and bench.
+pub struct EtcdFailover {
+    pub cluster: EtcdCluster,
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    pub confd: Confd,
+}
+
+impl EtcdFailover {
+    /// The cluster up, `/fo/v = start` written and rendered; `None` without etcd.
+    pub fn start() -> Option<EtcdFailover> {
+        let cluster = EtcdCluster::start(3)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let confdir = dir.path().join("confdir");
+        std::fs::create_dir_all(confdir.join("conf.d")).expect("mkdir");
+        std::fs::create_dir_all(confdir.join("templates")).expect("mkdir");
+        std::fs::write(confdir.join("templates/fo.tmpl"), "v={{getv \"/v\"}}\n").expect("template");
+        let dest = dir.path().join("fo.conf");
+        std::fs::write(
+            confdir.join("conf.d/fo.toml"),
+            format!(
+                "[template]\nsrc = \"fo.tmpl\"\ndest = \"{}\"\nprefix = \"/fo\"\nkeys = [\"/v\"]\n",
+                dest.display()
+            ),
+        )
+        .expect("resource");
+        put_through_cluster(&rt, &cluster, "/fo/v", "start");
+        let mut cmd = Command::new(isolated_confd());
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(dir.path())
+            .arg("--confdir")
+            .arg(&confdir)
+            .args(["--backend", "etcd", "--watch", "--log-level", "debug"]);
+        for i in 0..cluster.len() {
+            cmd.args(["--node", &cluster.address(i)]);
+        }
+        let confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+        let failover = EtcdFailover {
+            cluster,
+            rt,
+            dir,
+            confd,
+        };
+        assert!(
+            failover
+                .wait_for("start", Duration::from_secs(30))
+                .is_some(),
+            "initial render failed\nstderr:\n{}",
+            failover.confd.stderr()
+        );
+        Some(failover)
+    }
+
+    /// The destination file.
+    pub fn dest(&self) -> PathBuf {
+        self.dir.path().join("fo.conf")
+    }
+
+    /// Waits until the file holds `value`; the instant it was seen.
+    pub fn wait_for(&self, value: &str, timeout: Duration) -> Option<Instant> {
+        let want = format!("v={value}\n");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if std::fs::read_to_string(self.dest()).is_ok_and(|c| c == want) {
+                return Some(Instant::now());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Writes `/fo/v = value` through a running member.
+    pub fn put(&self, value: &str) {
+        put_through_cluster(&self.rt, &self.cluster, "/fo/v", value);
+    }
+
+    /// The members confd's plugin has established connections to.
+    pub fn members_connected(&mut self) -> Vec<usize> {
+        let ports: Vec<u16> = self
+            .confd
+            .plugin_pids()
+            .into_iter()
+            .flat_map(established_remote_ports)
+            .collect();
+        (0..self.cluster.len())
+            .filter(|i| ports.contains(&self.cluster.client_port(*i)))
+            .collect()
+    }
+
+    /// The one member the plugin is connected to, waiting up to 10 s for there to be exactly one
+    /// (a connection to a member left a moment ago may still be closing).
+    pub fn member_in_use(&mut self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let connected = self.members_connected();
+            if let [one] = connected.as_slice() {
+                return *one;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the plugin is connected to members {connected:?}, not to exactly one\nstderr:\n{}",
+                self.confd.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Writes `key = value` through a running member of `cluster`; each try gets 1 s, since a put
+/// proposed while the cluster elects a new leader can wait out etcd's 7 s request timeout.
+pub fn put_through_cluster(
+    rt: &tokio::runtime::Runtime,
+    cluster: &EtcdCluster,
+    key: &str,
+    value: &str,
+) {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        for i in (0..cluster.len()).filter(|i| cluster.is_running(*i)) {
+            let endpoint = cluster.endpoint(i);
+            let put = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(1), async {
+                    let mut client = etcd_client::Client::connect([endpoint], None).await?;
+                    client.put(key, value, None).await
+                })
+                .await
+            });
+            match put {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "no answer within 1s".to_string(),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("put {key}={value}: {last}");
 }

@@ -281,19 +281,18 @@ impl Members {
             let channel = etcd_client::Channel::Tonic(self.endpoints[index].connect_lazy());
             let check = async {
                 let client = Client::from_channel(channel, Some(self.options.clone())).await?;
-                client.maintenance_client().status().await?;
-                Ok::<_, etcd_client::Error>(client)
+                client.maintenance_client().status().await
             };
-            if let Ok(Ok(client)) = tokio::time::timeout(self.dial_timeout, check).await {
+            // The client is dropped: the member in use is the only one with a connection, so
+            // nothing is kept open to a member until a call goes to it.
+            if let Ok(Ok(_)) = tokio::time::timeout(self.dial_timeout, check).await {
                 let mut state = lock(&self.state);
-                let member = &mut state.members[index];
-                if member.down.take().is_some() {
+                if state.members[index].down.take().is_some() {
                     tracing::debug!(
                         "etcd: member {} is back; it is used again",
                         self.urls[index]
                     );
                 }
-                member.client.get_or_insert(client);
             }
         }
     }
