@@ -29,7 +29,7 @@ pub use consul::ConsulEmulator;
 pub use etcd::{EtcdCluster, EtcdOptions, EtcdServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
-pub use redis::{RedisOptions, RedisServer};
+pub use redis::{RedisOptions, RedisSentinels, RedisServer};
 pub use tls::TestCertificates;
 pub use vault::{VaultEmulator, VaultLogin, VaultTls};
 pub use zookeeper::ZookeeperServer;
