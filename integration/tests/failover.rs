@@ -6,6 +6,7 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
+use confd_test_support::RedisSentinels;
 use e2e::EtcdFailover;
 
 /// Far above the failover itself (well under a second): a loaded machine must stay green.
@@ -55,4 +56,52 @@ fn etcd_killing_the_member_in_use_loses_no_change() {
         "the failover is logged:\n{stderr}"
     );
     assert!(run.confd.try_wait().is_none(), "confd keeps running");
+}
+
+/// `SET key value` on the redis server at `port`.
+fn redis_set(port: u16, key: &str, value: &str) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let mut conn = client.get_connection().expect("connect to redis");
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .exec(&mut conn)
+        .expect("redis SET");
+}
+
+/// confd given `--node sentinel://s1,s2,s3/name` renders from the primary; after `SENTINEL
+/// FAILOVER` the next change, written on the new primary, reaches the file; twice, so the second
+/// failover moves back to the first server.
+#[test]
+fn redis_sentinel_failover_loses_no_change() {
+    let Some(group) = RedisSentinels::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    redis_set(group.primary_port(), "/fo/v", "start");
+    let mut confd = e2e::one_key_confd(dir.path(), "redis", &["--node".to_string(), group.node()]);
+    let dest = dir.path().join("fo.conf");
+    assert!(
+        e2e::wait_for_value(&dest, "start", DEADLINE).is_some(),
+        "initial render failed\nstderr:\n{}",
+        confd.stderr()
+    );
+    for round in 0..2 {
+        let primary = group.failover();
+        let taking_writes = Instant::now();
+        let value = format!("after-failover-{round}");
+        redis_set(primary, "/fo/v", &value);
+        let seen = e2e::wait_for_value(&dest, &value, DEADLINE);
+        assert!(
+            seen.is_some(),
+            "round {round}: no render within {DEADLINE:?} of the failover to {primary}\nstderr:\n{}\n{}",
+            confd.stderr(),
+            group.logs()
+        );
+        println!(
+            "MEASURED redis sentinel failover {round}: change in the file {:?} after the new primary took writes",
+            taking_writes.elapsed()
+        );
+    }
+    assert!(confd.try_wait().is_none(), "confd keeps running");
 }

@@ -702,31 +702,12 @@ impl EtcdFailover {
             .build()
             .expect("tokio runtime");
         let dir = tempfile::tempdir().expect("temp dir");
-        let confdir = dir.path().join("confdir");
-        std::fs::create_dir_all(confdir.join("conf.d")).expect("mkdir");
-        std::fs::create_dir_all(confdir.join("templates")).expect("mkdir");
-        std::fs::write(confdir.join("templates/fo.tmpl"), "v={{getv \"/v\"}}\n").expect("template");
-        let dest = dir.path().join("fo.conf");
-        std::fs::write(
-            confdir.join("conf.d/fo.toml"),
-            format!(
-                "[template]\nsrc = \"fo.tmpl\"\ndest = \"{}\"\nprefix = \"/fo\"\nkeys = [\"/v\"]\n",
-                dest.display()
-            ),
-        )
-        .expect("resource");
         put_through_cluster(&rt, &cluster, "/fo/v", "start");
-        let mut cmd = Command::new(isolated_confd());
-        cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .current_dir(dir.path())
-            .arg("--confdir")
-            .arg(&confdir)
-            .args(["--backend", "etcd", "--watch", "--log-level", "debug"]);
+        let mut nodes = Vec::new();
         for i in 0..cluster.len() {
-            cmd.args(["--node", &cluster.address(i)]);
+            nodes.extend(["--node".to_string(), cluster.address(i)]);
         }
-        let confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+        let confd = one_key_confd(dir.path(), "etcd", &nodes);
         let failover = EtcdFailover {
             cluster,
             rt,
@@ -750,17 +731,7 @@ impl EtcdFailover {
 
     /// Waits until the file holds `value`; the instant it was seen.
     pub fn wait_for(&self, value: &str, timeout: Duration) -> Option<Instant> {
-        let want = format!("v={value}\n");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if std::fs::read_to_string(self.dest()).is_ok_and(|c| c == want) {
-                return Some(Instant::now());
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for_value(&self.dest(), value, timeout)
     }
 
     /// Writes `/fo/v = value` through a running member.
@@ -829,4 +800,46 @@ pub fn put_through_cluster(
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("put {key}={value}: {last}");
+}
+
+/// `confd --watch --backend <backend> <args>` in `dir` on a one-template confdir written there:
+/// `fo.conf` holds `v=<the value of /fo/v>`.
+pub fn one_key_confd(dir: &Path, backend: &str, args: &[String]) -> Confd {
+    let confdir = dir.join("confdir");
+    std::fs::create_dir_all(confdir.join("conf.d")).expect("mkdir");
+    std::fs::create_dir_all(confdir.join("templates")).expect("mkdir");
+    std::fs::write(confdir.join("templates/fo.tmpl"), "v={{getv \"/v\"}}\n").expect("template");
+    let dest = dir.join("fo.conf");
+    std::fs::write(
+        confdir.join("conf.d/fo.toml"),
+        format!(
+            "[template]\nsrc = \"fo.tmpl\"\ndest = \"{}\"\nprefix = \"/fo\"\nkeys = [\"/v\"]\n",
+            dest.display()
+        ),
+    )
+    .expect("resource");
+    let mut cmd = Command::new(isolated_confd());
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(dir)
+        .arg("--confdir")
+        .arg(&confdir)
+        .args(["--backend", backend, "--watch", "--log-level", "debug"])
+        .args(args);
+    Confd::spawn(cmd, dir.join("stderr.log"))
+}
+
+/// Waits until the `fo.conf` at `path` holds `v=<value>`; the instant it was seen.
+pub fn wait_for_value(path: &Path, value: &str, timeout: Duration) -> Option<Instant> {
+    let want = format!("v={value}\n");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|c| c == want) {
+            return Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
