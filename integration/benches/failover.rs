@@ -5,13 +5,19 @@
 //! (the cluster's own recovery, a new leader when the victim led: the baseline), the put
 //! returning → the file updated (what confd adds), and kill → file.
 //!
-//! `CONFD_BENCH_KILLS=N` changes the number of kills.
+//! Then Redis Sentinel: a primary, a replica and three sentinels; 20 times `SENTINEL FAILOVER`,
+//! a change written on the new primary as soon as it takes writes, awaited in the file. Printed:
+//! the failover command → the new primary taking writes (the sentinels' work, the baseline) and
+//! the new primary taking writes → the file updated.
+//!
+//! `CONFD_BENCH_KILLS=N` changes the number of kills and failovers.
 
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
 
 use std::time::{Duration, Instant};
 
+use confd_test_support::RedisSentinels;
 use e2e::EtcdFailover;
 
 const KILLS: usize = 20;
@@ -21,8 +27,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(KILLS);
+    etcd(kills);
+    redis_sentinel(kills);
+}
+
+fn etcd(kills: usize) {
     let Some(mut run) = EtcdFailover::start() else {
-        println!("failover: SKIPPED (etcd is not installed)");
+        println!("failover: etcd SKIPPED (etcd is not installed)");
         return;
     };
     let (mut store, mut confd, mut total) = (Vec::new(), Vec::new(), Vec::new());
@@ -65,6 +76,66 @@ fn main() {
         ms(pct(&total, 50)),
         ms(pct(&total, 100))
     );
+}
+
+fn redis_sentinel(failovers: usize) {
+    let Some(group) = RedisSentinels::start() else {
+        println!("failover: redis SKIPPED (redis-sentinel is not installed)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    redis_set(group.primary_port(), "start");
+    let confd = e2e::one_key_confd(dir.path(), "redis", &["--node".to_string(), group.node()]);
+    let dest = dir.path().join("fo.conf");
+    assert!(
+        e2e::wait_for_value(&dest, "start", Duration::from_secs(30)).is_some(),
+        "initial render failed\n{}",
+        confd.stderr()
+    );
+    let (mut sentinels, mut confd_times) = (Vec::new(), Vec::new());
+    for round in 0..failovers {
+        let asked = Instant::now();
+        let primary = group.failover();
+        let taking_writes = Instant::now();
+        let value = format!("failover-{round}");
+        redis_set(primary, &value);
+        let seen = e2e::wait_for_value(&dest, &value, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("failover {round}: never rendered\n{}", confd.stderr()));
+        sentinels.push(taking_writes - asked);
+        confd_times.push(seen - taking_writes);
+    }
+    let within = confd_times
+        .iter()
+        .filter(|d| **d < Duration::from_secs(2))
+        .count();
+    println!("\nfailover, redis sentinel, primary + replica + 3 sentinels, {failovers} failovers");
+    println!("{:<44} {:>10} {:>10}", "", "p50", "max");
+    for (name, values) in [
+        ("SENTINEL FAILOVER -> new primary writable", &sentinels),
+        ("new primary writable -> confd file updated", &confd_times),
+    ] {
+        println!(
+            "{name:<44} {:>10} {:>10}",
+            ms(pct(values, 50)),
+            ms(pct(values, 100))
+        );
+    }
+    println!(
+        "redis failover: {within} of {failovers} changes in the file within 2 s of the new primary taking writes (target: all); p50 {} max {}",
+        ms(pct(&confd_times, 50)),
+        ms(pct(&confd_times, 100))
+    );
+}
+
+/// `SET /fo/v value` on the redis server at `port`.
+fn redis_set(port: u16, value: &str) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let mut conn = client.get_connection().expect("connect to redis");
+    redis::cmd("SET")
+        .arg("/fo/v")
+        .arg(value)
+        .exec(&mut conn)
+        .expect("redis SET");
 }
 
 fn pct(values: &[Duration], p: usize) -> Duration {
