@@ -6,7 +6,7 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use confd_test_support::RedisSentinels;
+use confd_test_support::{RedisSentinels, ZookeeperEnsemble};
 use e2e::EtcdFailover;
 
 /// Far above the failover itself (well under a second): a loaded machine must stay green.
@@ -103,5 +103,74 @@ fn redis_sentinel_failover_loses_no_change() {
             taking_writes.elapsed()
         );
     }
+    assert!(confd.try_wait().is_none(), "confd keeps running");
+}
+
+/// `key = value` written through a running server of `ensemble` (a fresh session each time, so
+/// the writer never waits on a server that was just killed).
+fn zookeeper_set(rt: &tokio::runtime::Runtime, ensemble: &ZookeeperEnsemble, value: &str) {
+    let running: Vec<String> = (0..ensemble.len())
+        .filter(|i| ensemble.is_running(*i))
+        .map(|i| ensemble.address(i))
+        .collect();
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connect(&running.join(","))
+            .await
+            .expect("connect to the ensemble");
+        e2e::zookeeper_put(&client, "/fo/v", value).await;
+    });
+}
+
+/// confd given every server of a 3-server ensemble: the server holding the plugin's session
+/// (found from its connections) is killed, the session moves to another server, the watch is
+/// set again and the change written meanwhile reaches the file; then that server comes back and
+/// the next one in use is killed.
+#[test]
+fn zookeeper_killing_the_server_of_the_session_loses_no_change() {
+    let Some(mut ensemble) = ZookeeperEnsemble::start(3) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    zookeeper_set(&rt, &ensemble, "start");
+    let mut args = Vec::new();
+    for i in 0..ensemble.len() {
+        args.extend(["--node".to_string(), ensemble.address(i)]);
+    }
+    let mut confd = e2e::one_key_confd(dir.path(), "zookeeper", &args);
+    let dest = dir.path().join("fo.conf");
+    assert!(
+        e2e::wait_for_value(&dest, "start", DEADLINE).is_some(),
+        "initial render failed\nstderr:\n{}",
+        confd.stderr()
+    );
+    let ports: Vec<u16> = (0..ensemble.len())
+        .map(|i| ensemble.client_port(i))
+        .collect();
+    let mut in_use = Vec::new();
+    for round in 0..2 {
+        let victim = e2e::server_in_use(&mut confd, &ports);
+        in_use.push(victim);
+        ensemble.stop(victim);
+        let killed = Instant::now();
+        let value = format!("round-{round}");
+        zookeeper_set(&rt, &ensemble, &value);
+        let seen = e2e::wait_for_value(&dest, &value, DEADLINE);
+        assert!(
+            seen.is_some(),
+            "round {round}: no render within {DEADLINE:?} of killing server {victim}\nstderr:\n{}",
+            confd.stderr()
+        );
+        println!(
+            "MEASURED zookeeper failover round {round}: server {victim} killed, change in the file after {:?}",
+            killed.elapsed()
+        );
+        ensemble.restart(victim);
+    }
+    assert_ne!(in_use[0], in_use[1], "the session moved to another server");
     assert!(confd.try_wait().is_none(), "confd keeps running");
 }

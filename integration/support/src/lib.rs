@@ -32,4 +32,4 @@ pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisSentinels, RedisServer};
 pub use tls::TestCertificates;
 pub use vault::{VaultEmulator, VaultLogin, VaultTls};
-pub use zookeeper::ZookeeperServer;
+pub use zookeeper::{ZookeeperEnsemble, ZookeeperServer};

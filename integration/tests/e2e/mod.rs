@@ -325,7 +325,7 @@ impl Store {
 }
 
 /// Sets a znode, creating its parents as needed.
-async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
+pub async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
     use zookeeper_client as zk;
     if client.set_data(key, value.as_bytes(), None).await.is_ok() {
         return;
@@ -739,35 +739,38 @@ impl EtcdFailover {
         put_through_cluster(&self.rt, &self.cluster, "/fo/v", value);
     }
 
-    /// The members confd's plugin has established connections to.
-    pub fn members_connected(&mut self) -> Vec<usize> {
-        let ports: Vec<u16> = self
-            .confd
+    /// The one member the plugin is connected to (see [`server_in_use`]).
+    pub fn member_in_use(&mut self) -> usize {
+        let ports: Vec<u16> = (0..self.cluster.len())
+            .map(|i| self.cluster.client_port(i))
+            .collect();
+        server_in_use(&mut self.confd, &ports)
+    }
+}
+
+/// Which of the servers listening on `ports` confd's plugin is connected to, waiting up to 10 s
+/// for it to be connected to exactly one (a connection to a server left a moment ago may still
+/// be closing).
+pub fn server_in_use(confd: &mut Confd, ports: &[u16]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let connected: Vec<u16> = confd
             .plugin_pids()
             .into_iter()
             .flat_map(established_remote_ports)
             .collect();
-        (0..self.cluster.len())
-            .filter(|i| ports.contains(&self.cluster.client_port(*i)))
-            .collect()
-    }
-
-    /// The one member the plugin is connected to, waiting up to 10 s for there to be exactly one
-    /// (a connection to a member left a moment ago may still be closing).
-    pub fn member_in_use(&mut self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let connected = self.members_connected();
-            if let [one] = connected.as_slice() {
-                return *one;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the plugin is connected to members {connected:?}, not to exactly one\nstderr:\n{}",
-                self.confd.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let servers: Vec<usize> = (0..ports.len())
+            .filter(|i| connected.contains(&ports[*i]))
+            .collect();
+        if let [one] = servers.as_slice() {
+            return *one;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the plugin is connected to servers {servers:?}, not to exactly one\nstderr:\n{}",
+            confd.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
