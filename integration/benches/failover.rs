@@ -10,6 +10,9 @@
 //! the failover command → the new primary taking writes (the sentinels' work, the baseline) and
 //! the new primary taking writes → the file updated.
 //!
+//! Last ZooKeeper: a 3-server ensemble; 20 times the server holding the plugin's session is
+//! killed, a change written through the others, awaited in the file (kill → file).
+//!
 //! `CONFD_BENCH_KILLS=N` changes the number of kills and failovers.
 
 #[path = "../tests/e2e/mod.rs"]
@@ -17,7 +20,7 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use confd_test_support::RedisSentinels;
+use confd_test_support::{RedisSentinels, ZookeeperEnsemble};
 use e2e::EtcdFailover;
 
 const KILLS: usize = 20;
@@ -29,6 +32,7 @@ fn main() {
         .unwrap_or(KILLS);
     etcd(kills);
     redis_sentinel(kills);
+    zookeeper(kills);
 }
 
 fn etcd(kills: usize) {
@@ -37,10 +41,15 @@ fn etcd(kills: usize) {
         return;
     };
     let (mut store, mut confd, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let mut moved = Vec::new();
+    let ports = run.client_ports();
     for round in 0..kills {
         let victim = run.member_in_use();
         run.cluster.stop(victim);
         let killed = Instant::now();
+        let elsewhere = e2e::reconnected_elsewhere(&mut run.confd, &ports, victim)
+            .unwrap_or_else(|| panic!("kill {round}: never reconnected\n{}", run.confd.stderr()));
+        moved.push(elsewhere - killed);
         let value = format!("kill-{round}");
         run.put(&value);
         let written = Instant::now();
@@ -61,6 +70,7 @@ fn etcd(kills: usize) {
     println!("\nfailover, etcd, 3 members, {kills} kills of the member in use");
     println!("{:<44} {:>10} {:>10}", "", "p50", "max");
     for (name, values) in [
+        ("kill -> plugin connected to another member", &moved),
         ("kill -> put returned (etcd's recovery)", &store),
         ("put returned -> confd dest file updated", &confd),
         ("kill -> confd dest file updated", &total),
@@ -72,7 +82,9 @@ fn etcd(kills: usize) {
         );
     }
     println!(
-        "etcd failover: {within} of {kills} changes in the file within 1 s of the put (target: all); kill -> file p50 {} max {}",
+        "etcd failover: {within} of {kills} changes in the file within 1 s of the put (target: all); kill -> another member p50 {} max {}; kill -> file p50 {} max {}",
+        ms(pct(&moved, 50)),
+        ms(pct(&moved, 100)),
         ms(pct(&total, 50)),
         ms(pct(&total, 100))
     );
@@ -124,6 +136,73 @@ fn redis_sentinel(failovers: usize) {
         "redis failover: {within} of {failovers} changes in the file within 2 s of the new primary taking writes (target: all); p50 {} max {}",
         ms(pct(&confd_times, 50)),
         ms(pct(&confd_times, 100))
+    );
+}
+
+fn zookeeper(kills: usize) {
+    let Some(mut ensemble) = ZookeeperEnsemble::start(3) else {
+        println!("failover: zookeeper SKIPPED (zookeeper is not installed)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    e2e::zookeeper_set(&rt, &ensemble, "start");
+    let mut args = Vec::new();
+    for i in 0..ensemble.len() {
+        args.extend(["--node".to_string(), ensemble.address(i)]);
+    }
+    let mut confd = e2e::one_key_confd(dir.path(), "zookeeper", &args);
+    let dest = dir.path().join("fo.conf");
+    assert!(
+        e2e::wait_for_value(&dest, "start", Duration::from_secs(60)).is_some(),
+        "initial render failed\n{}",
+        confd.stderr()
+    );
+    let ports: Vec<u16> = (0..ensemble.len())
+        .map(|i| ensemble.client_port(i))
+        .collect();
+    let (mut writes, mut total, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..kills {
+        let victim = e2e::server_in_use(&mut confd, &ports);
+        ensemble.stop(victim);
+        let killed = Instant::now();
+        let elsewhere = e2e::reconnected_elsewhere(&mut confd, &ports, victim)
+            .unwrap_or_else(|| panic!("kill {round}: never reconnected\n{}", confd.stderr()));
+        moved.push(elsewhere - killed);
+        let value = format!("kill-{round}");
+        e2e::zookeeper_set(&rt, &ensemble, &value);
+        let written = Instant::now();
+        let seen = e2e::wait_for_value(&dest, &value, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("kill {round}: never rendered\n{}", confd.stderr()));
+        writes.push(written - killed);
+        total.push(seen - killed);
+        ensemble.restart(victim);
+    }
+    let within = total
+        .iter()
+        .filter(|d| **d < Duration::from_secs(5))
+        .count();
+    println!("\nfailover, zookeeper, 3 servers, {kills} kills of the session's server");
+    println!("{:<44} {:>10} {:>10}", "", "p50", "max");
+    for (name, values) in [
+        ("kill -> session on another server", &moved),
+        ("kill -> write returned (new session)", &writes),
+        ("kill -> confd dest file updated", &total),
+    ] {
+        println!(
+            "{name:<44} {:>10} {:>10}",
+            ms(pct(values, 50)),
+            ms(pct(values, 100))
+        );
+    }
+    println!(
+        "zookeeper failover: {within} of {kills} changes in the file within the 5 s session timeout of the kill (target: all); p50 {} max {}",
+        ms(pct(&total, 50)),
+        ms(pct(&total, 100))
     );
 }
 

@@ -106,21 +106,6 @@ fn redis_sentinel_failover_loses_no_change() {
     assert!(confd.try_wait().is_none(), "confd keeps running");
 }
 
-/// `key = value` written through a running server of `ensemble` (a fresh session each time, so
-/// the writer never waits on a server that was just killed).
-fn zookeeper_set(rt: &tokio::runtime::Runtime, ensemble: &ZookeeperEnsemble, value: &str) {
-    let running: Vec<String> = (0..ensemble.len())
-        .filter(|i| ensemble.is_running(*i))
-        .map(|i| ensemble.address(i))
-        .collect();
-    rt.block_on(async {
-        let client = zookeeper_client::Client::connect(&running.join(","))
-            .await
-            .expect("connect to the ensemble");
-        e2e::zookeeper_put(&client, "/fo/v", value).await;
-    });
-}
-
 /// confd given every server of a 3-server ensemble: the server holding the plugin's session
 /// (found from its connections) is killed, the session moves to another server, the watch is
 /// set again and the change written meanwhile reaches the file; then that server comes back and
@@ -136,7 +121,7 @@ fn zookeeper_killing_the_server_of_the_session_loses_no_change() {
         .build()
         .expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    zookeeper_set(&rt, &ensemble, "start");
+    e2e::zookeeper_set(&rt, &ensemble, "start");
     let mut args = Vec::new();
     for i in 0..ensemble.len() {
         args.extend(["--node".to_string(), ensemble.address(i)]);
@@ -158,7 +143,7 @@ fn zookeeper_killing_the_server_of_the_session_loses_no_change() {
         ensemble.stop(victim);
         let killed = Instant::now();
         let value = format!("round-{round}");
-        zookeeper_set(&rt, &ensemble, &value);
+        e2e::zookeeper_set(&rt, &ensemble, &value);
         let seen = e2e::wait_for_value(&dest, &value, DEADLINE);
         assert!(
             seen.is_some(),

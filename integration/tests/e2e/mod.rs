@@ -741,11 +741,34 @@ impl EtcdFailover {
 
     /// The one member the plugin is connected to (see [`server_in_use`]).
     pub fn member_in_use(&mut self) -> usize {
-        let ports: Vec<u16> = (0..self.cluster.len())
-            .map(|i| self.cluster.client_port(i))
-            .collect();
+        let ports = self.client_ports();
         server_in_use(&mut self.confd, &ports)
     }
+
+    /// Every member's client port.
+    pub fn client_ports(&self) -> Vec<u16> {
+        (0..self.cluster.len())
+            .map(|i| self.cluster.client_port(i))
+            .collect()
+    }
+}
+
+/// Waits until confd's plugin is connected to one of the servers on `ports` other than
+/// `left`; the instant it was seen (polled every millisecond).
+pub fn reconnected_elsewhere(confd: &mut Confd, ports: &[u16], left: usize) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let connected: Vec<u16> = confd
+            .plugin_pids()
+            .into_iter()
+            .flat_map(established_remote_ports)
+            .collect();
+        if (0..ports.len()).any(|i| i != left && connected.contains(&ports[i])) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
 }
 
 /// Which of the servers listening on `ports` confd's plugin is connected to, waiting up to 10 s
@@ -845,4 +868,23 @@ pub fn wait_for_value(path: &Path, value: &str, timeout: Duration) -> Option<Ins
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// `/fo/v = value` written through a running server of `ensemble` (a fresh session each time, so
+/// the writer never waits on a server that was just killed).
+pub fn zookeeper_set(
+    rt: &tokio::runtime::Runtime,
+    ensemble: &confd_test_support::ZookeeperEnsemble,
+    value: &str,
+) {
+    let running: Vec<String> = (0..ensemble.len())
+        .filter(|i| ensemble.is_running(*i))
+        .map(|i| ensemble.address(i))
+        .collect();
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connect(&running.join(","))
+            .await
+            .expect("connect to the ensemble");
+        zookeeper_put(&client, "/fo/v", value).await;
+    });
 }
