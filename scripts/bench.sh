@@ -52,6 +52,7 @@ run watch_latency cargo bench -p confd-integration --bench watch_latency
 run scale cargo bench -p confd-integration --bench scale
 run reload cargo bench -p confd-integration --bench reload
 run restart cargo bench -p confd-integration --bench restart
+run failover cargo bench -p confd-integration --bench failover
 
 echo
 echo "================ summary (end-to-end) ================"
@@ -59,6 +60,7 @@ sed -n '/^one-shot,/,/^targets:/p' "$log/oneshot.txt"
 grep '^engines' "$log/oneshot.txt" || true
 grep '^baseline' "$log/oneshot.txt" || true
 grep '^restart:' "$log/restart.txt" || true
+grep -E '^[a-z]+ failover:' "$log/failover.txt" || true
 cat "$log/symbol-order.txt" 2>/dev/null || true
 echo
 sed -n '/^watch latency: confd added/,/^ratios:/p' "$log/watch_latency.txt"
