@@ -44,104 +44,61 @@ pub(crate) async fn render_and_commit(
         return local;
     }
     let stop_now = || stop.any() || opts.shutdown.is_set();
-    // Render on the cores, then stage on more threads: rendering is CPU, staging is disk.
-    let staged: Vec<Result<Staged, SyncError>> = offload(|| {
-        let rendered = par_map(jobs, cores(), |job| render(job.resource, job.store));
-        let work: Vec<(&Resource, Result<Vec<u8>, SyncError>)> =
-            jobs.iter().map(|j| j.resource).zip(rendered).collect();
-        let work: Vec<Mutex<Option<(&Resource, Result<Vec<u8>, SyncError>)>>> =
-            work.into_iter().map(|w| Mutex::new(Some(w))).collect();
-        par_map(&work, STAGE_THREADS, |slot| {
-            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match taken {
-                Some((resource, Ok(content))) => {
-                    if stop_now() {
-                        return Err(SyncError::ShuttingDown {
-                            dest: resource.dest().to_path_buf(),
-                        });
+    // Without a check_cmd in the batch nothing between staging and the directory syncs needs
+    // to wait for a command: one trip off the async threads does it all (a watch event's path
+    // to the new file).
+    let checks = !opts.sync_only && jobs.iter().any(|j| j.resource.check_cmd().is_some());
+    let (mut results, dirs) = if checks {
+        let staged = offload(|| stage_all(jobs, opts, &stop_now)).await;
+        let mut results = Vec::with_capacity(jobs.len());
+        for (job, staged) in jobs.iter().zip(staged) {
+            let outcome = match settle(job, staged, opts, &stop_now) {
+                Settled::Skipped => {
+                    results.push(None);
+                    continue;
+                }
+                Settled::Done(outcome) => outcome,
+                Settled::Ready {
+                    stage,
+                    content,
+                    wanted,
+                } => install(job.resource, stage, content, wanted, opts).await,
+            };
+            results.push(record(job, outcome, opts, stop, started, &mut local));
+        }
+        let dirs = offload(|| sync_dirs(jobs, &results)).await;
+        (results, dirs)
+    } else {
+        offload(|| {
+            let staged = stage_all(jobs, opts, &stop_now);
+            let mut results = Vec::with_capacity(jobs.len());
+            for (job, staged) in jobs.iter().zip(staged) {
+                let outcome = match settle(job, staged, opts, &stop_now) {
+                    Settled::Skipped => {
+                        results.push(None);
+                        continue;
                     }
-                    sync::stage_content(resource, content, opts)
-                }
-                Some((_, Err(e))) => Err(e),
-                None => Err(SyncError::Io {
-                    op: "stage",
-                    path: Default::default(),
-                    source: io::Error::other("staged twice"),
-                }),
+                    Settled::Done(outcome) => outcome,
+                    Settled::Ready {
+                        stage,
+                        content,
+                        wanted,
+                    } => sync::install_unsynced(
+                        stage,
+                        job.resource.dest(),
+                        &content,
+                        wanted,
+                        opts.keep_stage_file,
+                    )
+                    .map(|()| Outcome::Updated),
+                };
+                results.push(record(job, outcome, opts, stop, started, &mut local));
             }
+            let dirs = sync_dirs(jobs, &results);
+            (results, dirs)
         })
-    })
-    .await;
-
-    // In resource order: log, check, rename. `installed` holds the renamed ones.
-    let mut results: Vec<Option<Result<Outcome, SyncError>>> = Vec::with_capacity(jobs.len());
-    let mut installed: Vec<usize> = Vec::new();
-    for (i, (job, staged)) in jobs.iter().zip(staged).enumerate() {
-        if stop_now() {
-            // Not started: dropping the stage removes it.
-            if let Ok(Staged::Ready { stage, .. }) = staged {
-                sync::discard(stage, opts.keep_stage_file);
-            }
-            results.push(None);
-            continue;
-        }
-        let dest = job.resource.dest();
-        let outcome = match staged {
-            Err(e) => Err(e),
-            Ok(Staged::Unchanged) => {
-                tracing::debug!("Target config {} in sync", dest.display());
-                Ok(Outcome::Unchanged)
-            }
-            Ok(Staged::Pending { content, old }) => {
-                tracing::info!("Target config {} out of sync", dest.display());
-                tracing::warn!("Noop mode enabled. {} will not be modified", dest.display());
-                if opts.diff {
-                    let text =
-                        sync::unified_diff(dest, old.as_deref().unwrap_or_default(), &content);
-                    let mut out = io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                }
-                Ok(Outcome::Pending)
-            }
-            Ok(Staged::Ready {
-                stage,
-                content,
-                wanted,
-                differences,
-            }) => {
-                tracing::info!(
-                    "Target config {} out of sync ({})",
-                    dest.display(),
-                    differences.join(", ")
-                );
-                install(job.resource, stage, content, wanted, opts).await
-            }
-        };
-        if let Err(err) = &outcome {
-            fail(job, err, opts, stop, started);
-            local.failed += 1;
-            results.push(None);
-            continue;
-        }
-        if let Ok(Outcome::Updated) = outcome {
-            installed.push(i);
-        }
-        results.push(Some(outcome));
-    }
-
-    // One sync per distinct directory makes every rename in it durable.
-    let mut dirs: BTreeMap<&Path, Option<String>> = installed
-        .iter()
-        .map(|&i| (sync::dest_dir(jobs[i].resource.dest()), None))
-        .collect();
-    let list: Vec<&Path> = dirs.keys().copied().collect();
-    let synced = offload(|| par_map(&list, STAGE_THREADS, |dir| sync::sync_dir(dir))).await;
-    for (dir, result) in list.iter().zip(synced) {
-        if let Err(e) = result {
-            dirs.insert(dir, Some(e.to_string()));
-        }
-    }
+        .await
+    };
 
     // Then reloads, in resource order.
     for (i, job) in jobs.iter().enumerate() {
@@ -189,6 +146,156 @@ pub(crate) async fn render_and_commit(
     local
 }
 
+/// A resource and what its render gave, waiting for a stage thread to take it.
+type Rendered<'a> = (&'a Resource, Result<Vec<u8>, SyncError>);
+
+/// Renders on the cores, then stages on more threads: rendering is CPU, staging is disk.
+fn stage_all(
+    jobs: &[Job<'_>],
+    opts: &RunOptions,
+    stop_now: &(dyn Fn() -> bool + Sync),
+) -> Vec<Result<Staged, SyncError>> {
+    let rendered = par_map(jobs, cores(), |job| render(job.resource, job.store));
+    let work: Vec<Mutex<Option<Rendered<'_>>>> = jobs
+        .iter()
+        .map(|j| j.resource)
+        .zip(rendered)
+        .map(|w| Mutex::new(Some(w)))
+        .collect();
+    par_map(&work, STAGE_THREADS, |slot| {
+        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            Some((resource, Ok(content))) => {
+                if stop_now() {
+                    return Err(SyncError::ShuttingDown {
+                        dest: resource.dest().to_path_buf(),
+                    });
+                }
+                sync::stage_content(resource, content, opts)
+            }
+            Some((_, Err(e))) => Err(e),
+            None => Err(SyncError::Io {
+                op: "stage",
+                path: Default::default(),
+                source: io::Error::other("staged twice"),
+            }),
+        }
+    })
+}
+
+/// What the ordered step makes of one staged resource.
+enum Settled {
+    /// Stopped before its turn (shutdown, fail-fast): not started, not counted.
+    Skipped,
+    Done(Result<Outcome, SyncError>),
+    /// Staged and differing: to be checked and renamed.
+    Ready {
+        stage: crate::stage::Stage,
+        content: Vec<u8>,
+        wanted: sync::Wanted,
+    },
+}
+
+/// Logs one staged resource in its turn.
+fn settle(
+    job: &Job<'_>,
+    staged: Result<Staged, SyncError>,
+    opts: &RunOptions,
+    stop_now: &dyn Fn() -> bool,
+) -> Settled {
+    let dest = job.resource.dest();
+    if stop_now() {
+        // Not started: dropping the stage removes it.
+        if let Ok(Staged::Ready { stage, .. }) = staged {
+            sync::discard(stage, opts.keep_stage_file);
+        }
+        return Settled::Skipped;
+    }
+    match staged {
+        Err(e) => Settled::Done(Err(e)),
+        Ok(Staged::Unchanged) => {
+            tracing::debug!("Target config {} in sync", dest.display());
+            Settled::Done(Ok(Outcome::Unchanged))
+        }
+        Ok(Staged::Pending { content, old }) => {
+            tracing::info!("Target config {} out of sync", dest.display());
+            tracing::warn!("Noop mode enabled. {} will not be modified", dest.display());
+            if opts.diff {
+                let text = sync::unified_diff(dest, old.as_deref().unwrap_or_default(), &content);
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            Settled::Done(Ok(Outcome::Pending))
+        }
+        Ok(Staged::Ready {
+            stage,
+            content,
+            wanted,
+            differences,
+        }) => {
+            tracing::info!(
+                "Target config {} out of sync ({})",
+                dest.display(),
+                differences.join(", ")
+            );
+            if opts.shutdown.is_set() {
+                // No new command at shutdown, and no install without its check.
+                sync::discard(stage, opts.keep_stage_file);
+                return Settled::Done(Err(SyncError::ShuttingDown {
+                    dest: dest.to_path_buf(),
+                }));
+            }
+            Settled::Ready {
+                stage,
+                content,
+                wanted,
+            }
+        }
+    }
+}
+
+/// Counts a failure at once (fail-fast stops the next resource); what succeeded waits for its
+/// directory sync and reload.
+fn record(
+    job: &Job<'_>,
+    outcome: Result<Outcome, SyncError>,
+    opts: &RunOptions,
+    stop: &Stops,
+    started: Instant,
+    local: &mut Summary,
+) -> Option<Result<Outcome, SyncError>> {
+    match outcome {
+        Err(err) => {
+            fail(job, &err, opts, stop, started);
+            local.failed += 1;
+            None
+        }
+        ok => Some(ok),
+    }
+}
+
+/// Syncs once each directory that got a rename; the error of each that failed.
+fn sync_dirs<'a>(
+    jobs: &[Job<'a>],
+    results: &[Option<Result<Outcome, SyncError>>],
+) -> BTreeMap<&'a Path, Option<String>> {
+    let mut dirs: BTreeMap<&Path, Option<String>> = jobs
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| matches!(r, Some(Ok(Outcome::Updated))))
+        .map(|(j, _)| (sync::dest_dir(j.resource.dest()), None))
+        .collect();
+    let list: Vec<&Path> = dirs.keys().copied().collect();
+    let synced = par_map(&list, STAGE_THREADS, |dir| sync::sync_dir(dir));
+    for (dir, result) in list.iter().zip(synced) {
+        if let Err(e) = result {
+            dirs.insert(dir, Some(e.to_string()));
+        }
+    }
+    dirs
+}
+
 fn fail(job: &Job<'_>, err: &SyncError, opts: &RunOptions, stop: &Stops, started: Instant) {
     stop.failed(opts);
     metrics::record_template_process(job.resource.dest(), false, started.elapsed());
@@ -223,13 +330,6 @@ async fn install(
 ) -> Result<Outcome, SyncError> {
     let keep = opts.keep_stage_file;
     let dest = resource.dest();
-    if opts.shutdown.is_set() {
-        // No new command at shutdown, and no install without its check.
-        sync::discard(stage, keep);
-        return Err(SyncError::ShuttingDown {
-            dest: dest.to_path_buf(),
-        });
-    }
     if !opts.sync_only
         && let Err(e) = sync::check(resource, &stage).await
     {
