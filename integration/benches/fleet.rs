@@ -45,7 +45,10 @@ fn main() {
                 .expect("put");
         }
     }
-    let mut builds: Vec<(&str, PathBuf)> = vec![("this", e2e::isolated_confd())];
+    // `CONFD_BENCH_CONFD` measures a given binary instead of this build (as in oneshot).
+    let this =
+        std::env::var_os("CONFD_BENCH_CONFD").map_or_else(e2e::isolated_confd, PathBuf::from);
+    let mut builds: Vec<(&str, PathBuf)> = vec![("this", this)];
     if let Some(go) = std::env::var_os("CONFD_GO") {
         builds.push(("go", PathBuf::from(go)));
     }

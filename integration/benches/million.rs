@@ -68,7 +68,10 @@ fn main() {
     for (label, prefixes) in [("100k", small), ("1M", big)] {
         let keys = prefixes * KEYS_PER_PREFIX;
         let resources = prefixes * RESOURCES_PER_PREFIX;
-        let mut builds: Vec<(&str, PathBuf)> = vec![("this", e2e::isolated_confd())];
+        // `CONFD_BENCH_CONFD` measures a given binary instead of this build (as in oneshot).
+        let this =
+            std::env::var_os("CONFD_BENCH_CONFD").map_or_else(e2e::isolated_confd, PathBuf::from);
+        let mut builds: Vec<(&str, PathBuf)> = vec![("this", this)];
         if let Some(go) = &go {
             builds.push(("go", go.clone()));
         }
