@@ -82,6 +82,11 @@ impl EtcdServer {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
+    /// The server's process id (CPU accounting in benches), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The client address without a scheme, e.g. `127.0.0.1:40123`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)

@@ -929,3 +929,46 @@ pub fn zookeeper_set(
         zookeeper_put(&client, "/fo/v", value).await;
     });
 }
+
+/// `Pss:` of `/proc/<pid>/smaps_rollup` in KiB; None once the process is gone.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The largest PSS sum (KiB) of a process and its children seen so far, sampled on demand:
+/// what the machine spends on confd and its plugin together.
+#[derive(Debug, Default)]
+pub struct PssPeak {
+    pub host: u64,
+    pub plugins: u64,
+    children: Vec<u32>,
+}
+
+impl PssPeak {
+    pub fn sample(&mut self, pid: u32) {
+        for p in children_of(pid) {
+            if !self.children.contains(&p) {
+                self.children.push(p);
+            }
+        }
+        let host = pss_kib(pid).unwrap_or(0);
+        let plugins: u64 = self.children.iter().filter_map(|p| pss_kib(*p)).sum();
+        if host + plugins > self.host + self.plugins {
+            self.host = host;
+            self.plugins = plugins;
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.host + self.plugins
+    }
+}
+
+/// User plus system CPU time of `pid` in clock ticks (`/proc/<pid>/stat` utime + stime).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let utime: u64 = stat_field(pid, 11)?.parse().ok()?;
+    let stime: u64 = stat_field(pid, 12)?.parse().ok()?;
+    Some(utime + stime)
+}
