@@ -721,7 +721,7 @@ async fn poll_group(
     } = shared;
     loop {
         let stop = Stops::default();
-        process_group(group, backends, opts, &stop, summary, false, None).await;
+        process_group(group, backends, opts, &stop, summary, None).await;
         shared.group_rendered(counted);
         if let Step::Cancelled = cancellable(cancel, tokio::time::sleep(opts.interval)).await {
             return Ok(());
