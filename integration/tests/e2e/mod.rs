@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdCluster, EtcdServer, RedisServer, VaultEmulator, ZookeeperServer, profile_dir,
-    workspace_bin,
+    ConsulEmulator, EtcdCluster, EtcdServer, RedisServer, VaultEmulator, ZookeeperServer,
+    profile_dir, workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
