@@ -27,18 +27,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let Some(server) = EtcdServer::start() else {
-        println!("fleet: SKIPPED (etcd is not installed)");
+    let Some((server, rt, mut kv)) = e2e::bench_etcd("fleet") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut kv = rt
-        .block_on(etcd_client::Client::connect([server.endpoint()], None))
-        .expect("connect etcd")
-        .kv_client();
     for p in 0..PREFIXES {
         for k in ["k", "other"] {
             rt.block_on(kv.put(format!("/fleet/p{p}/{k}"), "initial", None))

@@ -29,18 +29,9 @@ fn main() {
         .unwrap_or(1.0);
     let small = ((100.0 * scale).round() as usize).max(1);
     let big = ((1_000.0 * scale).round() as usize).max(2);
-    let Some(server) = EtcdServer::start() else {
-        println!("million: SKIPPED (etcd is not installed)");
+    let Some((server, rt, mut kv)) = e2e::bench_etcd("million") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut kv = rt
-        .block_on(etcd_client::Client::connect([server.endpoint()], None))
-        .expect("connect etcd")
-        .kv_client();
     let load = Instant::now();
     for p in 0..big {
         let pairs: Vec<(String, String)> = (0..KEYS_PER_PREFIX)

@@ -21,18 +21,9 @@ const KEYS_PER_PREFIX: usize = 1_000;
 const RESOURCES_PER_PREFIX: usize = 10;
 
 fn main() {
-    let Some(server) = EtcdServer::start() else {
-        println!("scale: SKIPPED (etcd is not installed)");
+    let Some((server, rt, mut kv)) = e2e::bench_etcd("scale") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut kv = rt
-        .block_on(etcd_client::Client::connect([server.endpoint()], None))
-        .expect("connect etcd")
-        .kv_client();
 
     let load = Instant::now();
     // etcd's default limit is 128 operations per transaction.

@@ -972,3 +972,23 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stime: u64 = stat_field(pid, 12)?.parse().ok()?;
     Some(utime + stime)
 }
+
+/// The start of every etcd bench: a fresh etcd, a current-thread runtime and a KV client on it;
+/// `None` (after a SKIPPED line naming `bench`) when etcd is not installed.
+pub fn bench_etcd(
+    bench: &str,
+) -> Option<(EtcdServer, tokio::runtime::Runtime, etcd_client::KvClient)> {
+    let Some(server) = EtcdServer::start() else {
+        println!("{bench}: SKIPPED (etcd is not installed)");
+        return None;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let kv = rt
+        .block_on(etcd_client::Client::connect([server.endpoint()], None))
+        .expect("connect etcd")
+        .kv_client();
+    Some((server, rt, kv))
+}
