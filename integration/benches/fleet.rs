@@ -8,8 +8,6 @@
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -46,7 +44,7 @@ fn main() {
     let mut lines = Vec::new();
     for (build, confd) in &builds {
         let dir = tempfile::tempdir().expect("temp dir");
-        let before = watcher_total(&server);
+        let before = e2e::etcd_watchers(&server);
         let mut procs: Vec<Confd> = (0..fleet)
             .map(|i| {
                 let confdir = write_instance(dir.path(), i);
@@ -70,7 +68,7 @@ fn main() {
         );
         // Every watch established before counting and measuring.
         std::thread::sleep(Duration::from_secs(3));
-        let watchers = watcher_total(&server).zip(before).map(|(a, b)| a - b);
+        let watchers = e2e::etcd_watchers(&server).zip(before).map(|(a, b)| a - b);
 
         let mut latencies: Vec<Duration> = Vec::new();
         for t in 0..PUTS {
@@ -207,21 +205,6 @@ fn command(confd: &Path, build: &str, confdir: &Path, server: &EtcdServer) -> Co
             "error",
         ]);
     cmd
-}
-
-/// `etcd_debugging_mvcc_watcher_total` from etcd's `/metrics` (current watchers).
-fn watcher_total(server: &EtcdServer) -> Option<i64> {
-    let mut stream = TcpStream::connect(server.address()).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
 }
 
 /// `/proc/<pid>/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use confd_test_support::EtcdServer;
 use e2e::{Confd, PssPeak};
-use etcd_client::{Txn, TxnOp};
 use nix::sys::signal::Signal;
 
 const KEYS_PER_PREFIX: usize = 1_000;
@@ -37,15 +36,7 @@ fn main() {
         let pairs: Vec<(String, String)> = (0..KEYS_PER_PREFIX)
             .map(|k| (format!("/m/p{p:04}/k{k:04}"), format!("v{p}-{k}")))
             .collect();
-        // etcd's default limit is 128 operations per transaction.
-        for chunk in pairs.chunks(128) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None))
-                .collect();
-            rt.block_on(kv.txn(Txn::new().and_then(ops)))
-                .expect("load txn");
-        }
+        e2e::etcd_load(&rt, &mut kv, &pairs);
     }
     println!(
         "loaded {} keys in {:.1} s",

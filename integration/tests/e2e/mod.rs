@@ -992,3 +992,29 @@ pub fn bench_etcd(
         .kv_client();
     Some((server, rt, kv))
 }
+
+/// Puts `pairs` into etcd in transactions of 128 operations, etcd's default limit per transaction.
+pub fn etcd_load(
+    rt: &tokio::runtime::Runtime,
+    kv: &mut etcd_client::KvClient,
+    pairs: &[(String, String)],
+) {
+    for chunk in pairs.chunks(128) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
+            .collect();
+        rt.block_on(kv.txn(etcd_client::Txn::new().and_then(ops)))
+            .expect("load txn");
+    }
+}
+
+/// `etcd_debugging_mvcc_watcher_total` from etcd's `/metrics`: the watchers open right now.
+pub fn etcd_watchers(server: &EtcdServer) -> Option<i64> {
+    let port = server.address().rsplit(':').next()?.parse().ok()?;
+    let (_, body) = confd_test_support::http_get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
+}
