@@ -498,3 +498,104 @@ fn a_rejected_backend_table_names_the_backend_and_the_file() {
         "{stderr}"
     );
 }
+
+/// A confdir with `app` (the global env backend) and `late`, whose `[backend]` table names
+/// `confd-database-late` in `plugins/`: a script that exits at once until `up` exists in the
+/// test dir, then runs the env builtin.
+fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (confdir, out, plugins) = (
+        dir.join("confdir"),
+        dir.join("out"),
+        dir.join("plugins"),
+    );
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+        plugins.clone(),
+    ] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let script = plugins.join("confd-database-late");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then exec '{}' internal-plugin database env; fi\n\
+             echo 'late: not ready' >&2\nexit 3\n",
+            dir.join("up").display(),
+            e2e::isolated_confd().display()
+        ),
+    )
+    .expect("plugin script");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (name, key, template, table) in [
+        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
+        (
+            "late",
+            "/late",
+            "late = {{getv \"/late/value\"}}\n",
+            "[backend]\nbackend = \"late\"\n",
+        ),
+    ] {
+        std::fs::write(
+            confdir.join(format!("templates/{name}.tmpl")),
+            template,
+        )
+        .expect("template");
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    (confdir, out)
+}
+
+/// A `[backend]` table whose plugin does not start fails only its resources: one-shot renders
+/// the others and exits 1 naming the backend and the resource; in watch mode the others keep
+/// running and the plugin is started again with the restart backoff until it comes up.
+#[test]
+fn a_table_plugin_that_does_not_start_fails_only_its_resources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = write_late_confdir(dir.path());
+    let late = |cmd: &mut Command| {
+        cmd.env("LATE_VALUE", "here")
+            .arg("--plugin-dir")
+            .arg(dir.path().join("plugins"));
+    };
+
+    let mut cmd = confd(&confdir);
+    late(&mut cmd);
+    let output = cmd.arg("--onetime").output().expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(read(&out, "app.conf"), "name = demo\n", "{stderr}");
+    assert_eq!(read(&out, "late.conf"), "", "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("late.toml")
+            && l.contains("late@late")
+            && l.contains("cannot start")),
+        "the failure names the resource and the backend:\n{stderr}"
+    );
+
+    let mut cmd = confd(&confdir);
+    late(&mut cmd);
+    cmd.args(["--watch", "--interval", "1"]);
+    let mut confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+    let app = e2e::wait_for(DEADLINE, || read(&out, "app.conf") == "name = demo\n")
+        && e2e::wait_for(DEADLINE, || confd.stderr().contains("late: not ready"));
+    assert!(app, "the other resource runs; stderr:\n{}", confd.stderr());
+    assert_eq!(confd.try_wait(), None, "still running:\n{}", confd.stderr());
+    assert_eq!(read(&out, "late.conf"), "");
+    std::fs::write(dir.path().join("up"), "").expect("let the plugin start");
+    let rendered = e2e::wait_for(Duration::from_secs(60), || {
+        read(&out, "late.conf") == "late = here\n"
+    });
+    assert!(rendered, "the plugin came up later; stderr:\n{}", confd.stderr());
+    confd.signal(Signal::SIGTERM);
+    assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
+}
