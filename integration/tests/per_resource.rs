@@ -599,3 +599,79 @@ fn a_table_plugin_that_does_not_start_fails_only_its_resources() {
     confd.signal(Signal::SIGTERM);
     assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
 }
+
+/// An external plugin without Info that answers WatchPrefix with Unimplemented (as a Go plugin
+/// that cannot watch does): in watch mode its resources are read every `--interval`, with one
+/// warning naming it, while the others run; the run does not end.
+#[test]
+fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out, plugins) = (
+        dir.path().join("confdir"),
+        dir.path().join("out"),
+        dir.path().join("plugins"),
+    );
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+        plugins.clone(),
+    ] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let value = dir.path().join("value");
+    std::fs::write(&value, "v1\n").expect("value");
+    let script = plugins.join("confd-database-nowatch");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nMISBEHAVE=no-watch MISBEHAVE_VALUE='{}' exec '{}'\n",
+            value.display(),
+            env!("CARGO_BIN_EXE_misbehave-plugin")
+        ),
+    )
+    .expect("plugin script");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (name, key, template, table) in [
+        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
+        (
+            "polled",
+            "/p",
+            "p = {{getv \"/p\"}}\n",
+            "[backend]\nbackend = \"nowatch\"\n",
+        ),
+    ] {
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template)
+            .expect("template");
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    let mut cmd = confd(&confdir);
+    cmd.arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--watch", "--interval", "1"]);
+    let mut confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+    let first = e2e::wait_for(DEADLINE, || {
+        read(&out, "app.conf") == "name = demo\n" && read(&out, "polled.conf") == "p = v1\n"
+    });
+    assert!(first, "initial render; stderr:\n{}", confd.stderr());
+    std::fs::write(&value, "v2\n").expect("value");
+    let polled = e2e::wait_for(DEADLINE, || read(&out, "polled.conf") == "p = v2\n");
+    assert!(polled, "read again at the interval; stderr:\n{}", confd.stderr());
+    assert_eq!(confd.try_wait(), None, "still running:\n{}", confd.stderr());
+    let stderr = confd.stderr();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("the nowatch@polled backend cannot watch"))
+        .count();
+    assert_eq!(warnings, 1, "one warning naming the plugin:\n{stderr}");
+    confd.signal(Signal::SIGTERM);
+    assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
+}
