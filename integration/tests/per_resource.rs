@@ -675,3 +675,63 @@ fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
     confd.signal(Signal::SIGTERM);
     assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
 }
+
+/// Redis over TLS from `[backend]` tables with confd.toml's keys: `client_cakeys` trusts the
+/// server's CA, `client_insecure` turns verification off, and a table with neither fails only
+/// its resource, naming the backend.
+#[test]
+fn redis_tables_speak_tls_with_the_confd_keys() {
+    let Some(certs) = confd_test_support::TestCertificates::generate() else {
+        return;
+    };
+    let Some(server) =
+        confd_test_support::RedisServer::start_with(confd_test_support::RedisOptions {
+            tls: Some(confd_test_support::RedisTls {
+                cert: certs.server_cert(),
+                key: certs.server_key(),
+                ca: certs.ca(),
+            }),
+            ..Default::default()
+        })
+    else {
+        return;
+    };
+    server.cli(&["SET", "/tls/a", "secure"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
+    for d in [confdir.join("conf.d"), confdir.join("templates"), out.clone()] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    std::fs::write(confdir.join("templates/t.tmpl"), "a = {{getv \"/tls/a\"}}\n").expect("tmpl");
+    let node = format!("rediss://{}", server.address());
+    for (name, extra) in [
+        ("with-ca", format!("client_cakeys = \"{}\"\n", certs.ca().display())),
+        ("insecure", "client_insecure = true\n".to_string()),
+        ("untrusted", String::new()),
+    ] {
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"t.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"/tls\"]\n\n\
+                 [backend]\nbackend = \"redis\"\nnodes = [\"{node}\"]\n{extra}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    let output = confd(&confdir)
+        .arg("--onetime")
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(read(&out, "with-ca.conf"), "a = secure\n", "{stderr}");
+    assert_eq!(read(&out, "insecure.conf"), "a = secure\n", "{stderr}");
+    assert_eq!(read(&out, "untrusted.conf"), "", "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("untrusted.toml")
+            && l.contains("redis@untrusted")
+            && l.contains("certificate")),
+        "{stderr}"
+    );
+}

@@ -188,7 +188,9 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
         (None, None) => None,
         _ => {
             return Err(Error::invalid_config(
-                "redis: `cert` and `key` (the TLS client certificate and its key) must be given together",
+                "redis: `cert` and `key` (the TLS client certificate and its key) must be given \
+                 together; `key` is the plugin's own setting (--plugin-config key=PATH, or `key` \
+                 in a [backend] table) because confd's client_key is the redis password",
             ));
         }
     };
