@@ -93,13 +93,8 @@ pub fn plan(
         // SRV discovery replaces the nodes only after planning: tables that differ in it alone
         // must not share a plugin.
         let srv = |s: &Settings| {
-            (s.srv_record.is_some() || s.srv_domain.is_some()).then(|| {
-                (
-                    s.srv_record.clone(),
-                    s.srv_domain.clone(),
-                    s.scheme.clone(),
-                )
-            })
+            (s.srv_record.is_some() || s.srv_domain.is_some())
+                .then(|| (s.srv_record.clone(), s.srv_domain.clone(), s.scheme.clone()))
         };
         match found
             .iter_mut()

@@ -503,11 +503,7 @@ fn a_rejected_backend_table_names_the_backend_and_the_file() {
 /// `confd-database-late` in `plugins/`: a script that exits at once until `up` exists in the
 /// test dir, then runs the env builtin.
 fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (confdir, out, plugins) = (
-        dir.join("confdir"),
-        dir.join("out"),
-        dir.join("plugins"),
-    );
+    let (confdir, out, plugins) = (dir.join("confdir"), dir.join("out"), dir.join("plugins"));
     for d in [
         confdir.join("conf.d"),
         confdir.join("templates"),
@@ -538,11 +534,7 @@ fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
             "[backend]\nbackend = \"late\"\n",
         ),
     ] {
-        std::fs::write(
-            confdir.join(format!("templates/{name}.tmpl")),
-            template,
-        )
-        .expect("template");
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
         std::fs::write(
             confdir.join(format!("conf.d/{name}.toml")),
             format!(
@@ -595,7 +587,11 @@ fn a_table_plugin_that_does_not_start_fails_only_its_resources() {
     let rendered = e2e::wait_for(Duration::from_secs(60), || {
         read(&out, "late.conf") == "late = here\n"
     });
-    assert!(rendered, "the plugin came up later; stderr:\n{}", confd.stderr());
+    assert!(
+        rendered,
+        "the plugin came up later; stderr:\n{}",
+        confd.stderr()
+    );
     confd.signal(Signal::SIGTERM);
     assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
 }
@@ -642,8 +638,7 @@ fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
             "[backend]\nbackend = \"nowatch\"\n",
         ),
     ] {
-        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template)
-            .expect("template");
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
         std::fs::write(
             confdir.join(format!("conf.d/{name}.toml")),
             format!(
@@ -664,7 +659,11 @@ fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
     assert!(first, "initial render; stderr:\n{}", confd.stderr());
     std::fs::write(&value, "v2\n").expect("value");
     let polled = e2e::wait_for(DEADLINE, || read(&out, "polled.conf") == "p = v2\n");
-    assert!(polled, "read again at the interval; stderr:\n{}", confd.stderr());
+    assert!(
+        polled,
+        "read again at the interval; stderr:\n{}",
+        confd.stderr()
+    );
     assert_eq!(confd.try_wait(), None, "still running:\n{}", confd.stderr());
     let stderr = confd.stderr();
     let warnings = stderr
@@ -699,13 +698,24 @@ fn redis_tables_speak_tls_with_the_confd_keys() {
     server.cli(&["SET", "/tls/a", "secure"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
-    for d in [confdir.join("conf.d"), confdir.join("templates"), out.clone()] {
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+    ] {
         std::fs::create_dir_all(d).expect("dir");
     }
-    std::fs::write(confdir.join("templates/t.tmpl"), "a = {{getv \"/tls/a\"}}\n").expect("tmpl");
+    std::fs::write(
+        confdir.join("templates/t.tmpl"),
+        "a = {{getv \"/tls/a\"}}\n",
+    )
+    .expect("tmpl");
     let node = format!("rediss://{}", server.address());
     for (name, extra) in [
-        ("with-ca", format!("client_cakeys = \"{}\"\n", certs.ca().display())),
+        (
+            "with-ca",
+            format!("client_cakeys = \"{}\"\n", certs.ca().display()),
+        ),
         ("insecure", "client_insecure = true\n".to_string()),
         ("untrusted", String::new()),
     ] {

@@ -262,5 +262,8 @@ fn srv_discovery_in_a_table_uses_the_tables_record_and_scheme() {
         routes[2].launch.config["nodes"],
         "https://n1.test:2379,https://n2.test:2380"
     );
-    assert_eq!(routes[3].launch.config["nodes"], "n1.test:2379,n2.test:2380");
+    assert_eq!(
+        routes[3].launch.config["nodes"],
+        "n1.test:2379,n2.test:2380"
+    );
 }

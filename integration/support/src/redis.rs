@@ -375,12 +375,10 @@ impl RedisSentinels {
                 None => String::new(),
             };
             if now != old
-                && tcp_exchange(
-                    now,
-                    format!("{auth}INFO replication\r\n").as_bytes(),
-                    |r| r.contains("role:"),
-                )
-                    .is_some_and(|r| r.contains("role:master"))
+                && tcp_exchange(now, format!("{auth}INFO replication\r\n").as_bytes(), |r| {
+                    r.contains("role:")
+                })
+                .is_some_and(|r| r.contains("role:master"))
             {
                 return now;
             }
@@ -399,11 +397,13 @@ impl RedisSentinels {
             Some(p) => format!("AUTH {p}\r\n"),
             None => String::new(),
         };
-        let reply = tcp_exchange(
-            port,
-            format!("{auth}{command}\r\n").as_bytes(),
-            |r| reply_complete(r.strip_prefix("+OK\r\n").filter(|_| !auth.is_empty()).unwrap_or(r)),
-        )
+        let reply = tcp_exchange(port, format!("{auth}{command}\r\n").as_bytes(), |r| {
+            reply_complete(
+                r.strip_prefix("+OK\r\n")
+                    .filter(|_| !auth.is_empty())
+                    .unwrap_or(r),
+            )
+        })
         .unwrap_or_default();
         match reply.strip_prefix("+OK\r\n") {
             Some(rest) if !auth.is_empty() => rest.to_string(),

@@ -245,11 +245,7 @@ impl Connection {
             .set_max_delay(Duration::from_millis(500));
         let mut causes = Vec::new();
         for node in &candidates {
-            let client = client_for(
-                node,
-                self.settings.password.as_deref(),
-                &self.settings.tls,
-            )?;
+            let client = client_for(node, self.settings.password.as_deref(), &self.settings.tls)?;
             let attempt = tokio::time::timeout(
                 timeout,
                 client.get_connection_manager_with_config(config.clone()),

@@ -90,7 +90,9 @@ pub(crate) async fn follow(
                     pubsub.subscribe("+switch-master").await?;
                     Ok::<_, redis::RedisError>(pubsub)
                 };
-                subscribe.await.map_err(|e| Error::unavailable(e.to_string()))
+                subscribe
+                    .await
+                    .map_err(|e| Error::unavailable(e.to_string()))
             };
             let mut pubsub = match tokio::time::timeout(timeout, subscribed).await {
                 Ok(Ok(pubsub)) => pubsub,

@@ -152,7 +152,12 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
     if raw.dial_timeout.is_zero() {
         return Err(Error::invalid_config("`dialTimeout` must be positive"));
     }
-    let tls_by_default = match raw.scheme.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let tls_by_default = match raw
+        .scheme
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("" | "http" | "redis") => false,
         Some("https" | "rediss") => true,
         Some(other) => {
@@ -178,9 +183,9 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
     let read = |what: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, Error> {
         match path.as_deref().filter(|p| !p.is_empty()) {
             None => Ok(None),
-            Some(path) => std::fs::read(path).map(Some).map_err(|e| {
-                Error::invalid_config(format!("redis: reading `{what}` {path}: {e}"))
-            }),
+            Some(path) => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| Error::invalid_config(format!("redis: reading `{what}` {path}: {e}"))),
         }
     };
     let identity = match (read("cert", &raw.cert)?, read("key", &raw.key)?) {
@@ -401,8 +406,11 @@ mod tests {
             .collect();
         assert_eq!(tls, [true, false, false]);
         assert_eq!(s.nodes[0].to_string(), "rediss://a:1");
-        let s = decode(&config(&[("nodes", "a:1, redis://c:3"), ("scheme", "https")]))
-            .expect("valid");
+        let s = decode(&config(&[
+            ("nodes", "a:1, redis://c:3"),
+            ("scheme", "https"),
+        ]))
+        .expect("valid");
         assert!(matches!(s.nodes[0], Node::Tcp { tls: true, .. }));
         assert!(matches!(s.nodes[1], Node::Tcp { tls: false, .. }));
         assert!(s.tls_by_default);
@@ -412,8 +420,7 @@ mod tests {
         assert!(err.to_string().contains("caCert"), "{err}");
         let err = decode(&config(&[("cert", "/etc/hostname")])).expect_err("no key");
         assert!(err.to_string().contains("together"), "{err}");
-        let s = decode(&config(&[("insecure", "true"), ("sentinelPassword", "s")]))
-            .expect("valid");
+        let s = decode(&config(&[("insecure", "true"), ("sentinelPassword", "s")])).expect("valid");
         assert!(s.tls.insecure);
         assert_eq!(s.sentinel_password.as_deref(), Some("s"));
     }

@@ -100,7 +100,10 @@ async fn a_wrong_ca_is_a_clear_error_and_insecure_skips_the_check() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{text}");
     assert!(text.contains("redis"), "names the backend: {text}");
     assert!(text.contains(&node), "names the node: {text}");
-    assert!(text.to_lowercase().contains("certificate"), "says why: {text}");
+    assert!(
+        text.to_lowercase().contains("certificate"),
+        "says why: {text}"
+    );
 
     // The system's roots do not know the test CA either.
     let redis = configured(&[("nodes", node.clone())])
