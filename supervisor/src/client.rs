@@ -555,7 +555,7 @@ async fn supervise(inner: Arc<Inner>) {
         );
         // The first try was the failed start: wait before the next.
         backoff.failures = 1;
-        if !bring_back(&inner, &mut backoff, "start-failed", what).await {
+        if !bring_back(&inner, &mut backoff, "start-failed", what, None).await {
             return;
         }
     }
@@ -597,19 +597,20 @@ async fn supervise(inner: Arc<Inner>) {
         }
         inner.set_current(None);
         let what = format!("the {name} plugin (pid {pid}) {cause}");
-        if !bring_back(&inner, &mut backoff, kind, what).await {
+        if !bring_back(&inner, &mut backoff, kind, what, Some(pid)).await {
             return;
         }
     }
 }
 
 /// Starts the plugin again (with the backoff) until it is up; `false` when stopped meanwhile.
-/// `what` says why it is down, for the first warning.
+/// `what` says why it is down, for the first warning; `pid` is the process that ended, if any.
 async fn bring_back(
     inner: &Inner,
     backoff: &mut RestartBackoff,
     kind: &'static str,
     what: String,
+    pid: Option<u32>,
 ) -> bool {
     let name = &inner.command.name;
     let mut kind = kind;
@@ -618,8 +619,12 @@ async fn bring_back(
         inner.restarts.fetch_add(1, Ordering::SeqCst);
         inner.event(&PluginEvent::Restarting { cause: kind });
         let delay = backoff.next();
-        tracing::warn!(backend = %name, cause = kind, delay_ms = delay.as_millis() as u64,
-            "{what}; restarting it in {delay:?}");
+        match pid {
+            Some(pid) => tracing::warn!(backend = %name, plugin_pid = pid, cause = kind,
+                delay_ms = delay.as_millis() as u64, "{what}; restarting it in {delay:?}"),
+            None => tracing::warn!(backend = %name, cause = kind,
+                delay_ms = delay.as_millis() as u64, "{what}; restarting it in {delay:?}"),
+        }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = inner.stop.cancelled() => return false,
