@@ -4,7 +4,7 @@
 //! built, so one render can share it between threads without locking.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -125,37 +125,47 @@ impl Store {
     /// lists the top level like any other directory.
     pub fn ls(&self, path: &str) -> Vec<String> {
         let prefix = path_terms(path);
-        // Borrowed names: `make bench` (million, 1,000 resources each running `ls "/"` over
-        // 1,000 keys) spent most of its render time allocating a String per key and per term.
-        let mut names: BTreeSet<Cow<'_, str>> = BTreeSet::new();
+        // Borrowed names, sorted once at the end: `make bench` (million: 1,000 resources each
+        // running `ls "/"` over 1,000 keys) spent most of its render time allocating a String per
+        // key and per term and inserting into a set; this took the 100k one-shot's CPU from
+        // 0.66 s to 0.43 s (host + plugin, `--noop`).
+        let mut names: Vec<Cow<'_, str>> = Vec::new();
         for key in self.map.keys() {
             if key == path {
-                names.insert(Cow::Owned(confd_keys::base(key)));
+                names.push(Cow::Owned(confd_keys::base(key)));
                 continue;
             }
             if dir_below(&prefix, key).is_some() {
                 let stripped = strip_key(key, path);
                 let first = stripped.split('/').next().unwrap_or_default();
-                names.insert(Cow::Borrowed(first));
+                names.push(Cow::Borrowed(first));
             }
         }
-        names.into_iter().map(Cow::into_owned).collect()
+        sorted_unique(names)
     }
 
     /// `lsdir`: like `ls`, but only children that have keys below them (memkv `ListDir`).
     pub fn lsdir(&self, path: &str) -> Vec<String> {
         let prefix = path_terms(path);
-        let mut names: BTreeSet<Cow<'_, str>> = BTreeSet::new();
+        let mut names: Vec<Cow<'_, str>> = Vec::new();
         for key in self.map.keys() {
             if !key.starts_with(path) {
                 continue;
             }
             if let Some(Some(child)) = dir_below(&prefix, key) {
-                names.insert(child);
+                names.push(child);
             }
         }
-        names.into_iter().map(Cow::into_owned).collect()
+        sorted_unique(names)
     }
+}
+
+/// `names` sorted, without repeats. They come from sorted keys, so mostly in order already (a
+/// pattern-defeating sort is then nearly linear).
+fn sorted_unique(mut names: Vec<Cow<'_, str>>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(Cow::into_owned).collect()
 }
 
 /// Whether the terms of `path.Dir(key)` start with `prefix`: `None` when they do not, else the
