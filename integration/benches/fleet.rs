@@ -8,9 +8,10 @@
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use confd_test_support::EtcdServer;
 use e2e::Confd;
@@ -71,6 +72,18 @@ fn main() {
         let watchers = e2e::etcd_watchers(&server).zip(before).map(|(a, b)| a - b);
 
         let mut latencies: Vec<Duration> = Vec::new();
+        let fleet_cpu = |procs: &mut [Confd]| -> u64 {
+            procs
+                .iter_mut()
+                .flat_map(|p| {
+                    let mut pids = p.plugin_pids();
+                    pids.push(p.pid());
+                    pids
+                })
+                .filter_map(e2e::cpu_ticks)
+                .sum()
+        };
+        let cpu_before_puts = fleet_cpu(&mut procs);
         for t in 0..PUTS {
             let p = t % PREFIXES;
             let value = format!("{build}-{t}");
@@ -80,22 +93,32 @@ fn main() {
             rt.block_on(kv.put(format!("/fleet/p{p}/k"), value.as_str(), None))
                 .expect("put");
             let put = Instant::now();
-            // Polled every millisecond: the latencies are counted in milliseconds.
+            let put_clock = SystemTime::now();
+            // A file's latency is its change time (the rename that made it visible) after the
+            // put, not the moment this loop saw it: polling 100 files every millisecond took a
+            // core of the 2 the fleet runs on and added its own delay to the figures. A stat
+            // first, and the content only once the file changed after the put.
             while !pending.is_empty() && put.elapsed() < Duration::from_secs(30) {
                 pending.retain(|&i| {
-                    let arrived = std::fs::read_to_string(&files[i]).is_ok_and(|c| c == want);
+                    let Some(changed) = changed_at(&files[i]) else {
+                        return true;
+                    };
+                    let arrived = changed >= put_clock - Duration::from_millis(50)
+                        && std::fs::read_to_string(&files[i]).is_ok_and(|c| c == want);
                     if arrived {
-                        latencies.push(put.elapsed());
+                        latencies.push(changed.duration_since(put_clock).unwrap_or_default());
                     }
                     !arrived
                 });
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(5));
             }
             let done = pending.is_empty();
             assert!(done, "{build}: put {t} missed {} files", pending.len());
             // Let the fleet settle between puts.
             std::thread::sleep(Duration::from_millis(100));
         }
+        let cpu_per_put =
+            (fleet_cpu(&mut procs) - cpu_before_puts) as f64 / ticks_per_second() / PUTS as f64;
         latencies.sort();
         let q = |f: f64| latencies[((latencies.len() as f64 - 1.0) * f).round() as usize];
 
@@ -136,6 +159,11 @@ fn main() {
             ms(q(0.5)),
             ms(q(0.99)),
             ms(*latencies.last().expect("latencies"))
+        ));
+        lines.push(format!(
+            "{build:>4}: fleet CPU per put {:.1} ms ({:.2} ms per instance, host + plugin)",
+            cpu_per_put * 1000.0,
+            cpu_per_put * 1000.0 / fleet as f64
         ));
         lines.push(format!(
             "{build:>4}: etcd watchers opened {}  (one per prefix per instance: {})",
@@ -210,6 +238,14 @@ fn command(confd: &Path, build: &str, confdir: &Path, server: &EtcdServer) -> Co
 /// `/proc/<pid>/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
 fn ticks_per_second() -> f64 {
     100.0
+}
+
+/// When `path` last changed (its inode's change time: the rename that installed it).
+fn changed_at(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 fn ms(d: Duration) -> f64 {

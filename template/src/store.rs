@@ -3,6 +3,7 @@
 //! Keys are relative to the resource prefix and always start with `/`. The store is immutable once
 //! built, so one render can share it between threads without locking.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,37 +125,74 @@ impl Store {
     /// lists the top level like any other directory.
     pub fn ls(&self, path: &str) -> Vec<String> {
         let prefix = path_terms(path);
-        let mut names = std::collections::BTreeSet::new();
+        // Borrowed names, sorted once at the end: `make bench` (million: 1,000 resources each
+        // running `ls "/"` over 1,000 keys) spent most of its render time allocating a String per
+        // key and per term and inserting into a set; this took the 100k one-shot's CPU from
+        // 0.66 s to 0.43 s (host + plugin, `--noop`).
+        let mut names: Vec<Cow<'_, str>> = Vec::new();
         for key in self.map.keys() {
             if key == path {
-                names.insert(confd_keys::base(key));
+                names.push(Cow::Owned(confd_keys::base(key)));
                 continue;
             }
-            let target = path_terms(&confd_keys::dir(key));
-            if same_prefix_terms(&prefix, &target) {
+            if dir_below(&prefix, key).is_some() {
                 let stripped = strip_key(key, path);
                 let first = stripped.split('/').next().unwrap_or_default();
-                names.insert(first.to_string());
+                names.push(Cow::Borrowed(first));
             }
         }
-        names.into_iter().collect()
+        sorted_unique(names)
     }
 
     /// `lsdir`: like `ls`, but only children that have keys below them (memkv `ListDir`).
     pub fn lsdir(&self, path: &str) -> Vec<String> {
         let prefix = path_terms(path);
-        let mut names = std::collections::BTreeSet::new();
+        let mut names: Vec<Cow<'_, str>> = Vec::new();
         for key in self.map.keys() {
             if !key.starts_with(path) {
                 continue;
             }
-            let items = path_terms(&confd_keys::dir(key));
-            if same_prefix_terms(&prefix, &items) && items.len() > prefix.len() {
-                names.insert(items[prefix.len()].clone());
+            if let Some(Some(child)) = dir_below(&prefix, key) {
+                names.push(child);
             }
         }
-        names.into_iter().collect()
+        sorted_unique(names)
     }
+}
+
+/// `names` sorted, without repeats. They come from sorted keys, so mostly in order already (a
+/// pattern-defeating sort is then nearly linear).
+fn sorted_unique(mut names: Vec<Cow<'_, str>>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(Cow::into_owned).collect()
+}
+
+/// Whether the terms of `path.Dir(key)` start with `prefix`: `None` when they do not, else the
+/// term after `prefix` (if any). A key that is already clean and rooted, as every key read from
+/// a backend is, is split in place; any other key goes through `path.Clean` as memkv does.
+fn dir_below<'k>(prefix: &[String], key: &'k str) -> Option<Option<Cow<'k, str>>> {
+    if is_clean_rooted(key) {
+        // "/a/b/c" -> "/a/b" -> "", "a", "b"; "/c" and "/" -> "" -> one empty term (the root).
+        let dir = &key[..key.rfind('/').unwrap_or(0)];
+        let mut terms = dir.split('/');
+        for p in prefix {
+            if terms.next()? != p {
+                return None;
+            }
+        }
+        return Some(terms.next().map(Cow::Borrowed));
+    }
+    let target = path_terms(&confd_keys::dir(key));
+    same_prefix_terms(prefix, &target).then(|| target.get(prefix.len()).cloned().map(Cow::Owned))
+}
+
+/// `key == path.Clean(key)` and it starts with `/`, checked without allocating.
+fn is_clean_rooted(key: &str) -> bool {
+    key == "/"
+        || (key.starts_with('/')
+            && !key.ends_with('/')
+            && key[1..].split('/').all(|t| !matches!(t, "" | "." | "..")))
 }
 
 /// memkv's `stripKey`: the key without the raw `prefix` and a leading `/`.
@@ -572,5 +610,24 @@ mod tests {
         assert_eq!(s.lsdir("/upstream"), ["c"]);
         assert!(s.lsdir("/app").is_empty());
         assert_eq!(s.lsdir("/"), ["app", "services", "upstream"]);
+    }
+
+    #[test]
+    fn dir_below_splits_clean_keys_as_path_clean_does() {
+        let keys = [
+            "/", "/a", "/a/b", "/a/b/c", "/ab/c", "a/b", "/a//b", "/a/./b", "/a/../b", "/a/b/",
+            "//a", "/a/..", "/.",
+        ];
+        let prefixes = ["/", "/a", "/a/b", "/ab", "a", "/a/", "/.."];
+        for key in keys {
+            let slow = path_terms(&confd_keys::dir(key));
+            for prefix in prefixes {
+                let prefix = path_terms(prefix);
+                let want =
+                    same_prefix_terms(&prefix, &slow).then(|| slow.get(prefix.len()).cloned());
+                let got = dir_below(&prefix, key).map(|c| c.map(Cow::into_owned));
+                assert_eq!(got, want, "key {key:?} prefix {prefix:?}");
+            }
+        }
     }
 }
