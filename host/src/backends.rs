@@ -20,10 +20,14 @@ pub const PLUGIN_PREFIX: &str = "confd-database-";
 /// `Configure` receives) reads these descriptions.
 pub const BUILTINS: &[Descriptor] = &[
     confd_builtin_consul::DESCRIPTOR,
+    confd_builtin_dynamodb::DESCRIPTOR,
     confd_builtin_env::DESCRIPTOR,
     confd_builtin_etcd::DESCRIPTOR,
     confd_builtin_file::DESCRIPTOR,
+    confd_builtin_imds::DESCRIPTOR,
     confd_builtin_redis::DESCRIPTOR,
+    confd_builtin_secretsmanager::DESCRIPTOR,
+    confd_builtin_ssm::DESCRIPTOR,
 ];
 
 /// The backend used when none is configured (confd's default).

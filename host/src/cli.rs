@@ -145,6 +145,10 @@ pub struct Cli {
     #[arg(long, value_name = "SEP")]
     pub separator: Option<String>,
 
+    /// DynamoDB table for the dynamodb backend
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+
     /// YAML or JSON file or directory for the file backend (repeatable)
     #[arg(long = "file", value_name = "PATH", action = ArgAction::Append)]
     pub file: Option<Vec<String>>,

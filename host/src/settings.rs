@@ -44,6 +44,8 @@ pub struct Settings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub separator: Option<String>,
+    /// `--table`: the dynamodb backend's table.
+    pub table: Option<String>,
     pub files: Vec<String>,
     pub filter: Option<String>,
     pub srv_domain: Option<String>,
@@ -150,6 +152,7 @@ impl Settings {
         "username",
         "password",
         "separator",
+        "table",
         "file",
         "filter",
         "dial_timeout",
@@ -169,6 +172,7 @@ impl Settings {
             "username" => self.username.clone(),
             "password" => self.password.clone(),
             "separator" => self.separator.clone(),
+            "table" => self.table.clone(),
             "file" => list(&self.files),
             "filter" => self.filter.clone(),
             "dial_timeout" => self
@@ -279,6 +283,7 @@ pub struct FileConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub separator: Option<String>,
+    pub table: Option<String>,
     pub file: Option<OneOrMany>,
     pub filter: Option<String>,
     #[serde(alias = "srv-domain")]
@@ -633,6 +638,7 @@ impl Raw {
             username: l.string(cli.username.clone(), "CONFD_USERNAME", file.username),
             password: l.string(cli.password.clone(), "CONFD_PASSWORD", file.password),
             separator: l.string(cli.separator.clone(), "CONFD_SEPARATOR", file.separator),
+            table: l.string(cli.table.clone(), "CONFD_TABLE", file.table),
             files: l.list(cli.file.clone(), "CONFD_FILE", file.file),
             filter: l.string(cli.filter.clone(), "CONFD_FILTER", file.filter),
             srv_domain: l.string(cli.srv_domain.clone(), "CONFD_SRV_DOMAIN", file.srv_domain),

@@ -1,5 +1,6 @@
-//! Test infrastructure shared by confd's test suites: real etcd and redis
-//! servers on free loopback ports, and an in-process Consul KV emulator.
+//! Test infrastructure shared by confd's test suites: real etcd, redis and moto (AWS)
+//! servers on free loopback ports, and in-process emulators of Consul's KV API and of EC2's
+//! instance metadata service.
 //!
 //! Server binaries come from Debian packages (`etcd-server`, `redis-server`).
 //! When one is missing, [`EtcdServer::start`] and [`RedisServer::start`]
@@ -15,14 +16,19 @@
 mod bins;
 mod consul;
 mod etcd;
+mod imds;
+mod moto;
 mod process;
 mod prometheus;
 mod redis;
 mod tls;
+mod venv;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
 pub use etcd::{EtcdOptions, EtcdServer};
+pub use imds::ImdsEmulator;
+pub use moto::{AccessKey, MOTO_REGION, MotoOptions, MotoServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
