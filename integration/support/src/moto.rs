@@ -42,8 +42,8 @@ pub struct MotoServer {
 }
 
 /// The IAM calls made before moto starts checking (`INITIAL_NO_AUTH_ACTION_COUNT`): create
-/// the admin user, its key, attach AdministratorAccess; create the user without policies and
-/// its key.
+/// the admin user, its key, give it an allow-everything inline policy; create the user without
+/// policies and its key.
 const IAM_SETUP_CALLS: usize = 5;
 
 impl MotoServer {
@@ -128,7 +128,7 @@ impl MotoServer {
         })
     }
 
-    /// With IAM checks: the user with AdministratorAccess.
+    /// With IAM checks: the user allowed everything.
     pub fn admin(&self) -> Option<&AccessKey> {
         self.admin.as_ref()
     }
@@ -168,9 +168,13 @@ impl MotoServer {
                 .ok_or_else(|| format!("no SecretAccessKey in {reply}"))?,
         };
         if admin {
+            // {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}
+            let document = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B\
+                            %22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22*%22%2C\
+                            %22Resource%22%3A%22*%22%7D%5D%7D";
             self.iam_call(&format!(
-                "Action=AttachUserPolicy&UserName={name}\
-                 &PolicyArn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FAdministratorAccess"
+                "Action=PutUserPolicy&UserName={name}&PolicyName=everything\
+                 &PolicyDocument={document}"
             ))?;
         }
         Ok(key)

@@ -5,11 +5,11 @@
 //! IMDSv2 resolve as in every AWS tool), and how an SDK error becomes a confd error.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -201,17 +201,31 @@ impl AwsSettings {
 /// An SDK error as a confd error: `backend: <doing>: <cause>`, where `doing` names the key or
 /// table. Access problems (denied, unknown or expired credentials, no credentials at all) are
 /// `PermissionDenied`; throttling, 5xx and connection failures `Unavailable`.
-pub fn error<E, R>(backend: &str, doing: &str, err: &SdkError<E, R>) -> Error
+pub fn error<E>(backend: &str, doing: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: Debug,
 {
     let (kind, cause) = match err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
-            let code = inner.code().unwrap_or("unknown error");
-            let message = inner.message().unwrap_or_default();
-            (code_kind(code), format!("{code}: {message}"))
+            let status = service.raw().status().as_u16();
+            match inner.code() {
+                Some(code) => (
+                    code_kind(code),
+                    format!("{code}: {}", inner.message().unwrap_or_default()),
+                ),
+                // An answer the SDK could not read an error code from: say what came back.
+                None => {
+                    let body = service
+                        .raw()
+                        .body()
+                        .bytes()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    let body: String = body.trim().chars().take(300).collect();
+                    (status_kind(status), format!("HTTP {status}: {body}"))
+                }
+            }
         }
         SdkError::TimeoutError(_) => (ErrorKind::Timeout, DisplayErrorContext(err).to_string()),
         SdkError::DispatchFailure(failure) => {
@@ -238,6 +252,15 @@ where
 /// An error and all its sources on one line (the SDK's own text hides the cause).
 pub fn chain<E: std::error::Error + ?Sized>(err: &E) -> String {
     DisplayErrorContext(err).to_string()
+}
+
+/// The kind of an HTTP status without an error code.
+pub fn status_kind(status: u16) -> ErrorKind {
+    match status {
+        401 | 403 => ErrorKind::PermissionDenied,
+        429 | 500..=599 => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
 }
 
 /// The kind of a service error code. AWS spells the same problem differently per service.
