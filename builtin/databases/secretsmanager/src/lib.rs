@@ -189,10 +189,27 @@ impl State {
                 .batch_get_secret_value()
                 .set_secret_id_list(Some(chunk.to_vec()))
                 .send()
-                .await
-                .map_err(|err| {
-                    confd_aws_common::error(NAME, &format!("reading secrets for {key}"), &err)
-                })?;
+                .await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                // A secret without a current value (deleted, or never given one between the
+                // list and the read) can fail the whole batch: read those one by one.
+                Err(err) if err.as_service_error().and_then(|e| e.meta().code())
+                    == Some("ResourceNotFoundException") =>
+                {
+                    for id in chunk {
+                        found.extend(self.read_one(id, key).await?);
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    return Err(confd_aws_common::error(
+                        NAME,
+                        &format!("reading secrets for {key}"),
+                        &err,
+                    ));
+                }
+            };
             for problem in answer.errors() {
                 let code = problem.error_code().unwrap_or_default();
                 if code == "ResourceNotFoundException" {
