@@ -4,7 +4,7 @@
 //! implements the documented surface the imds backend uses, following AWS's documentation:
 //!
 //! * `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds` (1 to 21600) returns a
-//!   session token; without the header, or with a bad TTL, 400.
+//!   session token and echoes the TTL header; without the header, or with a bad TTL, 400.
 //! * `GET /latest/<path>` needs `X-aws-ec2-metadata-token` with a live token, else 401 (IMDSv1
 //!   is off, as on instances that require IMDSv2).
 //! * A leaf answers its value; a directory answers its listing, one child per line, with a
@@ -178,7 +178,8 @@ async fn handle(
         }
         let token = format!("token-{}", rand::random::<u64>());
         lock(&shared.tokens).insert(token.clone());
-        return token.into_response();
+        let ttl = ttl.unwrap_or_default().to_string();
+        return ([("x-aws-ec2-metadata-token-ttl-seconds", ttl)], token).into_response();
     }
     if method != Method::GET {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();

@@ -11,7 +11,6 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use confd_sdk::{Config, Error, ErrorKind, Setting};
 use serde::Deserialize;
@@ -227,9 +226,9 @@ where
                 }
             }
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Timeout, DisplayErrorContext(err).to_string()),
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, chain(err)),
         SdkError::DispatchFailure(failure) => {
-            let text = DisplayErrorContext(err).to_string();
+            let text = chain(err);
             let kind = if failure.is_timeout() {
                 ErrorKind::Timeout
             } else if failure.is_io() {
@@ -242,16 +241,27 @@ where
             (kind, text)
         }
         SdkError::ConstructionFailure(_) => {
-            (ErrorKind::InvalidConfig, DisplayErrorContext(err).to_string())
+            (ErrorKind::InvalidConfig, chain(err))
         }
-        _ => (ErrorKind::Internal, DisplayErrorContext(err).to_string()),
+        _ => (ErrorKind::Internal, chain(err)),
     };
     Error::new(kind, format!("{backend}: {doing}: {cause}"))
 }
 
-/// An error and all its sources on one line (the SDK's own text hides the cause).
+/// An error and all its sources on one line: the SDK's own text hides the cause, and its
+/// `DisplayErrorContext` appends a debug dump of the whole response.
 pub fn chain<E: std::error::Error + ?Sized>(err: &E) -> String {
-    DisplayErrorContext(err).to_string()
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The kind of an HTTP status without an error code.
