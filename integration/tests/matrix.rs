@@ -1,5 +1,6 @@
-//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator) x (builtin,
-//! external plugin) x (one-shot, watch) renders `integration/matrix/confdir` and must produce
+//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator; one-shot
+//! only for the AWS ones, which cannot watch: ssm, secretsmanager, dynamodb on moto, imds on its
+//! emulator) x (builtin, external plugin) x (one-shot, watch) renders `integration/matrix/confdir` and must produce
 //! `integration/matrix/expect` byte for byte; watch cells change values in a burst and check the
 //! new content, one reload per burst, and a clean SIGTERM exit with no plugin left behind.
 
@@ -193,7 +194,7 @@ macro_rules! cells {
     };
 }
 
-cells!(env, file, etcd, redis, consul);
+cells!(env, file, etcd, redis, consul, ssm, secretsmanager, dynamodb, imds);
 
 mod watch {
     use super::{Via, env_watch_refused, watch};

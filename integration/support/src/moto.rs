@@ -150,6 +150,73 @@ impl MotoServer {
         }
     }
 
+    /// Sets the SSM String parameter `name` (PutParameter with overwrite).
+    pub fn ssm_put(&self, name: &str, value: &str) {
+        let body = serde_json::json!({
+            "Name": name, "Value": value, "Type": "String", "Overwrite": true
+        });
+        self.json_call("ssm", "AmazonSSM.PutParameter", "1.1", &body)
+            .unwrap_or_else(|e| panic!("ssm put {name}: {e}"));
+    }
+
+    /// Sets the secret `name` to `value`: creates it, or puts a new current version.
+    pub fn secret_put(&self, name: &str, value: &str) {
+        let create = serde_json::json!({ "Name": name, "SecretString": value });
+        if self
+            .json_call("secretsmanager", "secretsmanager.CreateSecret", "1.1", &create)
+            .is_err()
+        {
+            let put = serde_json::json!({ "SecretId": name, "SecretString": value });
+            self.json_call("secretsmanager", "secretsmanager.PutSecretValue", "1.1", &put)
+                .unwrap_or_else(|e| panic!("secret put {name}: {e}"));
+        }
+    }
+
+    /// Creates a DynamoDB table in the original confd's layout (string partition key `key`).
+    pub fn dynamodb_create_table(&self, table: &str) {
+        let body = serde_json::json!({
+            "TableName": table,
+            "AttributeDefinitions": [{"AttributeName": "key", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST"
+        });
+        self.json_call("dynamodb", "DynamoDB_20120810.CreateTable", "1.0", &body)
+            .unwrap_or_else(|e| panic!("create table {table}: {e}"));
+    }
+
+    /// Puts the item `{key, value}` (both strings) into `table`.
+    pub fn dynamodb_put(&self, table: &str, key: &str, value: &str) {
+        let body = serde_json::json!({
+            "TableName": table,
+            "Item": {"key": {"S": key}, "value": {"S": value}}
+        });
+        self.json_call("dynamodb", "DynamoDB_20120810.PutItem", "1.0", &body)
+            .unwrap_or_else(|e| panic!("dynamodb put {key}: {e}"));
+    }
+
+    /// One call of an AWS JSON-protocol API, signed with the test credentials' scope only (moto
+    /// tells the service from it and checks no signature without IAM).
+    fn json_call(
+        &self,
+        service: &str,
+        target: &str,
+        json_version: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, String> {
+        let key = self.credentials();
+        let body = body.to_string();
+        self.http_post(
+            &format!(
+                "X-Amz-Target: {target}\r\n\
+                 Content-Type: application/x-amz-json-{json_version}\r\n\
+                 Authorization: AWS4-HMAC-SHA256 Credential={}/20240101/{MOTO_REGION}/{service}/aws4_request, \
+                 SignedHeaders=host, Signature=0\r\n",
+                key.id
+            ),
+            &body,
+        )
+    }
+
     /// Creates an IAM user with an access key (and AdministratorAccess when `admin`), through
     /// IAM's query API while moto still lets calls through unchecked.
     fn iam_user(&self, name: &str, admin: bool) -> Result<AccessKey, String> {
@@ -183,17 +250,25 @@ impl MotoServer {
     /// One unsigned IAM query call (moto tells the service from the credential scope).
     fn iam_call(&self, params: &str) -> Result<String, String> {
         let body = format!("{params}&Version=2010-05-08");
+        self.http_post(
+            &format!(
+                "Content-Type: application/x-www-form-urlencoded\r\n\
+                 Authorization: AWS4-HMAC-SHA256 Credential=AKIDSETUP/20240101/{MOTO_REGION}/iam/aws4_request, \
+                 SignedHeaders=host, Signature=0\r\n"
+            ),
+            &body,
+        )
+    }
+
+    /// `POST /` with `headers` (each line ending in CRLF) and `body`; the answer when it is 200.
+    fn http_post(&self, headers: &str, body: &str) -> Result<String, String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
         write!(
             stream,
-            "POST / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=AKIDSETUP/20240101/{MOTO_REGION}/iam/aws4_request, \
-             SignedHeaders=host, Signature=0\r\n\
-             Content-Length: {len}\r\n\r\n{body}",
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: {len}\r\n\r\n{body}",
             port = self.port,
             len = body.len()
         )
@@ -207,7 +282,7 @@ impl MotoServer {
             .nth(1)
             .is_some_and(|code| code == "200");
         if !status_ok {
-            return Err(format!("IAM {params}: {reply}"));
+            return Err(reply);
         }
         Ok(reply)
     }

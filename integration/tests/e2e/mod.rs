@@ -1,5 +1,5 @@
 //! Shared by the end-to-end matrix, the fault tests and the benches: the matrix fixture
-//! (`integration/matrix/`), the five stores behind one interface, and a confd child process that
+//! (`integration/matrix/`), the stores behind one interface, and a confd child process that
 //! never outlives its test.
 
 #![allow(dead_code)]
@@ -11,12 +11,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use confd_test_support::{ConsulEmulator, EtcdServer, RedisServer, profile_dir, workspace_bin};
+use confd_test_support::{
+    ConsulEmulator, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer, profile_dir,
+    workspace_bin,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The five backends of the matrix.
 pub const BACKENDS: [&str; 5] = ["env", "file", "etcd", "redis", "consul"];
+/// The AWS backends, which cannot watch: one-shot and interval only (issue 16).
+pub const AWS_BACKENDS: [&str; 4] = ["ssm", "secretsmanager", "dynamodb", "imds"];
+/// The dynamodb table the AWS stores use.
+pub const DYNAMODB_TABLE: &str = "confd";
 
 /// `integration/matrix`.
 pub fn matrix_dir() -> PathBuf {
@@ -118,6 +125,12 @@ pub enum Store {
         conn: Option<redis::Connection>,
     },
     Consul(ConsulEmulator),
+    /// ssm, secretsmanager or dynamodb: one moto server, and which of them.
+    Aws {
+        backend: &'static str,
+        moto: MotoServer,
+    },
+    Imds(ImdsEmulator),
 }
 
 impl Store {
@@ -149,6 +162,18 @@ impl Store {
                 store
             }
             "consul" => Store::Consul(ConsulEmulator::start()),
+            "ssm" | "secretsmanager" | "dynamodb" => {
+                let backend = AWS_BACKENDS
+                    .into_iter()
+                    .find(|b| *b == backend)
+                    .expect("an AWS backend");
+                let moto = MotoServer::start()?;
+                if backend == "dynamodb" {
+                    moto.dynamodb_create_table(DYNAMODB_TABLE);
+                }
+                Store::Aws { backend, moto }
+            }
+            "imds" => Store::Imds(ImdsEmulator::empty()),
             other => panic!("no such matrix backend {other}"),
         })
     }
@@ -160,6 +185,8 @@ impl Store {
             Store::Etcd { .. } => "etcd",
             Store::Redis { .. } => "redis",
             Store::Consul(_) => "consul",
+            Store::Aws { backend, .. } => backend,
+            Store::Imds(_) => "imds",
         }
     }
 
@@ -217,6 +244,20 @@ impl Store {
                     emulator.put(k, v);
                 }
             }
+            Store::Aws { backend, moto } => {
+                for (k, v) in pairs {
+                    match *backend {
+                        "ssm" => moto.ssm_put(k, v),
+                        "secretsmanager" => moto.secret_put(k, v),
+                        _ => moto.dynamodb_put(DYNAMODB_TABLE, k, v),
+                    }
+                }
+            }
+            Store::Imds(emulator) => {
+                for (k, v) in pairs {
+                    emulator.put(k, v);
+                }
+            }
         }
     }
 
@@ -252,6 +293,14 @@ impl Store {
             Store::Etcd { server, .. } => vec![("nodes", server.address())],
             Store::Redis { server, .. } => vec![("nodes", server.address())],
             Store::Consul(e) => vec![("nodes", e.address())],
+            Store::Aws { backend, moto } => {
+                let mut settings = vec![("nodes", moto.endpoint())];
+                if *backend == "dynamodb" {
+                    settings.push(("table", DYNAMODB_TABLE.to_string()));
+                }
+                settings
+            }
+            Store::Imds(e) => vec![("nodes", e.url())],
         }
     }
 
@@ -270,7 +319,11 @@ impl Store {
             Via::Builtin => {
                 args.extend(["--backend".to_string(), self.backend().to_string()]);
                 for (key, value) in self.settings() {
-                    let flag = if key == "file" { "--file" } else { "--node" };
+                    let flag = match key {
+                        "file" => "--file",
+                        "table" => "--table",
+                        _ => "--node",
+                    };
                     args.extend([flag.to_string(), value]);
                 }
             }
@@ -290,6 +343,15 @@ impl Store {
     pub fn env(&self) -> Vec<(String, String)> {
         match self {
             Store::Env(vars) => vars.iter().map(|(k, v)| (env_name(k), v.clone())).collect(),
+            // Region and credentials reach the AWS backends as they reach every AWS tool.
+            Store::Aws { moto, .. } => {
+                let key = moto.credentials();
+                vec![
+                    ("AWS_REGION".to_string(), MOTO_REGION.to_string()),
+                    ("AWS_ACCESS_KEY_ID".to_string(), key.id),
+                    ("AWS_SECRET_ACCESS_KEY".to_string(), key.secret),
+                ]
+            }
             _ => vec![],
         }
     }
