@@ -65,7 +65,11 @@ fn watch_refused(backend: &str) {
     let mut confd = Confd::spawn(cmd, run.dir.path().join("stderr.log"));
     let status = confd.wait_timeout(DEADLINE);
     let stderr = confd.stderr();
-    assert_eq!(status.and_then(|s| s.code()), Some(2), "{backend}: {stderr}");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "{backend}: {stderr}"
+    );
     assert!(
         stderr.contains("cannot watch") && stderr.contains(backend),
         "{backend}: the refusal must say the backend cannot watch:\n{stderr}"

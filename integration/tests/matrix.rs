@@ -194,7 +194,17 @@ macro_rules! cells {
     };
 }
 
-cells!(env, file, etcd, redis, consul, ssm, secretsmanager, dynamodb, imds);
+cells!(
+    env,
+    file,
+    etcd,
+    redis,
+    consul,
+    ssm,
+    secretsmanager,
+    dynamodb,
+    imds
+);
 
 mod watch {
     use super::{Via, env_watch_refused, watch};

@@ -144,9 +144,7 @@ fn serve(shared: Arc<Shared>) -> std::io::Result<(u16, ServerThread)> {
                 }
             };
             let _ = bound_tx.send(listener.local_addr().map(|a| a.port()));
-            let app = Router::new()
-                .fallback(any(handle))
-                .with_state(shared);
+            let app = Router::new().fallback(any(handle)).with_state(shared);
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });
@@ -172,7 +170,8 @@ async fn handle(
         if method != Method::PUT {
             return StatusCode::METHOD_NOT_ALLOWED.into_response();
         }
-        let ttl = header("x-aws-ec2-metadata-token-ttl-seconds").and_then(|t| t.parse::<u32>().ok());
+        let ttl =
+            header("x-aws-ec2-metadata-token-ttl-seconds").and_then(|t| t.parse::<u32>().ok());
         if !ttl.is_some_and(|t| (1..=21600).contains(&t)) {
             return StatusCode::BAD_REQUEST.into_response();
         }
@@ -184,8 +183,8 @@ async fn handle(
     if method != Method::GET {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    let authorised = header("x-aws-ec2-metadata-token")
-        .is_some_and(|t| lock(&shared.tokens).contains(t));
+    let authorised =
+        header("x-aws-ec2-metadata-token").is_some_and(|t| lock(&shared.tokens).contains(t));
     if !authorised {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -216,5 +215,9 @@ async fn handle(
     if children.is_empty() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    children.into_iter().collect::<Vec<_>>().join("\n").into_response()
+    children
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_response()
 }

@@ -163,12 +163,22 @@ impl MotoServer {
     pub fn secret_put(&self, name: &str, value: &str) {
         let create = serde_json::json!({ "Name": name, "SecretString": value });
         if self
-            .json_call("secretsmanager", "secretsmanager.CreateSecret", "1.1", &create)
+            .json_call(
+                "secretsmanager",
+                "secretsmanager.CreateSecret",
+                "1.1",
+                &create,
+            )
             .is_err()
         {
             let put = serde_json::json!({ "SecretId": name, "SecretString": value });
-            self.json_call("secretsmanager", "secretsmanager.PutSecretValue", "1.1", &put)
-                .unwrap_or_else(|e| panic!("secret put {name}: {e}"));
+            self.json_call(
+                "secretsmanager",
+                "secretsmanager.PutSecretValue",
+                "1.1",
+                &put,
+            )
+            .unwrap_or_else(|e| panic!("secret put {name}: {e}"));
         }
     }
 

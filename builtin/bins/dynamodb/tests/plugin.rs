@@ -13,9 +13,12 @@ async fn plugin_reads_and_refuses_to_watch() {
         return;
     };
     let key = moto.credentials();
-    let plugin = PluginClient::start(PluginCommand::new("dynamodb", BIN), ClientOptions::default())
-        .await
-        .expect("plugin starts");
+    let plugin = PluginClient::start(
+        PluginCommand::new("dynamodb", BIN),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("plugin starts");
     plugin
         .configure(
             [

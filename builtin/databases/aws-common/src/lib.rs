@@ -191,7 +191,8 @@ impl AwsSettings {
             }
         }
         if let Some(timeout) = self.dial_timeout {
-            loader = loader.timeout_config(TimeoutConfig::builder().connect_timeout(timeout).build());
+            loader =
+                loader.timeout_config(TimeoutConfig::builder().connect_timeout(timeout).build());
         }
         Ok(loader.load().await)
     }
@@ -240,9 +241,7 @@ where
             };
             (kind, text)
         }
-        SdkError::ConstructionFailure(_) => {
-            (ErrorKind::InvalidConfig, chain(err))
-        }
+        SdkError::ConstructionFailure(_) => (ErrorKind::InvalidConfig, chain(err)),
         _ => (ErrorKind::Internal, chain(err)),
     };
     Error::new(kind, format!("{backend}: {doing}: {cause}"))
@@ -372,8 +371,14 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_kinds() {
-        assert_eq!(code_kind("AccessDeniedException"), ErrorKind::PermissionDenied);
-        assert_eq!(code_kind("UnrecognizedClientException"), ErrorKind::PermissionDenied);
+        assert_eq!(
+            code_kind("AccessDeniedException"),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            code_kind("UnrecognizedClientException"),
+            ErrorKind::PermissionDenied
+        );
         assert_eq!(code_kind("ThrottlingException"), ErrorKind::Unavailable);
         assert_eq!(code_kind("ValidationException"), ErrorKind::Internal);
     }
@@ -384,7 +389,10 @@ mod tests {
             access_key_id: Some("AKID".into()),
             ..AwsSettings::default()
         };
-        let err = settings.sdk_config(None).await.expect_err("half credentials");
+        let err = settings
+            .sdk_config(None)
+            .await
+            .expect_err("half credentials");
         assert!(err.to_string().contains("secretAccessKey"), "{err}");
     }
 }

@@ -103,9 +103,7 @@ impl State {
         if let Some(ScanError::ResourceNotFoundException(_)) = err.as_service_error() {
             return Error::new(
                 ErrorKind::InvalidConfig,
-                format!(
-                    "{NAME}: {doing}: the table does not exist (or is not in this region)"
-                ),
+                format!("{NAME}: {doing}: the table does not exist (or is not in this region)"),
             );
         }
         confd_aws_common::error(NAME, &doing, err)

@@ -22,7 +22,13 @@ impl Fixture for Table {
         common::settings(&self.moto, &self.moto.credentials(), common::TABLE)
     }
     async fn put(&self, key: &str, value: &str) -> Result<(), FixtureError> {
-        common::put(&self.client, common::TABLE, key, AttributeValue::S(value.into())).await;
+        common::put(
+            &self.client,
+            common::TABLE,
+            key,
+            AttributeValue::S(value.into()),
+        )
+        .await;
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), FixtureError> {

@@ -28,11 +28,28 @@ async fn items_map_to_keys_and_odd_values_are_skipped() {
     common::create_table(&client, common::TABLE).await;
     let s = |v: &str| AttributeValue::S(v.to_string());
     common::put(&client, common::TABLE, "/upstream", s("the parent item")).await;
-    common::put(&client, common::TABLE, "/upstream/app1", s("10.0.1.10:8080")).await;
-    common::put(&client, common::TABLE, "/upstream/app2", s("10.0.1.11:8080")).await;
+    common::put(
+        &client,
+        common::TABLE,
+        "/upstream/app1",
+        s("10.0.1.10:8080"),
+    )
+    .await;
+    common::put(
+        &client,
+        common::TABLE,
+        "/upstream/app2",
+        s("10.0.1.11:8080"),
+    )
+    .await;
     // The original confd's test table has this item: a number, which must be skipped.
-    common::put(&client, common::TABLE, "/upstream/broken", AttributeValue::N("4711".into()))
-        .await;
+    common::put(
+        &client,
+        common::TABLE,
+        "/upstream/broken",
+        AttributeValue::N("4711".into()),
+    )
+    .await;
     common::put(&client, common::TABLE, "/upstreams/x", s("lookalike")).await;
     let db = dynamodb(common::settings(&moto, &key, common::TABLE)).await;
 
@@ -65,8 +82,13 @@ async fn every_page_of_the_scan_is_read() {
     let big = "x".repeat(100 * 1024);
     for i in 0..24 {
         let value = format!("{i}:{big}");
-        common::put(&client, common::TABLE, &format!("/big/k{i:02}"), AttributeValue::S(value))
-            .await;
+        common::put(
+            &client,
+            common::TABLE,
+            &format!("/big/k{i:02}"),
+            AttributeValue::S(value),
+        )
+        .await;
     }
     let db = dynamodb(common::settings(&moto, &key, common::TABLE)).await;
     let got = db.get_values(&keys(&["/big"])).await.expect("read");
@@ -83,29 +105,47 @@ async fn a_missing_table_and_denied_access_name_table_and_key() {
     let admin = moto.admin().expect("iam users").clone();
     let client = common::client(&moto, &admin);
     common::create_table(&client, common::TABLE).await;
-    common::put(&client, common::TABLE, "/app/port", AttributeValue::S("8080".into())).await;
+    common::put(
+        &client,
+        common::TABLE,
+        "/app/port",
+        AttributeValue::S("8080".into()),
+    )
+    .await;
 
     let db = dynamodb(common::settings(&moto, &admin, "no-such-table")).await;
     let err = db.get_values(&keys(&["/app"])).await.expect_err("no table");
     assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     let text = err.to_string();
-    assert!(text.contains("\"no-such-table\"") && text.contains("/app"), "{text}");
+    assert!(
+        text.contains("\"no-such-table\"") && text.contains("/app"),
+        "{text}"
+    );
 
     let nobody = moto.nobody().expect("iam users").clone();
     let db = dynamodb(common::settings(&moto, &nobody, common::TABLE)).await;
     let err = db.get_values(&keys(&["/app"])).await.expect_err("denied");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     let text = err.to_string();
-    assert!(text.contains("\"confd\"") && text.contains("/app"), "{text}");
+    assert!(
+        text.contains("\"confd\"") && text.contains("/app"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_table_is_required() {
     let db = DynamoDb::new();
     let err = db
-        .configure(Config::from([("region".to_string(), "us-east-1".to_string())]))
+        .configure(Config::from([(
+            "region".to_string(),
+            "us-east-1".to_string(),
+        )]))
         .await
         .expect_err("no table");
     assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
-    assert!(err.to_string().contains("no DynamoDB table configured"), "{err}");
+    assert!(
+        err.to_string().contains("no DynamoDB table configured"),
+        "{err}"
+    );
 }

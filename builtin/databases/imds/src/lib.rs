@@ -221,10 +221,7 @@ fn imds_error(err: &ImdsError, url: &str, key: &str) -> Error {
         }
         ImdsError::FailedToLoadToken(_) => (
             ErrorKind::Unavailable,
-            format!(
-                "no IMDSv2 session token: {}",
-                confd_aws_common::chain(err)
-            ),
+            format!("no IMDSv2 session token: {}", confd_aws_common::chain(err)),
         ),
         _ => (ErrorKind::Unavailable, confd_aws_common::chain(err)),
     };
@@ -247,7 +244,10 @@ impl Database for Imds {
                 format!("http://{endpoint}")
             };
             builder = builder.endpoint(&url).map_err(|e| {
-                Error::invalid_config(format!("`endpoint` {url:?}: {}", confd_aws_common::chain(&*e)))
+                Error::invalid_config(format!(
+                    "`endpoint` {url:?}: {}",
+                    confd_aws_common::chain(&*e)
+                ))
             })?;
         }
         if let Some(timeout) = settings.dial_timeout {

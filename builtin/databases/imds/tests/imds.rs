@@ -75,7 +75,11 @@ async fn answers_are_cached_for_the_ttl() {
     emulator.put("/meta-data/instance-type", "t3.large");
     let second = db.get_values(&key).await.expect("cached read");
     assert_eq!(first, second, "within the TTL the cached answer counts");
-    assert_eq!(emulator.requests().len(), requests, "no request within the TTL");
+    assert_eq!(
+        emulator.requests().len(),
+        requests,
+        "no request within the TTL"
+    );
 
     let fresh = imds(emulator.url(), "0s").await;
     let got = fresh.get_values(&key).await.expect("uncached read");

@@ -26,9 +26,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use base64::Engine as _;
 use confd_sdk::keys::{dir, is_under, rooted};
-use confd_sdk::{
-    Config, Configured, Database, DatabaseInfo, Descriptor, Error, Setting, SrvNodes,
-};
+use confd_sdk::{Config, Configured, Database, DatabaseInfo, Descriptor, Error, Setting, SrvNodes};
 use serde::Deserialize;
 
 /// The backend's name, as `--backend` spells it.
@@ -194,8 +192,9 @@ impl State {
                 Ok(answer) => answer,
                 // A secret without a current value (deleted, or never given one between the
                 // list and the read) can fail the whole batch: read those one by one.
-                Err(err) if err.as_service_error().and_then(|e| e.meta().code())
-                    == Some("ResourceNotFoundException") =>
+                Err(err)
+                    if err.as_service_error().and_then(|e| e.meta().code())
+                        == Some("ResourceNotFoundException") =>
                 {
                     for id in chunk {
                         found.extend(self.read_one(id, key).await?);
@@ -250,10 +249,7 @@ impl State {
                 Some(GetSecretValueError::ResourceNotFoundException(_)) => Ok(None),
                 _ => Err(confd_aws_common::error(
                     NAME,
-                    &format!(
-                        "reading secret {id} ({}) for {key}",
-                        self.version_stage
-                    ),
+                    &format!("reading secret {id} ({}) for {key}", self.version_stage),
                     &err,
                 )),
             },

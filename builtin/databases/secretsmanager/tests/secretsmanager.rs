@@ -46,7 +46,10 @@ async fn json_secrets_are_flattened_and_parents_found() {
     let settings = common::settings(&moto, &key);
     let db = secrets(settings.clone()).await;
 
-    let got = db.get_values(&keys(&["/myapp"])).await.expect("read /myapp");
+    let got = db
+        .get_values(&keys(&["/myapp"]))
+        .await
+        .expect("read /myapp");
     assert_eq!(
         got,
         map(&[
@@ -135,5 +138,8 @@ async fn denied_access_is_an_error_naming_the_key() {
     let err = db.get_values(&keys(&["/app"])).await.expect_err("denied");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     let text = err.to_string();
-    assert!(text.contains("secretsmanager") && text.contains("/app"), "{text}");
+    assert!(
+        text.contains("secretsmanager") && text.contains("/app"),
+        "{text}"
+    );
 }

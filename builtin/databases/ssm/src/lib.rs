@@ -107,7 +107,12 @@ async fn below(client: &Client, key: &str) -> Result<Vec<(String, String)>, Erro
         let page = page.map_err(|err| {
             confd_aws_common::error(NAME, &format!("reading parameters under {key}"), &err)
         })?;
-        found.extend(page.parameters.unwrap_or_default().into_iter().filter_map(entry));
+        found.extend(
+            page.parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(entry),
+        );
     }
     Ok(found)
 }

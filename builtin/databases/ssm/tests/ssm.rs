@@ -60,10 +60,28 @@ async fn parameters_map_to_keys_by_path() {
     let key = moto.credentials();
     let client = client(&moto, &key);
     put(&client, "/app", "the parent itself", ParameterType::String).await;
-    put(&client, "/app/db/host", "db.internal", ParameterType::String).await;
-    put(&client, "/app/db/password", "s3cret", ParameterType::SecureString).await;
+    put(
+        &client,
+        "/app/db/host",
+        "db.internal",
+        ParameterType::String,
+    )
+    .await;
+    put(
+        &client,
+        "/app/db/password",
+        "s3cret",
+        ParameterType::SecureString,
+    )
+    .await;
     put(&client, "/app/hosts", "a,b,c", ParameterType::StringList).await;
-    put(&client, "/application/name", "lookalike", ParameterType::String).await;
+    put(
+        &client,
+        "/application/name",
+        "lookalike",
+        ParameterType::String,
+    )
+    .await;
     let db = ssm(settings(&moto, &key)).await;
 
     let got = db.get_values(&keys(&["/app"])).await.expect("read /app");
@@ -76,7 +94,10 @@ async fn parameters_map_to_keys_by_path() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    assert_eq!(got, want, "a parent parameter, its children, SecureString decrypted");
+    assert_eq!(
+        got, want,
+        "a parent parameter, its children, SecureString decrypted"
+    );
 
     let got = db
         .get_values(&keys(&["/app/db/password", "/missing"]))
@@ -119,7 +140,13 @@ async fn denied_and_unknown_credentials_are_errors_naming_the_key() {
         return;
     };
     let admin = moto.admin().expect("iam users").clone();
-    put(&client(&moto, &admin), "/app/port", "8080", ParameterType::String).await;
+    put(
+        &client(&moto, &admin),
+        "/app/port",
+        "8080",
+        ParameterType::String,
+    )
+    .await;
 
     // The admin reads; the check is real.
     let db = ssm(settings(&moto, &admin)).await;
