@@ -50,6 +50,7 @@ fi
 run oneshot cargo bench -p confd-integration --bench oneshot
 run watch_latency cargo bench -p confd-integration --bench watch_latency
 run scale cargo bench -p confd-integration --bench scale
+run reload cargo bench -p confd-integration --bench reload
 run restart cargo bench -p confd-integration --bench restart
 
 echo
@@ -60,6 +61,8 @@ grep '^baseline' "$log/oneshot.txt" || true
 grep '^restart:' "$log/restart.txt" || true
 cat "$log/symbol-order.txt" 2>/dev/null || true
 echo
-sed -n '/^watch latency/,/^ratios:/p' "$log/watch_latency.txt"
+sed -n '/^watch latency: confd added/,/^ratios:/p' "$log/watch_latency.txt"
 echo
 sed -n '/^scale:/,$p' "$log/scale.txt"
+echo
+sed -n '/^reload:/,$p' "$log/reload.txt"

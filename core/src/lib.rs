@@ -32,12 +32,13 @@ mod resource;
 mod run;
 mod stage;
 mod sync;
+mod throttle;
 
 pub use command::CommandError;
 pub use format::{FormatError, OutputFormat};
-pub use options::RunOptions;
+pub use options::{FailureMode, RunOptions};
 pub use preview::{Preview, preview};
-pub use progress::FirstPass;
+pub use progress::{FirstPass, Shutdown, Totals};
 pub use resource::{LoadError, Resource, ResourceError, load_resources, parse_mode};
-pub use run::{Backends, Summary, WatchError, run_interval, run_once, run_watch};
+pub use run::{Backends, Summary, WatchError, run_interval, run_once, run_pass, run_watch};
 pub use sync::{Outcome, SyncError, sync_resource, unified_diff};

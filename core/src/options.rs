@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::EngineKind;
-use crate::progress::FirstPass;
+use crate::progress::{FirstPass, Shutdown, Totals};
 
 /// Everything confd-core needs from the command line and confd.toml.
 #[derive(Debug, Clone)]
@@ -43,6 +43,39 @@ pub struct RunOptions {
     pub strict_resource_keys: bool,
     /// Raised once every resource has been processed once (the host's readiness probe).
     pub first_pass: FirstPass,
+    /// What all passes did so far (shared by the generations of one process).
+    pub totals: Totals,
+    /// Raised by the host at shutdown: no new command, no new resource.
+    pub shutdown: Shutdown,
+    /// What a failed resource does to the rest of its pass.
+    pub failure_mode: FailureMode,
+    /// Watch mode: the longest a steady stream of changes can postpone a render.
+    pub debounce_max: Duration,
+}
+
+/// What one failed resource does to the others (`--failure-mode`, the maintained fork's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureMode {
+    /// Every resource is attempted; failures are counted and reported at the end.
+    #[default]
+    BestEffort,
+    /// The pass stops at the first failed resource: no further resource of it is started
+    /// (those in progress finish). A one-shot run exits 1; interval mode tries again on the
+    /// next pass; in watch mode each change still renders its own resources.
+    FailFast,
+}
+
+impl std::str::FromStr for FailureMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "best-effort" | "best_effort" => Ok(FailureMode::BestEffort),
+            "fail-fast" | "fail_fast" => Ok(FailureMode::FailFast),
+            _ => Err(format!(
+                "invalid failure mode {text:?}: expected best-effort or fail-fast"
+            )),
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -62,6 +95,10 @@ impl Default for RunOptions {
             debounce: Duration::from_millis(50),
             strict_resource_keys: false,
             first_pass: FirstPass::default(),
+            totals: Totals::default(),
+            shutdown: Shutdown::default(),
+            failure_mode: FailureMode::BestEffort,
+            debounce_max: Duration::from_secs(1),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::engine::{EngineKind, Template, TemplateOptions};
 use crate::format::OutputFormat;
 use crate::keys;
 use crate::options::RunOptions;
+use crate::throttle::ReloadGate;
 
 /// One template resource, fully validated: everything a sync needs.
 #[derive(Clone)]
@@ -24,11 +25,17 @@ pub struct Resource {
     query_keys: Vec<String>,
     uid: Option<u32>,
     gid: Option<u32>,
+    /// `owner` / `group` names that did not resolve at load time: looked up again at each
+    /// write, as the account may be created later (by the package of the service).
+    owner_name: Option<String>,
+    group_name: Option<String>,
     mode: Option<u32>,
     check_cmd: Option<String>,
     reload_cmd: Option<String>,
     check_cmd_timeout: Duration,
     reload_cmd_timeout: Duration,
+    /// `debounce` / `min_reload_interval`, and the state they keep across syncs.
+    reload_gate: Arc<ReloadGate>,
     backend: String,
     engine: EngineKind,
     output_format: Option<OutputFormat>,
@@ -89,6 +96,21 @@ impl Resource {
     pub fn gid(&self) -> Option<u32> {
         self.gid
     }
+    /// The owner and group to write with, looking up the names that were unknown at load time;
+    /// an error names the account still unknown (it fails this resource only).
+    pub fn owner_ids(&self) -> Result<(Option<u32>, Option<u32>), String> {
+        let uid = match (&self.uid, &self.owner_name) {
+            (Some(uid), _) => Some(*uid),
+            (None, Some(name)) => Some(find_user(name)?),
+            (None, None) => None,
+        };
+        let gid = match (&self.gid, &self.group_name) {
+            (Some(gid), _) => Some(*gid),
+            (None, Some(name)) => Some(find_group(name)?),
+            (None, None) => None,
+        };
+        Ok((uid, gid))
+    }
     /// The check command, with `{{.src}}` still in it.
     pub fn check_cmd(&self) -> Option<&str> {
         self.check_cmd.as_deref()
@@ -104,6 +126,17 @@ impl Resource {
     /// Time limit of `reload_cmd`.
     pub fn reload_cmd_timeout(&self) -> Duration {
         self.reload_cmd_timeout
+    }
+    /// `debounce`: a reload waits until writes have been quiet this long (zero: none).
+    pub fn reload_debounce(&self) -> Duration {
+        self.reload_gate.debounce()
+    }
+    /// `min_reload_interval`: the least time between two reloads (zero: none).
+    pub fn min_reload_interval(&self) -> Duration {
+        self.reload_gate.min_interval()
+    }
+    pub(crate) fn reload_gate(&self) -> &Arc<ReloadGate> {
+        &self.reload_gate
     }
     /// The template engine in use.
     pub fn engine(&self) -> EngineKind {
@@ -417,6 +450,8 @@ struct RawTemplate {
     reload_cmd: Option<String>,
     check_cmd_timeout: Option<String>,
     reload_cmd_timeout: Option<String>,
+    debounce: Option<String>,
+    min_reload_interval: Option<String>,
     engine: Option<String>,
     output_format: Option<String>,
     trim_blocks: bool,
@@ -597,10 +632,31 @@ fn validate(
         opts.reload_cmd_timeout,
         problems,
     );
+    let reload_debounce = duration(
+        "debounce",
+        raw.debounce.as_deref(),
+        Duration::ZERO,
+        problems,
+    );
+    let min_reload_interval = duration(
+        "min_reload_interval",
+        raw.min_reload_interval.as_deref(),
+        Duration::ZERO,
+        problems,
+    );
     // uid/gid win over owner/group (as in the confd fork); the names are still checked so a
     // typo does not hide behind a numeric id.
-    let owner_uid = raw.owner.as_deref().and_then(|n| lookup_user(n, problems));
-    let group_gid = raw.group.as_deref().and_then(|n| lookup_group(n, problems));
+    // An unknown name is looked up again at write time: it concerns this resource only.
+    let owner_uid = raw.owner.as_deref().and_then(|n| lookup_user(n, file));
+    let group_gid = raw.group.as_deref().and_then(|n| lookup_group(n, file));
+    let owner_name = raw
+        .owner
+        .clone()
+        .filter(|_| uid.is_none() && owner_uid.is_none());
+    let group_name = raw
+        .group
+        .clone()
+        .filter(|_| gid.is_none() && group_gid.is_none());
     let engine = raw.engine.as_deref().and_then(|t| {
         t.parse::<EngineKind>()
             .map_err(|e| {
@@ -636,7 +692,7 @@ fn validate(
             problems.push(Problem::at("dest", "empty `dest`"));
             None
         }
-        Some(d) => check_dest(PathBuf::from(d), problems),
+        Some(d) => check_dest(PathBuf::from(d), file, problems),
     };
     let template = src.as_deref().and_then(|src| {
         let options = TemplateOptions {
@@ -675,11 +731,14 @@ fn validate(
         query_keys,
         uid: uid.or(owner_uid),
         gid: gid.or(group_gid),
+        owner_name,
+        group_name,
         mode,
         check_cmd: raw.check_cmd.filter(|s| !s.trim().is_empty()),
         reload_cmd: raw.reload_cmd.filter(|s| !s.trim().is_empty()),
         check_cmd_timeout,
         reload_cmd_timeout,
+        reload_gate: Arc::new(ReloadGate::new(reload_debounce, min_reload_interval)),
         backend: raw.backend.unwrap_or_else(|| opts.default_backend.clone()),
         engine,
         output_format,
@@ -687,21 +746,21 @@ fn validate(
     })
 }
 
-/// The destination, if its directory exists and it is not itself a directory.
-fn check_dest(dest: PathBuf, problems: &mut Vec<Problem>) -> Option<PathBuf> {
+/// The destination, unless it is a directory. A missing directory concerns this resource only
+/// (it is often created later, by the package of the service that reads the file): a warning
+/// here, and the resource fails at each write until the directory appears.
+fn check_dest(dest: PathBuf, file: &Path, problems: &mut Vec<Problem>) -> Option<PathBuf> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let before = problems.len();
     if !dir.is_dir() {
-        problems.push(Problem::at(
-            "dest",
-            format!(
-                "the directory of dest {} does not exist (it is not created)",
-                dest.display()
-            ),
-        ));
+        tracing::warn!(
+            "{}: the directory of dest {} does not exist yet (it is not created); this resource fails until it does",
+            file.display(),
+            dest.display()
+        );
     }
     if dest.is_dir() {
         problems.push(Problem::at(
@@ -712,37 +771,43 @@ fn check_dest(dest: PathBuf, problems: &mut Vec<Problem>) -> Option<PathBuf> {
     (problems.len() == before).then_some(dest)
 }
 
-fn lookup_user(name: &str, msgs: &mut Vec<Problem>) -> Option<u32> {
+/// The uid of `name`, or `None` (with a warning) when it cannot be resolved now.
+fn lookup_user(name: &str, file: &Path) -> Option<u32> {
+    find_user(name)
+        .map_err(|e| {
+            tracing::warn!(
+                "{}: {e}; this resource fails until the owner exists",
+                file.display()
+            )
+        })
+        .ok()
+}
+
+/// The gid of `name`, or `None` (with a warning) when it cannot be resolved now.
+fn lookup_group(name: &str, file: &Path) -> Option<u32> {
+    find_group(name)
+        .map_err(|e| {
+            tracing::warn!(
+                "{}: {e}; this resource fails until the group exists",
+                file.display()
+            )
+        })
+        .ok()
+}
+
+fn find_user(name: &str) -> Result<u32, String> {
     match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Some(u.uid.as_raw()),
-        Ok(None) => {
-            msgs.push(Problem::at("owner", format!("unknown owner {name:?}")));
-            None
-        }
-        Err(e) => {
-            msgs.push(Problem::at(
-                "owner",
-                format!("cannot look up owner {name:?}: {e}"),
-            ));
-            None
-        }
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        Ok(None) => Err(format!("unknown owner {name:?}")),
+        Err(e) => Err(format!("cannot look up owner {name:?}: {e}")),
     }
 }
 
-fn lookup_group(name: &str, msgs: &mut Vec<Problem>) -> Option<u32> {
+fn find_group(name: &str) -> Result<u32, String> {
     match nix::unistd::Group::from_name(name) {
-        Ok(Some(g)) => Some(g.gid.as_raw()),
-        Ok(None) => {
-            msgs.push(Problem::at("group", format!("unknown group {name:?}")));
-            None
-        }
-        Err(e) => {
-            msgs.push(Problem::at(
-                "group",
-                format!("cannot look up group {name:?}: {e}"),
-            ));
-            None
-        }
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("unknown group {name:?}")),
+        Err(e) => Err(format!("cannot look up group {name:?}: {e}")),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Store;
 use crate::keys;
 use crate::metrics;
-use crate::options::RunOptions;
+use crate::options::{FailureMode, RunOptions};
 use crate::resource::Resource;
 use crate::sync::{Outcome, SyncError, sync_resource, sync_resource_in_place};
 
@@ -42,7 +42,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, other: Summary) {
+    pub(crate) fn add(&mut self, other: Summary) {
         self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.failed += other.failed;
@@ -67,6 +67,32 @@ pub enum WatchError {
     Unsupported { backend: String, message: String },
     #[error("backend {backend:?} is not configured (known: {known})")]
     UnknownBackend { backend: String, known: String },
+}
+
+/// Why no further resource of a pass starts: shutdown (or a swap to a new configuration),
+/// or `--failure-mode fail-fast` after a failure.
+#[derive(Default)]
+pub(crate) struct Stops {
+    shutdown: AtomicBool,
+    halt: AtomicBool,
+}
+
+impl Stops {
+    fn any(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst) || self.halt.load(Ordering::SeqCst)
+    }
+    fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+    fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+    /// A resource failed: with fail-fast, start no more in this pass.
+    fn failed(&self, opts: &RunOptions) {
+        if opts.failure_mode == FailureMode::FailFast && !self.halt.swap(true, Ordering::SeqCst) {
+            tracing::warn!("failure mode fail-fast: starting no further resource in this pass");
+        }
+    }
 }
 
 /// Resources that share one fetch and one watch.
@@ -140,7 +166,7 @@ async fn process_group(
     group: &Group<'_>,
     backends: &Backends,
     opts: &RunOptions,
-    stop: &AtomicBool,
+    stop: &Stops,
     summary: &Mutex<Summary>,
     in_place: bool,
     watched: Option<BTreeMap<String, String>>,
@@ -161,13 +187,14 @@ async fn process_group(
                 "cannot read the keys; nothing rendered"
             );
             local.failed += group.members.len();
+            stop.failed(opts);
             for resource in &group.members {
                 metrics::record_template_process(resource.dest(), false, started.elapsed());
             }
         }
         Ok(store) => {
             for resource in &group.members {
-                if stop.load(Ordering::SeqCst) {
+                if stop.any() || opts.shutdown.is_set() {
                     break;
                 }
                 let started = std::time::Instant::now();
@@ -182,6 +209,7 @@ async fn process_group(
                     started.elapsed(),
                 );
                 if let Err(err) = &outcome {
+                    stop.failed(opts);
                     tracing::error!(
                         resource = %resource.source_file().display(),
                         dest = %resource.dest().display(),
@@ -195,6 +223,7 @@ async fn process_group(
         }
     }
     lock(summary).add(local);
+    opts.totals.add(local);
     ok.then_some(local)
 }
 
@@ -227,7 +256,7 @@ async fn pass(
     groups: &[Group<'_>],
     backends: &Backends,
     opts: &RunOptions,
-    stop: &AtomicBool,
+    stop: &Stops,
     summary: &Mutex<Summary>,
 ) {
     // A hand-rolled bounded FuturesUnordered rather than
@@ -236,7 +265,7 @@ async fn pass(
     let mut running = FuturesUnordered::new();
     let mut next = groups.iter();
     loop {
-        while running.len() < CONCURRENCY && !stop.load(Ordering::SeqCst) {
+        while running.len() < CONCURRENCY && !stop.any() && !opts.shutdown.is_set() {
             match next.next() {
                 Some(g) => {
                     running.push(process_group(g, backends, opts, stop, summary, false, None));
@@ -254,7 +283,36 @@ async fn pass(
 pub async fn run_once(resources: &[Resource], backends: &Backends, opts: &RunOptions) -> Summary {
     let groups = groups(resources);
     let summary = Mutex::new(Summary::default());
-    pass(&groups, backends, opts, &AtomicBool::new(false), &summary).await;
+    pass(&groups, backends, opts, &Stops::default(), &summary).await;
+    opts.first_pass.mark();
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Processes every resource once, starting no further resource once `stop` completes (those
+/// in progress finish). The host's interval loop: it re-reads conf.d between passes.
+pub async fn run_pass(
+    resources: &[Resource],
+    backends: &Backends,
+    opts: &RunOptions,
+    stop: impl Future<Output = ()>,
+) -> Summary {
+    let groups = groups(resources);
+    let summary = Mutex::new(Summary::default());
+    let stops = Stops::default();
+    {
+        let mut current = std::pin::pin!(pass(&groups, backends, opts, &stops, &summary));
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut current => break,
+                () = &mut stop, if !stops.shutting_down() => {
+                    tracing::info!("stopping after the resources in progress");
+                    stops.shut_down();
+                }
+            }
+        }
+    }
     opts.first_pass.mark();
     summary.into_inner().unwrap_or_else(|e| e.into_inner())
 }
@@ -270,24 +328,25 @@ pub async fn run_interval(
 ) -> Summary {
     let groups = groups(resources);
     let summary = Mutex::new(Summary::default());
-    let stop = AtomicBool::new(false);
+    let stop = Stops::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        stop.halt.store(false, Ordering::SeqCst);
         {
             let mut current = std::pin::pin!(pass(&groups, backends, opts, &stop, &summary));
             loop {
                 tokio::select! {
                     biased;
                     () = &mut current => break,
-                    () = &mut shutdown, if !stop.load(Ordering::SeqCst) => {
-                        tracing::info!("shutting down after the resources in progress");
-                        stop.store(true, Ordering::SeqCst);
+                    () = &mut shutdown, if !stop.shutting_down() => {
+                        tracing::info!("stopping after the resources in progress");
+                        stop.shut_down();
                     }
                 }
             }
         }
         opts.first_pass.mark();
-        if stop.load(Ordering::SeqCst) {
+        if stop.shutting_down() || opts.shutdown.is_set() {
             break;
         }
         tokio::select! {
@@ -334,7 +393,6 @@ pub async fn run_watch(
         backends: backends.clone(),
         opts: opts.clone(),
         cancel: CancellationToken::new(),
-        stop: AtomicBool::new(false),
         summary: Mutex::new(Summary::default()),
         first_pending: AtomicUsize::new(groups.len()),
     });
@@ -374,7 +432,6 @@ struct WatchShared {
     backends: Backends,
     opts: RunOptions,
     cancel: CancellationToken,
-    stop: AtomicBool,
     summary: Mutex<Summary>,
     /// Groups that have not rendered once yet; the first pass is done at zero.
     first_pending: AtomicUsize,
@@ -432,12 +489,6 @@ impl Backoff {
     }
 }
 
-/// Longest a burst can postpone a render: with a change every few
-/// milliseconds a pure quiet-period debounce would never fire.
-fn max_coalesce(debounce: Duration) -> Duration {
-    (debounce * 20).max(Duration::from_secs(1))
-}
-
 enum Step<T> {
     Done(T),
     Cancelled,
@@ -456,10 +507,11 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
         backends,
         opts,
         cancel,
-        stop,
         summary,
         ..
     } = shared;
+    // Fail-fast in watch mode: one failure stops the rest of that one render of the group.
+    let stop = &Stops::default();
     let mut counted = false;
     let Some(db) = backends.get(group.backend) else {
         return Err(WatchError::UnknownBackend {
@@ -521,6 +573,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             continue 'restart;
         }
         backoff.reset();
+        let mut last_change: Option<Instant> = None;
         loop {
             let Step::Done(woke) = cancellable(
                 cancel,
@@ -550,11 +603,17 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                     continue 'restart;
                 }
             };
-            if !opts.debounce.is_zero() {
-                let deadline = Instant::now() + max_coalesce(opts.debounce);
+            // Leading edge: the first change after a quiet period renders at once. A change
+            // within the window of the previous one starts coalescing: the render waits for
+            // quiet, or at most `debounce_max` after this change.
+            let quiet =
+                last_change.is_none_or(|t| seen.saturating_duration_since(t) >= opts.debounce);
+            last_change = Some(seen);
+            if !opts.debounce.is_zero() && !quiet {
+                let deadline = seen + opts.debounce_max;
                 loop {
-                    let quiet =
-                        tokio::time::sleep_until((Instant::now() + opts.debounce).min(deadline));
+                    let quiet_at = (last_change.unwrap_or(seen) + opts.debounce).min(deadline);
+                    let quiet = tokio::time::sleep_until(quiet_at);
                     let more = db.watch_prefix_values(group.prefix, group.query_keys, index);
                     let step = cancellable(cancel, async {
                         tokio::select! {
@@ -566,7 +625,10 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                     match step {
                         Step::Cancelled => return Ok(()),
                         Step::Done(None) => break,
-                        Step::Done(Some(Ok((i, values)))) => (index, watched) = (i, values),
+                        Step::Done(Some(Ok((i, values)))) => {
+                            (index, watched) = (i, values);
+                            last_change = Some(Instant::now());
+                        }
                         // Render what we have, read afresh; the next watch call
                         // reports the error.
                         Step::Done(Some(Err(_))) => {
@@ -608,17 +670,5 @@ mod tests {
         assert!(delays[7] >= Duration::from_secs(1));
         b.reset();
         assert!(b.delay() <= Duration::from_millis(100));
-    }
-
-    #[test]
-    fn coalescing_is_bounded() {
-        assert_eq!(
-            max_coalesce(Duration::from_millis(50)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            max_coalesce(Duration::from_millis(100)),
-            Duration::from_secs(2)
-        );
     }
 }

@@ -14,6 +14,7 @@ use crate::metrics::{self, CommandKind};
 use crate::options::RunOptions;
 use crate::resource::Resource;
 use crate::stage::Stage;
+use crate::throttle::{Decision, Deferred};
 
 /// What a sync did to a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,12 @@ pub enum SyncError {
     },
     #[error("rendering template {src}: {message}")]
     Render { src: String, message: String },
+    #[error("the directory of {} does not exist (it is not created); retried on the next pass or change", dest.display())]
+    MissingDirectory { dest: PathBuf },
+    #[error("{message}; {} left untouched", dest.display())]
+    Owner { dest: PathBuf, message: String },
+    #[error("shutting down before check_cmd ran; {} left untouched", dest.display())]
+    ShuttingDown { dest: PathBuf },
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -142,12 +149,12 @@ pub async fn sync_content(
 ) -> Result<Outcome, SyncError> {
     let dest = resource.dest().to_path_buf();
     let explicit_mode = resource.mode();
-    let uid = resource
-        .uid()
-        .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
-    let gid = resource
-        .gid()
-        .unwrap_or_else(|| nix::unistd::getegid().as_raw());
+    let (uid, gid) = resource.owner_ids().map_err(|message| SyncError::Owner {
+        dest: dest.clone(),
+        message,
+    })?;
+    let uid = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let gid = gid.unwrap_or_else(|| nix::unistd::getegid().as_raw());
     let want_old = opts.noop && opts.diff;
     let steps = Steps {
         noop: opts.noop,
@@ -192,6 +199,13 @@ pub async fn sync_content(
     };
     if let Some((stage, content, wanted)) = staged {
         let keep = steps.keep;
+        if opts.shutdown.is_set() {
+            // No new command at shutdown, and no install without its check.
+            discard(stage, keep);
+            return Err(SyncError::ShuttingDown {
+                dest: dest.to_path_buf(),
+            });
+        }
         if let Some(check) = resource.check_cmd() {
             let stage_path = stage.path().to_path_buf();
             let cmd = substitute(check, Some(&stage_path), dest);
@@ -226,8 +240,26 @@ pub async fn sync_content(
     if !opts.sync_only
         && let Some(reload) = resource.reload_cmd()
     {
-        {
-            let cmd = substitute(reload, None, dest);
+        if opts.shutdown.is_set() {
+            tracing::warn!(
+                "{} was updated but reload_cmd is not run: shutting down",
+                dest.display()
+            );
+            return Ok(Outcome::Updated);
+        }
+        let gate = resource.reload_gate();
+        let cmd = substitute(reload, None, dest);
+        let decision = if gate.is_limited() {
+            gate.request(Deferred {
+                command: cmd.clone(),
+                timeout: resource.reload_cmd_timeout(),
+                dest: dest.to_path_buf(),
+                shutdown: opts.shutdown.clone(),
+            })
+        } else {
+            Decision::Now
+        };
+        if decision == Decision::Now {
             tracing::debug!("Running reload_cmd for {}: {cmd}", dest.display());
             let started = std::time::Instant::now();
             let result = command::run(&cmd, resource.reload_cmd_timeout()).await;
@@ -308,6 +340,11 @@ fn prepare(
         return Ok(Prepared::Pending {
             content,
             old: plan.old,
+        });
+    }
+    if !dest_dir(dest).is_dir() {
+        return Err(SyncError::MissingDirectory {
+            dest: dest.to_path_buf(),
         });
     }
     let stage = create_stage(dest, &content, plan.wanted)?;

@@ -33,6 +33,8 @@ pub const BUILTINS: &[Descriptor] = &[
     confd_builtin_secretsmanager::DESCRIPTOR,
     #[cfg(feature = "aws")]
     confd_builtin_ssm::DESCRIPTOR,
+    confd_builtin_vault::DESCRIPTOR,
+    confd_builtin_zookeeper::DESCRIPTOR,
 ];
 
 /// The backend used when none is configured (confd's default).

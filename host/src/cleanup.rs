@@ -1,8 +1,11 @@
 //! What dead confd runs leave behind that only a later run can remove: the private directories
-//! plugins create for their Unix sockets. A plugin removes its directory when it stops, but a
-//! plugin killed with SIGKILL cannot, and every plugin of a confd killed with SIGKILL is killed
-//! that way (PR_SET_PDEATHSIG): each such kill used to leave one directory in the temporary
-//! directory forever. (Stage files beside destinations are confd-core's: see its `stage`.)
+//! for plugin sockets. A confd run keeps its plugins' sockets in one directory of its own,
+//! `confd-<pid>-XXXXXX` (confd-supervisor's `SocketDir`), and removes it when it ends; a confd
+//! killed with SIGKILL cannot, and its plugins die with it (PR_SET_PDEATHSIG), so the directory
+//! stays. The pid in the name tells a later run whose it was. Plugins started by other hosts
+//! (or by confd before it had its own directory) make `pluginXXXXXX` directories directly in the
+//! temporary directory; those are recognised by their dead socket. (Stage files beside
+//! destinations are confd-core's: see its `stage`.)
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
@@ -11,20 +14,102 @@ use std::path::{Path, PathBuf};
 /// The socket file inside a plugin's directory (confd-sdk's `serve`).
 const SOCKET_NAME: &str = "plugin.sock";
 
-/// Where plugins create their socket directories, as confd-sdk's `serve` picks it:
-/// `PLUGIN_UNIX_SOCKET_DIR` when set, otherwise `TMPDIR` (when set) and `/tmp`. The plugins
-/// inherit confd's environment, so confd sees the same bases.
+/// Where socket directories are made: confd's own `SocketDir::base()`
+/// (`PLUGIN_UNIX_SOCKET_DIR` or the temporary directory), plus `TMPDIR` and `/tmp`, where
+/// confd-sdk's `serve` puts its directory when no host gave it one.
 fn socket_bases() -> Vec<PathBuf> {
+    let mut bases = vec![confd_supervisor::SocketDir::base()];
     let var = |name| std::env::var_os(name).filter(|d| !d.is_empty());
-    if let Some(dir) = var("PLUGIN_UNIX_SOCKET_DIR") {
-        return vec![PathBuf::from(dir)];
-    }
-    let mut bases: Vec<PathBuf> = var("TMPDIR").map(PathBuf::from).into_iter().collect();
-    let tmp = PathBuf::from("/tmp");
-    if !bases.contains(&tmp) {
-        bases.push(tmp);
+    for base in var("TMPDIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/tmp")])
+    {
+        if !bases.contains(&base) {
+            bases.push(base);
+        }
     }
     bases
+}
+
+/// The pid in a confd socket directory's name, `confd-<pid>-` and six random ASCII letters or
+/// digits (a tempfile directory with that prefix).
+fn host_dir_pid(name: &OsStr) -> Option<i32> {
+    let rest = name
+        .to_str()?
+        .strip_prefix(confd_supervisor::SOCKET_DIR_PREFIX)?;
+    let (pid, random) = rest.split_once('-')?;
+    if random.len() != 6 || !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Whether a process with this pid exists (any user's: EPERM means it exists).
+fn pid_alive(pid: i32) -> bool {
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Whether `path` is the socket directory of a confd process that no longer runs:
+///
+/// * its name is `confd-<pid>-XXXXXX` and no process has that pid (a pid taken again by another
+///   process keeps the directory until a later run);
+/// * it is a directory (not a symlink) owned by the user running confd, with no access for group
+///   or others, as confd creates it;
+/// * it holds nothing but plugin socket directories ([`socket_dir_is_stale`]) and sockets.
+pub fn host_dir_is_stale(path: &Path) -> bool {
+    let Some(pid) = path.file_name().and_then(host_dir_pid) else {
+        return false;
+    };
+    if pid == std::process::id() as i32 || pid_alive(pid) {
+        return false;
+    }
+    if !private_dir(path) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).all(|entry| {
+        let inner = entry.path();
+        socket_dir_is_stale(&inner)
+            || std::fs::symlink_metadata(&inner).is_ok_and(|m| m.file_type().is_socket())
+    })
+}
+
+/// A directory (not a symlink) of ours that nobody else may enter.
+fn private_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o077 == 0
+    })
+}
+
+/// Removes a stale confd socket directory: each plugin directory, each socket, then the
+/// directory itself, never recursively (anything unexpected makes a step fail and stays).
+fn remove_host_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let inner = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_socket_dir(&inner)?;
+        } else {
+            std::fs::remove_file(&inner)?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// Only the one file a plugin made, then its (now empty) directory.
+fn remove_socket_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(SOCKET_NAME)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => std::fs::remove_dir(dir),
+    }
 }
 
 /// The name confd-sdk gives a socket directory: `plugin` and six random ASCII letters or
@@ -57,10 +142,7 @@ pub fn socket_dir_is_stale(path: &Path) -> bool {
     if !is_socket_dir_name(name) {
         return false;
     }
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+    if !private_dir(path) {
         return false;
     }
     let Ok(entries) = std::fs::read_dir(path) else {
@@ -101,28 +183,28 @@ fn nobody_listens(path: &Path) -> bool {
     )
 }
 
-/// Removes every stale socket directory ([`socket_dir_is_stale`]) in the places plugins create
-/// them; returns how many. Failures are logged, never fatal: this only tidies up.
+/// Removes every stale socket directory ([`host_dir_is_stale`], [`socket_dir_is_stale`]) in
+/// the places they are made; returns how many. Failures are logged, never fatal: this only
+/// tidies up.
 pub fn remove_stale_socket_dirs() -> usize {
+    remove_stale_socket_dirs_in(&socket_bases())
+}
+
+fn remove_stale_socket_dirs_in(bases: &[PathBuf]) -> usize {
     let mut removed = 0;
-    for base in socket_bases() {
-        let Ok(entries) = std::fs::read_dir(&base) else {
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(base) else {
             continue;
         };
         for entry in entries.filter_map(Result::ok) {
-            if !is_socket_dir_name(&entry.file_name()) {
-                continue;
-            }
+            let name = entry.file_name();
             let dir = entry.path();
-            if !socket_dir_is_stale(&dir) {
+            let result = if host_dir_pid(&name).is_some() && host_dir_is_stale(&dir) {
+                remove_host_dir(&dir)
+            } else if is_socket_dir_name(&name) && socket_dir_is_stale(&dir) {
+                remove_socket_dir(&dir)
+            } else {
                 continue;
-            }
-            // Only the one file the plugin made, then the (now empty) directory: never a
-            // recursive removal.
-            let socket = dir.join(SOCKET_NAME);
-            let result = match std::fs::remove_file(&socket) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => std::fs::remove_dir(&dir),
             };
             match result {
                 Ok(()) => removed += 1,
@@ -165,6 +247,55 @@ mod tests {
             "Plugin123456",
         ] {
             assert!(!is_socket_dir_name(OsStr::new(no)), "{no}");
+        }
+    }
+
+    /// A pid no process has: past the kernel's pid limit (at most 2^22).
+    const DEAD_PID: i32 = (1 << 22) + 1;
+
+    #[test]
+    fn host_dir_names_carry_the_pid() {
+        assert_eq!(host_dir_pid(OsStr::new("confd-123-Ab12Z9")), Some(123));
+        for no in [
+            "confd-123",
+            "confd--Ab12Z9",
+            "confd-12x-Ab12Z9",
+            "confd-123-Ab12Z",
+            "confd-0-Ab12Z9",
+            "confd-123-Ab12Z9x",
+            "confdx-123-Ab12Z9",
+        ] {
+            assert_eq!(host_dir_pid(OsStr::new(no)), None, "{no}");
+        }
+    }
+
+    #[test]
+    fn the_directory_of_a_dead_confd_is_removed_a_live_ones_kept() {
+        let base = tempfile::tempdir().expect("tempdir");
+        // as a SIGKILLed confd leaves it: its plugin's directory with a dead socket
+        let dead = private_dir(base.path(), &format!("confd-{DEAD_PID}-Dead01"));
+        let plugin = private_dir(&dead, "pluginAbCdEf");
+        drop(std::os::unix::net::UnixListener::bind(plugin.join(SOCKET_NAME)).expect("bind"));
+        let mine = confd_supervisor::SocketDir::create_in(base.path()).expect("ours");
+        let parent = private_dir(
+            base.path(),
+            &format!("confd-{}-Live01", nix::unistd::getppid()),
+        );
+        let odd = private_dir(base.path(), &format!("confd-{DEAD_PID}-Odd001"));
+        std::fs::write(odd.join("notes"), "x").expect("write");
+        let open = private_dir(base.path(), &format!("confd-{DEAD_PID}-Open01"));
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        assert!(host_dir_is_stale(&dead));
+        assert!(!host_dir_is_stale(mine.path()), "this process's own");
+        assert!(!host_dir_is_stale(&parent), "a live process's");
+        assert!(!host_dir_is_stale(&odd), "holds something else");
+        assert!(!host_dir_is_stale(&open), "not private");
+
+        assert_eq!(remove_stale_socket_dirs_in(&[base.path().to_path_buf()]), 1);
+        assert!(!dead.exists());
+        for kept in [mine.path(), &parent, &odd, &open] {
+            assert!(kept.exists(), "{}", kept.display());
         }
     }
 

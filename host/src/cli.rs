@@ -141,6 +141,39 @@ pub struct Cli {
     #[arg(long, value_name = "PASSWORD")]
     pub password: Option<String>,
 
+    /// Do not verify the store's TLS certificate (vault)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub client_insecure: Option<bool>,
+
+    /// Vault auth method: token, app-id, app-role (approle), userpass, github, kubernetes or cert
+    #[arg(long, value_name = "TYPE")]
+    pub auth_type: Option<String>,
+
+    /// Vault token (token auth, default VAULT_TOKEN) or GitHub token (github auth)
+    #[arg(long, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
+
+    /// Vault app-id auth: the app id
+    #[arg(long, value_name = "ID")]
+    pub app_id: Option<String>,
+
+    /// Vault app-id auth: the user id
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+
+    /// Vault app-role auth: the role id (kubernetes auth: the role)
+    #[arg(long, value_name = "ID")]
+    pub role_id: Option<String>,
+
+    /// Vault app-role auth: the secret id
+    #[arg(long, value_name = "ID")]
+    pub secret_id: Option<String>,
+
+    /// Vault auth method mount path [default: the method's name; approle for app-role]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+
     /// Key separator for redis [default: /]
     #[arg(long, value_name = "SEP")]
     pub separator: Option<String>,
@@ -179,9 +212,24 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub reload_cmd_timeout: Option<String>,
 
-    /// Watch mode: wait this long after a change so a burst gives one render [default: 100ms]
+    /// Watch mode: the first change after a quiet period renders at once; further changes within
+    /// this window are coalesced into one render [default: 100ms]
     #[arg(long, value_name = "DURATION")]
     pub debounce: Option<String>,
+
+    /// Watch mode: the longest a steady stream of changes can postpone a render [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub debounce_max: Option<String>,
+
+    /// What a failed resource does to the others: best-effort (all are attempted, exit 1 at
+    /// the end) or fail-fast (no further resource of the pass starts) [default: best-effort]
+    #[arg(long, value_name = "MODE")]
+    pub failure_mode: Option<String>,
+
+    /// How long SIGTERM/SIGINT may take: writes in progress finish, no new command starts,
+    /// plugins stop [default: 15s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
 
     /// Setting passed to the backend plugin's Configure (repeatable; overrides
     /// [plugins.<backend>] in confd.toml)
@@ -202,6 +250,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub plugin_start_timeout: Option<String>,
 
+    /// How confd reaches its plugins: unix (a socket in a private directory) or tcp (127.0.0.1
+    /// with go-plugin's AutoMTLS, for hosts without usable Unix sockets) [default: unix]
+    #[arg(long, value_name = "unix|tcp")]
+    pub plugin_transport: Option<String>,
+
     /// Deadline of every backend call but watches (watched plugins are health-probed instead); a
     /// plugin that misses it is killed and restarted [default: 30s]
     #[arg(long, value_name = "DURATION")]
@@ -211,7 +264,8 @@ pub struct Cli {
     #[arg(long)]
     pub list_backends: bool,
 
-    /// How long a backend may take to connect or answer one request (etcd, redis, consul)
+    /// How long a backend may take to connect or answer one request (etcd, redis, consul,
+    /// vault, zookeeper)
     /// [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub dial_timeout: Option<String>,

@@ -5,8 +5,11 @@
 pub mod backends;
 pub mod cleanup;
 pub mod cli;
+pub mod generation;
 pub mod logging;
+pub mod notify;
 pub mod observe;
 pub mod run;
+pub mod service;
 pub mod settings;
 pub mod validate;

@@ -43,6 +43,11 @@ pub struct Settings {
     pub basic_auth: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--client-insecure`: TLS certificates of the store are not verified (vault).
+    pub client_insecure: bool,
+    /// The vault backend's auth settings, by their confd names (`auth_type`, `auth_token`,
+    /// `app_id`, `user_id`, `role_id`, `secret_id`, `path`).
+    pub auth: VaultAuth,
     pub separator: Option<String>,
     /// `--table`: the dynamodb backend's table.
     pub table: Option<String>,
@@ -54,6 +59,12 @@ pub struct Settings {
     pub check_cmd_timeout: Duration,
     pub reload_cmd_timeout: Duration,
     pub debounce: Duration,
+    /// `--debounce-max`: the longest a steady stream of changes can postpone a render.
+    pub debounce_max: Duration,
+    /// `--shutdown-timeout`: how long SIGTERM/SIGINT may take (writes in progress, plugins).
+    pub shutdown_timeout: Duration,
+    /// `--failure-mode`.
+    pub failure_mode: confd_core::FailureMode,
     pub plugin_start_timeout: Duration,
     /// `--backend-timeout`: the deadline of every plugin call but watches; a plugin that misses
     /// it is restarted.
@@ -65,6 +76,8 @@ pub struct Settings {
     pub plugin_dirs: Vec<PathBuf>,
     /// `--no-cwd-plugins`: the current directory is not searched for plugins.
     pub no_cwd_plugins: bool,
+    /// `--plugin-transport`: Unix sockets (default) or TCP with AutoMTLS.
+    pub plugin_transport: confd_supervisor::Transport,
     /// `[plugins.<name>]` tables, with `--plugin-config` / `CONFD_PLUGIN_CONFIG` merged over
     /// the table of the `--backend` plugin.
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
@@ -151,6 +164,14 @@ impl Settings {
         "basic_auth",
         "username",
         "password",
+        "client_insecure",
+        "auth_type",
+        "auth_token",
+        "app_id",
+        "user_id",
+        "role_id",
+        "secret_id",
+        "path",
         "separator",
         "table",
         "file",
@@ -171,6 +192,14 @@ impl Settings {
             "basic_auth" => Some(self.basic_auth.to_string()),
             "username" => self.username.clone(),
             "password" => self.password.clone(),
+            "client_insecure" => self.client_insecure.then(|| "true".to_string()),
+            "auth_type" => self.auth.auth_type.clone(),
+            "auth_token" => self.auth.auth_token.clone(),
+            "app_id" => self.auth.app_id.clone(),
+            "user_id" => self.auth.user_id.clone(),
+            "role_id" => self.auth.role_id.clone(),
+            "secret_id" => self.auth.secret_id.clone(),
+            "path" => self.auth.path.clone(),
             "separator" => self.separator.clone(),
             "table" => self.table.clone(),
             "file" => list(&self.files),
@@ -181,6 +210,18 @@ impl Settings {
             _ => None,
         }
     }
+}
+
+/// The original confd's vault auth settings, each from `--<flag>`, `CONFD_<NAME>` or confd.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaultAuth {
+    pub auth_type: Option<String>,
+    pub auth_token: Option<String>,
+    pub app_id: Option<String>,
+    pub user_id: Option<String>,
+    pub role_id: Option<String>,
+    pub secret_id: Option<String>,
+    pub path: Option<String>,
 }
 
 /// confd's log levels, mapped onto tracing's.
@@ -275,9 +316,22 @@ pub struct FileConfig {
         alias = "client-cakeys"
     )]
     pub client_cakeys: Option<String>,
-    /// Parsed by confd but never used by any backend; accepted so old files keep loading.
+    /// Turns off TLS verification of the store (vault; the original parsed it and ignored it).
     #[serde(alias = "client-insecure")]
     pub client_insecure: Option<bool>,
+    #[serde(alias = "auth-type")]
+    pub auth_type: Option<String>,
+    #[serde(alias = "auth-token")]
+    pub auth_token: Option<String>,
+    #[serde(alias = "app-id")]
+    pub app_id: Option<String>,
+    #[serde(alias = "user-id")]
+    pub user_id: Option<String>,
+    #[serde(alias = "role-id")]
+    pub role_id: Option<String>,
+    #[serde(alias = "secret-id")]
+    pub secret_id: Option<String>,
+    pub path: Option<String>,
     #[serde(alias = "basic-auth")]
     pub basic_auth: Option<bool>,
     pub username: Option<String>,
@@ -297,6 +351,12 @@ pub struct FileConfig {
     #[serde(alias = "reload-cmd-timeout")]
     pub reload_cmd_timeout: Option<DurationValue>,
     pub debounce: Option<DurationValue>,
+    #[serde(alias = "debounce-max")]
+    pub debounce_max: Option<DurationValue>,
+    #[serde(alias = "shutdown-timeout")]
+    pub shutdown_timeout: Option<DurationValue>,
+    #[serde(alias = "failure-mode")]
+    pub failure_mode: Option<String>,
     #[serde(alias = "plugin-start-timeout")]
     pub plugin_start_timeout: Option<DurationValue>,
     #[serde(alias = "backend-timeout")]
@@ -307,6 +367,8 @@ pub struct FileConfig {
     pub plugin_dir: Option<OneOrMany>,
     #[serde(alias = "no-cwd-plugins")]
     pub no_cwd_plugins: Option<bool>,
+    #[serde(alias = "plugin-transport")]
+    pub plugin_transport: Option<String>,
     /// The fork writes `log-format` (its docs say `log_format`); both work.
     #[serde(rename = "log-format", alias = "log_format")]
     pub log_format: Option<String>,
@@ -443,11 +505,13 @@ struct Raw {
     log_level: Option<String>,
     template_engine: Option<String>,
     interval: Option<Given<String>>,
-    durations: [(Option<Given<DurationValue>>, Duration); 5],
+    durations: [(Option<Given<DurationValue>>, Duration); 7],
+    failure_mode: Option<Given<String>>,
     dial_timeout: Option<Given<DurationValue>>,
     plugin_tables: BTreeMap<String, BTreeMap<String, toml::Value>>,
     plugin_pairs: Option<Vec<String>>,
     log_format: Option<Given<String>>,
+    plugin_transport: Option<Given<String>>,
     metrics_addr: Option<Given<String>>,
 }
 
@@ -502,11 +566,6 @@ impl Raw {
     fn gather(cli: &Cli, env: &dyn Env, file: FileConfig) -> anyhow::Result<Raw> {
         let l = Layers { env };
         let mut warnings = Vec::new();
-        if file.client_insecure.is_some() {
-            warnings.push(
-                "confd.toml: client_insecure has no effect (it never had one in confd)".to_string(),
-            );
-        }
         let duration = |names, flag: &Option<String>, file: Option<DurationValue>| {
             l.given(
                 names,
@@ -547,6 +606,26 @@ impl Raw {
                     file.debounce,
                 ),
                 Duration::from_millis(100),
+            ),
+            (
+                duration(
+                    ("--debounce-max", "CONFD_DEBOUNCE_MAX", "debounce_max"),
+                    &cli.debounce_max,
+                    file.debounce_max,
+                ),
+                Duration::from_secs(1),
+            ),
+            (
+                duration(
+                    (
+                        "--shutdown-timeout",
+                        "CONFD_SHUTDOWN_TIMEOUT",
+                        "shutdown_timeout",
+                    ),
+                    &cli.shutdown_timeout,
+                    file.shutdown_timeout,
+                ),
+                Duration::from_secs(15),
             ),
             (
                 duration(
@@ -637,6 +716,20 @@ impl Raw {
             basic_auth: l.bool(cli.basic_auth, "CONFD_BASIC_AUTH", file.basic_auth)?,
             username: l.string(cli.username.clone(), "CONFD_USERNAME", file.username),
             password: l.string(cli.password.clone(), "CONFD_PASSWORD", file.password),
+            client_insecure: l.bool(
+                cli.client_insecure,
+                "CONFD_CLIENT_INSECURE",
+                file.client_insecure,
+            )?,
+            auth: VaultAuth {
+                auth_type: l.string(cli.auth_type.clone(), "CONFD_AUTH_TYPE", file.auth_type),
+                auth_token: l.string(cli.auth_token.clone(), "CONFD_AUTH_TOKEN", file.auth_token),
+                app_id: l.string(cli.app_id.clone(), "CONFD_APP_ID", file.app_id),
+                user_id: l.string(cli.user_id.clone(), "CONFD_USER_ID", file.user_id),
+                role_id: l.string(cli.role_id.clone(), "CONFD_ROLE_ID", file.role_id),
+                secret_id: l.string(cli.secret_id.clone(), "CONFD_SECRET_ID", file.secret_id),
+                path: l.string(cli.path.clone(), "CONFD_PATH", file.path),
+            },
             separator: l.string(cli.separator.clone(), "CONFD_SEPARATOR", file.separator),
             table: l.string(cli.table.clone(), "CONFD_TABLE", file.table),
             files: l.list(cli.file.clone(), "CONFD_FILE", file.file),
@@ -647,6 +740,9 @@ impl Raw {
             check_cmd_timeout: Duration::ZERO,
             reload_cmd_timeout: Duration::ZERO,
             debounce: Duration::ZERO,
+            debounce_max: Duration::ZERO,
+            shutdown_timeout: Duration::ZERO,
+            failure_mode: confd_core::FailureMode::BestEffort,
             plugin_start_timeout: Duration::ZERO,
             backend_timeout: Duration::ZERO,
             dial_timeout: None,
@@ -660,6 +756,7 @@ impl Raw {
                 "CONFD_NO_CWD_PLUGINS",
                 file.no_cwd_plugins,
             )?,
+            plugin_transport: confd_supervisor::Transport::Unix,
             plugins: BTreeMap::new(),
             list_backends: cli.list_backends,
             log_format: LogFormat::Text,
@@ -693,6 +790,12 @@ impl Raw {
                 file.interval.map(|n| n.to_string()),
             ),
             durations,
+            failure_mode: l.given(
+                ("--failure-mode", "CONFD_FAILURE_MODE", "failure_mode"),
+                cli.failure_mode.clone(),
+                |text| text,
+                file.failure_mode,
+            ),
             dial_timeout,
             plugin_tables: file.plugins.unwrap_or_default(),
             plugin_pairs: match &cli.plugin_config {
@@ -704,6 +807,16 @@ impl Raw {
                 cli.log_format.clone(),
                 |text| text,
                 file.log_format,
+            ),
+            plugin_transport: l.given(
+                (
+                    "--plugin-transport",
+                    "CONFD_PLUGIN_TRANSPORT",
+                    "plugin_transport",
+                ),
+                cli.plugin_transport.clone(),
+                |text| text,
+                file.plugin_transport,
             ),
             metrics_addr: l.given(
                 ("--metrics-addr", "CONFD_METRICS_ADDR", "metrics_addr"),
@@ -721,12 +834,20 @@ impl Raw {
             template_engine,
             interval,
             durations,
+            failure_mode,
             dial_timeout,
             plugin_tables,
             plugin_pairs,
             log_format,
+            plugin_transport,
             metrics_addr,
         } = self;
+        if let Some(given) = plugin_transport {
+            let text = given.value();
+            settings.plugin_transport = text.parse().map_err(|_| {
+                anyhow!("invalid {} {text:?}: expected unix or tcp", given.origin())
+            })?;
+        }
         if let Some(given) = log_format {
             let text = given.value();
             settings.log_format = LogFormat::parse(text).ok_or_else(|| {
@@ -767,12 +888,38 @@ impl Raw {
             // Zero would re-render in a busy loop.
             bail!("invalid interval 0: expected at least 1 second");
         }
-        let [check, reload, debounce, start, backend] = durations
+        if let Some(given) = failure_mode {
+            let text = given.value();
+            settings.failure_mode = text
+                .parse()
+                .map_err(|e: String| anyhow!("{e} (from {})", given.origin()))?;
+        }
+        let debounce_max_given = durations[3].0.is_some();
+        let [
+            check,
+            reload,
+            debounce,
+            debounce_max,
+            shutdown,
+            start,
+            backend,
+        ] = durations
             .map(|(given, default)| given.map_or(Ok(default), |given| given_duration(&given)));
         settings.dial_timeout = dial_timeout.map(|g| given_duration(&g)).transpose()?;
         settings.check_cmd_timeout = check?;
         settings.reload_cmd_timeout = reload?;
         settings.debounce = debounce?;
+        settings.debounce_max = debounce_max?;
+        settings.shutdown_timeout = shutdown?;
+        if settings.debounce_max < settings.debounce && !debounce_max_given {
+            settings.debounce_max = settings.debounce;
+        } else if settings.debounce_max < settings.debounce {
+            bail!(
+                "invalid debounce max {}: below the debounce {}",
+                humantime::format_duration(settings.debounce_max),
+                humantime::format_duration(settings.debounce)
+            );
+        }
         settings.plugin_start_timeout = start?;
         settings.backend_timeout = backend?;
         if settings.backend_timeout.is_zero() {

@@ -143,8 +143,8 @@ fn missing_destination_directory_is_not_created() {
     );
     let before = tree(&s.out());
     let output = s.run_env(&[], &[]);
-    // confd-core checks the directory when loading resources: a configuration error.
-    assert_failed(&s, &output, 2, &["a.toml", "missing"], &before);
+    // It concerns this resource only: it fails (exit 1, naming the file), nothing is created.
+    assert_failed(&s, &output, 1, &["a.toml", "missing/a.conf"], &before);
     assert!(!s.out().join("missing").exists());
 }
 

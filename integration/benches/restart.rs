@@ -4,6 +4,8 @@
 //! baseline, measured in the same run, is a plain cold start of the same plugin to its first
 //! answer: a restart cannot be faster than that, and should not be much slower.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_sdk::Database;
@@ -13,8 +15,14 @@ use nix::unistd::Pid;
 
 const KILLS: usize = 50;
 
+/// The confd binary, built (by the support crate) before anything is timed.
+fn confd() -> &'static Path {
+    static CONFD: OnceLock<PathBuf> = OnceLock::new();
+    CONFD.get_or_init(|| confd_test_support::workspace_bin("confd", "confd"))
+}
+
 fn env_plugin() -> PluginCommand {
-    PluginCommand::new("env", confd_test_support::workspace_bin("confd", "confd"))
+    PluginCommand::new("env", confd())
         .arg("internal-plugin")
         .arg("database")
         .arg("env")
@@ -86,6 +94,7 @@ async fn restarts() -> Vec<Duration> {
 }
 
 fn main() {
+    confd();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

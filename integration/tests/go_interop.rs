@@ -394,6 +394,97 @@ fn go_host_loads_sdk_env_plugin() {
     assert_plugin_logs_parsed(&run, "plugin listening");
 }
 
+/// A Go host with `AutoMTLS: true`: it passes its P-521 certificate in `PLUGIN_CLIENT_CERT`, our
+/// plugin answers with its own in field 6 and serves TLS, and every call goes through it.
+#[test]
+fn go_host_loads_sdk_plugin_with_auto_mtls() {
+    let go = require_go!();
+    let plugin = workspace_bin("confd-database-memory", "confd-database-memory");
+    let run = run_go_host(
+        &go.host,
+        &[
+            "-auto-mtls",
+            "-config",
+            "data./app/port=8080",
+            "-key",
+            "/app",
+            "-prefix",
+            "/app",
+            plugin.to_str().expect("utf-8 path"),
+        ],
+        &[("CONFD_PLUGIN_LOG_LEVEL", "debug")],
+    );
+    assert_clean_run(&run);
+    assert_eq!(
+        run.step("get_values")["values"],
+        serde_json::json!({"/app/port": "8080"}),
+        "{}",
+        run.describe()
+    );
+    let listening = host_log(&run)
+        .into_iter()
+        .find(|e| e["@message"] == "plugin listening")
+        .unwrap_or_else(|| panic!("no `plugin listening` entry\n{}", run.describe()));
+    assert!(
+        listening["tls"] == true || listening["tls"] == "true",
+        "the plugin did not serve TLS: {listening}"
+    );
+}
+
+/// Our host asking for TCP, so with AutoMTLS, loads a Go plugin: go-plugin 1.0.1 plugins listen
+/// on a Unix socket whatever the host wants, but serve TLS with a P-521 certificate, which our
+/// host pins and verifies.
+#[test]
+fn our_host_loads_go_plugin_with_auto_mtls() {
+    let go = require_go!();
+    log_buffer();
+    let name = "go-interop-auto-mtls";
+    runtime().block_on(async {
+        let options = ClientOptions {
+            transport: confd_supervisor::Transport::Tcp,
+            ..options()
+        };
+        let client = PluginClient::start(go_plugin_command(go, name), options)
+            .await
+            .expect("our host starts the Go plugin with AutoMTLS");
+        client.ping().await.expect("health check over TLS");
+        client
+            .configure(config(&[("/app/port", "8080")]))
+            .await
+            .expect("configure");
+        let values = client
+            .get_values(&["/app".to_string()])
+            .await
+            .expect("get_values");
+        assert_eq!(values.get("/app/port").map(String::as_str), Some("8080"));
+        client.shutdown().await;
+        assert!(client.exit_status().is_some_and(|s| s.success()));
+    });
+    let log = captured_log();
+    let handshake = log
+        .lines()
+        .find(|l| l.contains(&format!("backend={name}")) && l.contains("plugin handshake"))
+        .unwrap_or_else(|| panic!("no handshake line for {name}:\n{log}"));
+    assert!(handshake.contains("tls=true"), "{handshake}");
+}
+
+/// Our host not asking for AutoMTLS refuses a Go plugin that serves it anyway (here because the
+/// command sets `PLUGIN_CLIENT_CERT` itself): it holds no key the plugin would accept.
+#[test]
+fn our_host_refuses_a_go_plugin_serving_tls_it_did_not_ask_for() {
+    let go = require_go!();
+    let foreign = confd_sdk::tls::Identity::generate().expect("identity");
+    runtime().block_on(async {
+        let command = go_plugin_command(go, "go-interop-inherited-cert")
+            .env("PLUGIN_CLIENT_CERT", foreign.certificate_pem());
+        let err = PluginClient::start(command, options())
+            .await
+            .expect_err("a plugin serving TLS to a certificate we do not hold is refused");
+        assert!(matches!(err, PluginError::BadHandshake { .. }), "{err}");
+        assert!(err.to_string().contains("did not ask"), "{err}");
+    });
+}
+
 #[test]
 fn go_host_refuses_sdk_plugin_with_wrong_cookie() {
     let go = require_go!();

@@ -65,7 +65,12 @@ fn socket_dirs(tmp: &Path) -> usize {
     std::fs::read_dir(tmp)
         .expect("read tmp")
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("plugin"))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            // confd's own directory (`confd-<pid>-…`) and, from plugins run without one, theirs
+            name.starts_with("confd-") || name.starts_with("plugin")
+        })
         .count()
 }
 

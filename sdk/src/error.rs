@@ -157,9 +157,52 @@ impl From<tonic::Status> for Error {
     }
 }
 
+/// `err` followed by each of its sources, `: `-joined, skipping a source whose text the line
+/// already holds: HTTP and gRPC client errors often say only "error sending request" on top
+/// and keep the cause (refused, TLS, DNS) in their sources.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let refused = E("connection refused", None);
+        let connect = E(
+            "tcp connect error: connection refused",
+            Some(Box::new(refused)),
+        );
+        let top = E("error sending request", Some(Box::new(connect)));
+        assert_eq!(
+            error_chain(&top),
+            "error sending request: tcp connect error: connection refused"
+        );
+    }
 
     #[test]
     fn kinds_round_trip_through_grpc_codes() {

@@ -45,6 +45,8 @@ pub struct Handshake {
     pub app_version: u32,
     /// Where it listens.
     pub address: Address,
+    /// The plugin's AutoMTLS certificate (DER) from field 6, when it serves TLS.
+    pub server_cert: Option<Vec<u8>>,
 }
 
 /// Why a handshake line was refused; each rule has its own message.
@@ -65,8 +67,14 @@ pub enum HandshakeProblem {
     MissingProtocol,
     /// Field 5 is `netrpc` (or anything but `grpc`).
     Protocol(String),
-    /// Field 6 carries a TLS certificate: the plugin serves AutoMTLS, which we never ask for.
+    /// Field 6 carries a TLS certificate although the host did not ask for AutoMTLS.
     AutoMtls,
+    /// Field 6 is long enough to be a certificate but is not base64.
+    Certificate(String),
+    /// The host asked for AutoMTLS and the plugin answered without a certificate.
+    MissingCertificate,
+    /// The plugin listens on TCP without TLS, which confd never accepts.
+    PlaintextTcp,
 }
 
 impl fmt::Display for HandshakeProblem {
@@ -100,8 +108,19 @@ impl fmt::Display for HandshakeProblem {
                 "no protocol field, which go-plugin reads as netrpc; confd plugins must speak grpc",
             ),
             HandshakeProblem::AutoMtls => f.write_str(
-                "the plugin serves TLS (AutoMTLS certificate in field 6), which confd does not support; \
-                 is PLUGIN_CLIENT_CERT set in confd's environment?",
+                "the plugin serves TLS (AutoMTLS certificate in field 6) although confd did not ask \
+                 for it (the plugin transport is unix)",
+            ),
+            HandshakeProblem::Certificate(e) => {
+                write!(f, "field 6 is not a base64 certificate: {e}")
+            }
+            HandshakeProblem::MissingCertificate => f.write_str(
+                "confd asked for AutoMTLS (plugin transport tcp) but the plugin answered without a \
+                 certificate; the plugin does not support AutoMTLS, use --plugin-transport unix",
+            ),
+            HandshakeProblem::PlaintextTcp => f.write_str(
+                "the plugin listens on TCP without TLS, which any local user could reach; confd \
+                 refuses it (use a plugin that serves a Unix socket, or --plugin-transport tcp for AutoMTLS)",
             ),
             HandshakeProblem::Protocol(p) => write!(
                 f,
@@ -148,25 +167,42 @@ pub fn parse(line: &str, offered: &[u32]) -> Result<Handshake, HandshakeProblem>
         Some(&"grpc") => {}
         Some(other) => return Err(HandshakeProblem::Protocol((*other).to_string())),
     }
-    // Field 6 counts as a certificate only when long, as in go-plugin. We never ask for
-    // AutoMTLS, so a plugin that serves TLS anyway would fail later with a murky TLS error.
-    if fields.get(5).is_some_and(|cert| cert.len() > 50) {
-        return Err(HandshakeProblem::AutoMtls);
-    }
+    // Field 6 counts as a certificate only when long, as in go-plugin.
+    let server_cert = match fields.get(5) {
+        Some(cert) if cert.len() > 50 => {
+            Some(crate::tls::decode_handshake_field(cert).map_err(HandshakeProblem::Certificate)?)
+        }
+        _ => None,
+    };
     Ok(Handshake {
         app_version,
         address,
+        server_cert,
     })
 }
 
-/// The line a plugin prints once it listens.
-pub(crate) fn format(app_version: u32, address: &Address) -> String {
+/// The host's rule once the line is parsed: with AutoMTLS asked for (`tls`), the plugin must
+/// answer with a certificate, whatever the network; without, it must not, and it must listen on
+/// a Unix socket. Plaintext TCP is never accepted: any local user could read every value.
+pub fn check_transport(hs: &Handshake, tls: bool) -> Result<(), HandshakeProblem> {
+    match (tls, hs.server_cert.is_some(), &hs.address) {
+        (true, true, _) | (false, false, Address::Unix(_)) => Ok(()),
+        (true, false, _) => Err(HandshakeProblem::MissingCertificate),
+        (false, true, _) => Err(HandshakeProblem::AutoMtls),
+        (false, false, Address::Tcp(_)) => Err(HandshakeProblem::PlaintextTcp),
+    }
+}
+
+/// The line a plugin prints once it listens; `cert` is field 6 (empty without AutoMTLS).
+pub(crate) fn format(app_version: u32, address: &Address, cert: &str) -> String {
     match address {
         Address::Unix(path) => format!(
-            "{CORE_PROTOCOL_VERSION}|{app_version}|unix|{}|grpc|\n",
+            "{CORE_PROTOCOL_VERSION}|{app_version}|unix|{}|grpc|{cert}\n",
             path.display()
         ),
-        Address::Tcp(addr) => format!("{CORE_PROTOCOL_VERSION}|{app_version}|tcp|{addr}|grpc|\n"),
+        Address::Tcp(addr) => {
+            format!("{CORE_PROTOCOL_VERSION}|{app_version}|tcp|{addr}|grpc|{cert}\n")
+        }
     }
 }
 
@@ -260,14 +296,67 @@ mod tests {
     #[test]
     fn formats_with_the_trailing_empty_field() {
         assert_eq!(
-            format(1, &Address::Unix("/tmp/x/plugin.sock".into())),
+            format(1, &Address::Unix("/tmp/x/plugin.sock".into()), ""),
             "1|1|unix|/tmp/x/plugin.sock|grpc|\n"
         );
         let tcp = Address::Tcp("127.0.0.1:10000".parse().expect("addr"));
-        assert_eq!(format(1, &tcp), "1|1|tcp|127.0.0.1:10000|grpc|\n");
+        assert_eq!(format(1, &tcp, ""), "1|1|tcp|127.0.0.1:10000|grpc|\n");
         assert_eq!(
-            parse(&format(1, &tcp), &[1]).expect("round trip").address,
+            parse(&format(1, &tcp, ""), &[1])
+                .expect("round trip")
+                .address,
             tcp
+        );
+    }
+
+    #[test]
+    fn a_certificate_travels_in_field_six() {
+        let id = crate::tls::Identity::generate().expect("identity");
+        let tcp = Address::Tcp("127.0.0.1:10000".parse().expect("addr"));
+        let line = format(1, &tcp, &id.handshake_field());
+        let hs = parse(&line, &[1]).expect("parses");
+        assert_eq!(hs.server_cert.as_deref(), Some(id.certificate_der()));
+        // what a Go 1.0.1 plugin prints with AutoMTLS (a P-521 certificate, cut short here)
+        // decodes too; a short field 6 is ignored, as go-plugin does
+        let short = parse("1|1|unix|/p|grpc|abc", &[1]).expect("short field 6");
+        assert_eq!(short.server_cert, None);
+        assert_eq!(
+            parse(&format!("1|1|unix|/p|grpc|{}", "!".repeat(60)), &[1]),
+            Err(HandshakeProblem::Certificate(
+                "Invalid symbol 33, offset 0.".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_host_accepts_tls_when_asked_and_never_plaintext_tcp() {
+        let unix = Address::Unix("/p".into());
+        let tcp = Address::Tcp("127.0.0.1:1".parse().expect("addr"));
+        let hs = |address: &Address, cert: bool| Handshake {
+            app_version: 1,
+            address: address.clone(),
+            server_cert: cert.then(|| vec![1, 2, 3]),
+        };
+        // asked for AutoMTLS: a certificate on either network (Go plugins answer on unix)
+        assert_eq!(check_transport(&hs(&tcp, true), true), Ok(()));
+        assert_eq!(check_transport(&hs(&unix, true), true), Ok(()));
+        assert_eq!(
+            check_transport(&hs(&tcp, false), true),
+            Err(HandshakeProblem::MissingCertificate)
+        );
+        assert_eq!(
+            check_transport(&hs(&unix, false), true),
+            Err(HandshakeProblem::MissingCertificate)
+        );
+        // not asked: a plain Unix socket only
+        assert_eq!(check_transport(&hs(&unix, false), false), Ok(()));
+        assert_eq!(
+            check_transport(&hs(&tcp, false), false),
+            Err(HandshakeProblem::PlaintextTcp)
+        );
+        assert_eq!(
+            check_transport(&hs(&unix, true), false),
+            Err(HandshakeProblem::AutoMtls)
         );
     }
 

@@ -35,7 +35,8 @@
 //!
 //! The wire protocol is HashiCorp go-plugin's gRPC flavour, so a plugin built
 //! with this crate loads in a Go go-plugin host and a Go plugin loads in the
-//! confd host. The protobuf types never leave this crate.
+//! confd host. The protobuf types never leave this crate. A plugin listens on a Unix socket in
+//! a private directory; over TCP it serves only go-plugin's AutoMTLS ([`tls`]).
 
 pub mod config;
 mod configured;
@@ -50,6 +51,7 @@ mod serve;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod tls;
 mod values;
 
 pub use async_trait::async_trait;
@@ -58,12 +60,12 @@ pub use confd_keys as keys;
 pub use configured::Configured;
 pub use database::{Config, Database, DatabaseInfo, SharedDatabase};
 pub use descriptor::{Descriptor, Setting, SrvNodes, shared};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use handshake::{
     APP_PROTOCOL_VERSIONS, CORE_PROTOCOL_VERSION, HandshakeProblem, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE,
 };
 pub use remote::{ConnectError, RemoteDatabase, StdioChannel};
 #[doc(hidden)]
-pub use serve::{HandshakeOut, ServeError, serve_until_shutdown};
-pub use serve::{ServeOpts, serve};
+pub use serve::{HandshakeOut, ListenOpts, ServeError, serve_listening, serve_until_shutdown};
+pub use serve::{ServeOpts, TRANSPORT_VAR, serve};

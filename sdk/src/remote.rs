@@ -18,6 +18,7 @@ use crate::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use crate::proto::goplugin::{self, stdio_data};
 use crate::proto::v1::{self, database_client::DatabaseClient};
+use crate::tls::ClientTls;
 use crate::{Config, Database, DatabaseInfo, Error, ErrorKind};
 
 /// Values as large as a whole store must fit in one message; Go hosts allow 2 GiB.
@@ -78,8 +79,19 @@ impl RemoteDatabase {
         address: &Address,
         timeout: Duration,
     ) -> Result<RemoteDatabase, ConnectError> {
+        RemoteDatabase::connect_with(name, address, None, timeout).await
+    }
+
+    /// [`RemoteDatabase::connect`], over AutoMTLS when `tls` is given (the plugin answered
+    /// with a certificate in its handshake line).
+    pub async fn connect_with(
+        name: impl Into<String>,
+        address: &Address,
+        tls: Option<&ClientTls>,
+        timeout: Duration,
+    ) -> Result<RemoteDatabase, ConnectError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let channel = tokio::time::timeout(timeout, connect_channel(address, timeout))
+        let channel = tokio::time::timeout(timeout, connect_channel(address, tls, timeout))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))?
             .map_err(|message| ConnectError::Connect {
@@ -351,49 +363,130 @@ async fn get_values_stream(
     Ok(Response::new(entries))
 }
 
-/// A gRPC channel to a plugin address.
+/// A gRPC channel to a plugin address: plaintext HTTP/2 on a Unix socket, or HTTP/2 inside
+/// AutoMTLS on either network. The URI is a placeholder: the connector dials the address.
 pub(crate) async fn connect_channel(
     address: &Address,
+    tls: Option<&ClientTls>,
     timeout: Duration,
 ) -> Result<Channel, String> {
-    match address {
-        Address::Unix(path) => {
-            let path = path.clone();
-            // The URI is a placeholder: the connector below ignores it and dials the socket.
-            Endpoint::from_static("http://[::]:50051")
-                .connect_timeout(timeout)
-                .max_frame_size(MAX_FRAME)
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
+    let address = address.clone();
+    let tls = tls.cloned();
+    Endpoint::from_static("http://[::]:50051")
+        .connect_timeout(timeout)
+        .max_frame_size(MAX_FRAME)
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let address = address.clone();
+            let tls = tls.clone();
+            async move {
+                match (address, tls) {
+                    (Address::Unix(path), None) => Ok(TokioIo::new(Io::Unix(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))),
+                    (Address::Unix(path), Some(tls)) => {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        let stream = tls
+                            .connector()
+                            .connect(ClientTls::server_name(), stream)
+                            .await?;
+                        Ok(TokioIo::new(Io::UnixTls(Box::new(stream))))
                     }
-                }))
-                .await
-                .map_err(|e| transport_message(&e))
+                    (Address::Tcp(addr), Some(tls)) => {
+                        let stream = tokio::net::TcpStream::connect(addr).await?;
+                        stream.set_nodelay(true)?;
+                        let stream = tls
+                            .connector()
+                            .connect(ClientTls::server_name(), stream)
+                            .await?;
+                        Ok(TokioIo::new(Io::TcpTls(Box::new(stream))))
+                    }
+                    // The host's transport rule refuses this before dialling; kept closed here
+                    // too so that no path talks plaintext over TCP.
+                    (Address::Tcp(addr), None) => Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("refusing plaintext TCP to {addr}: TCP needs AutoMTLS"),
+                    )),
+                }
+            }
+        }))
+        .await
+        .map_err(|e| crate::error_chain(&e))
+}
+
+/// The connections a host makes to a plugin, as one type for hyper.
+enum Io {
+    Unix(tokio::net::UnixStream),
+    UnixTls(Box<tokio_rustls::client::TlsStream<tokio::net::UnixStream>>),
+    TcpTls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+macro_rules! each_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Io::Unix($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            Io::UnixTls($s) => {
+                let $s = std::pin::Pin::new(&mut **$s);
+                $e
+            }
+            Io::TcpTls($s) => {
+                let $s = std::pin::Pin::new(&mut **$s);
+                $e
+            }
         }
-        Address::Tcp(addr) => Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(timeout)
-            .max_frame_size(MAX_FRAME)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| transport_message(&e)),
+    };
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        each_io!(self, s => s.poll_read(cx, buf))
     }
 }
 
-fn transport_message(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        each_io!(self, s => s.poll_write(cx, buf))
     }
-    message
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        each_io!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        each_io!(self, s => s.poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        each_io!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Unix(s) => s.is_write_vectored(),
+            Io::UnixTls(s) => s.is_write_vectored(),
+            Io::TcpTls(s) => s.is_write_vectored(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -539,7 +632,7 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
         );
         let address = Address::Unix(path);
-        let channel = connect_channel(&address, Duration::from_secs(5))
+        let channel = connect_channel(&address, None, Duration::from_secs(5))
             .await
             .expect("connect");
         Served {

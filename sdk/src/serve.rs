@@ -90,25 +90,26 @@ impl<D: Database> ServeOpts<D> {
 
 /// Runs the plugin until the host asks it to stop, then exits the process.
 ///
-/// Checks the magic cookie (exit 1 with go-plugin's message when it is wrong), refuses AutoMTLS,
-/// negotiates the protocol version, listens on a private Unix socket (or TCP on 127.0.0.1 with
-/// `CONFD_PLUGIN_TRANSPORT=tcp`), prints the handshake line on stdout and serves until
-/// `Shutdown`. Logs go to stderr as hclog JSON; SIGINT is ignored because the host owns the
-/// plugin's lifetime.
+/// Checks the magic cookie (exit 1 with go-plugin's message when it is wrong), negotiates the
+/// protocol version, listens on a Unix socket in a private directory (mode 0700), prints the
+/// handshake line on stdout and serves until `Shutdown`. With `PLUGIN_CLIENT_CERT` set it serves
+/// go-plugin's AutoMTLS; TCP on 127.0.0.1 only when the host asks for it
+/// (`CONFD_PLUGIN_TRANSPORT=tcp`), and then only with AutoMTLS. When no socket can be made the
+/// plugin exits 1 with the reason: it never falls back to another transport. Logs go to stderr
+/// as hclog JSON; SIGINT is ignored because the host owns the plugin's lifetime.
 pub fn serve<D: Database>(opts: ServeOpts<D>) -> ! {
     if std::env::var(handshake::MAGIC_COOKIE_KEY).as_deref() != Ok(handshake::MAGIC_COOKIE_VALUE) {
         eprint!("{}", handshake::COOKIE_MESSAGE);
         std::process::exit(1);
     }
-    if std::env::var_os("PLUGIN_CLIENT_CERT").is_some() {
-        eprintln!(
-            "plugin {}: the host asked for AutoMTLS (PLUGIN_CLIENT_CERT is set), which confd plugins \
-             do not support; configure the host without AutoMTLS",
-            opts.name
-        );
-        std::process::exit(1);
-    }
     crate::hclog::init(&opts.name);
+    let listen = match ListenOpts::from_env() {
+        Ok(listen) => listen,
+        Err(err) => {
+            tracing::error!("plugin {}: {err}", opts.name);
+            std::process::exit(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,14 +120,75 @@ pub fn serve<D: Database>(opts: ServeOpts<D>) -> ! {
             std::process::exit(1);
         }
     };
-    let result = runtime.block_on(serve_until_shutdown(opts, HandshakeOut::Stdout));
+    let result = runtime.block_on(serve_listening(opts, listen, HandshakeOut::Stdout));
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(()) => std::process::exit(0),
         Err(err) => {
-            tracing::error!(error = %err, "plugin failed");
+            tracing::error!("plugin failed: {err}");
             std::process::exit(1);
         }
+    }
+}
+
+/// How the plugin listens, as the host asked in the environment.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct ListenOpts {
+    /// TCP on 127.0.0.1 instead of a Unix socket (`CONFD_PLUGIN_TRANSPORT=tcp`).
+    pub tcp: bool,
+    /// The host's AutoMTLS certificate (DER, from `PLUGIN_CLIENT_CERT`): serve TLS and accept
+    /// only this client.
+    pub client_cert: Option<Vec<u8>>,
+    /// Where the private socket directory goes (`PLUGIN_UNIX_SOCKET_DIR`); `TMPDIR` or /tmp
+    /// when unset.
+    pub socket_dir: Option<PathBuf>,
+    /// `PLUGIN_MIN_PORT`, `PLUGIN_MAX_PORT`.
+    pub min_port: Option<u16>,
+    pub max_port: Option<u16>,
+}
+
+/// The variable through which a confd host asks for TCP (go-plugin has none: its plugins use TCP
+/// only on Windows). The host's own setting has the same name.
+pub const TRANSPORT_VAR: &str = "CONFD_PLUGIN_TRANSPORT";
+
+impl ListenOpts {
+    /// Reads the go-plugin variables and [`TRANSPORT_VAR`]. TCP without `PLUGIN_CLIENT_CERT`
+    /// is refused: a plugin never serves plaintext TCP, which any local user could read.
+    pub fn from_env() -> Result<ListenOpts, ServeError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let tcp = match var(TRANSPORT_VAR).as_deref() {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("unix") => false,
+            Some(v) if v.eq_ignore_ascii_case("tcp") => true,
+            Some(other) => {
+                return Err(ServeError::Listen(format!(
+                    "{TRANSPORT_VAR}={other:?} is neither unix nor tcp"
+                )));
+            }
+        };
+        let client_cert = match var("PLUGIN_CLIENT_CERT") {
+            Some(pem) => Some(
+                crate::tls::certificate_from_pem(&pem)
+                    .map_err(|e| ServeError::Listen(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if tcp && client_cert.is_none() {
+            return Err(ServeError::Listen(format!(
+                "the host asked for TCP ({TRANSPORT_VAR}=tcp) without AutoMTLS (PLUGIN_CLIENT_CERT \
+                 is not set); a confd plugin serves TCP only with AutoMTLS"
+            )));
+        }
+        Ok(ListenOpts {
+            tcp,
+            client_cert,
+            socket_dir: std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            min_port: port_from_env("PLUGIN_MIN_PORT"),
+            max_port: port_from_env("PLUGIN_MAX_PORT"),
+        })
     }
 }
 
@@ -145,6 +207,8 @@ pub enum HandshakeOut {
 pub enum ServeError {
     #[error("cannot listen: {0}")]
     Listen(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot write the handshake line to stdout: {0}")]
     Handshake(std::io::Error),
     #[error("gRPC server failed: {0}")]
@@ -158,11 +222,34 @@ pub async fn serve_until_shutdown<D: Database>(
     opts: ServeOpts<D>,
     out: HandshakeOut,
 ) -> Result<(), ServeError> {
+    serve_listening(opts, ListenOpts::from_env()?, out).await
+}
+
+/// [`serve_until_shutdown`] with the listening options given instead of read from the
+/// environment.
+#[doc(hidden)]
+pub async fn serve_listening<D: Database>(
+    opts: ServeOpts<D>,
+    listen: ListenOpts,
+    out: HandshakeOut,
+) -> Result<(), ServeError> {
     let version = handshake::negotiate(
         std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref(),
         handshake::APP_PROTOCOL_VERSIONS,
     );
-    let listener = Listener::open()?;
+    // A fresh identity per process: the certificate lives as long as this plugin.
+    let tls = match &listen.client_cert {
+        Some(client) => {
+            let identity = crate::tls::Identity::generate()?;
+            let config = crate::tls::server_config(&identity, client.clone())?;
+            Some((
+                identity.handshake_field(),
+                tokio_rustls::TlsAcceptor::from(config),
+            ))
+        }
+        None => None,
+    };
+    let listener = Listener::open(&listen)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
     // A plugin process owns its signals. A server inside a test binary does not: taking SIGINT
@@ -208,7 +295,8 @@ pub async fn serve_until_shutdown<D: Database>(
             shutdown: shutdown_rx.clone(),
         }));
 
-    let line = handshake::format(version, &listener.address);
+    let cert_field = tls.as_ref().map(|(field, _)| field.as_str()).unwrap_or("");
+    let line = handshake::format(version, &listener.address, cert_field);
     match out {
         HandshakeOut::Stdout => {
             let mut stdout = std::io::stdout().lock();
@@ -221,29 +309,46 @@ pub async fn serve_until_shutdown<D: Database>(
             let _ = tx.send(line);
         }
     }
-    tracing::debug!(address = %listener.address, version, "plugin listening");
+    tracing::debug!(address = %listener.address, version, tls = !cert_field.is_empty(), "plugin listening");
 
     let mut stop = shutdown_rx.clone();
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
     let server = async {
-        match listener.incoming {
-            Incoming::Unix(l) => {
-                router
-                    .serve_with_incoming_shutdown(
+        match (listener.incoming, tls) {
+            (Incoming::Unix(l), None) => router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(l),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
+            (Incoming::Unix(l), Some((_, acceptor))) => router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
                         tokio_stream::wrappers::UnixListenerStream::new(l),
-                        stopped,
-                    )
-                    .await
-            }
-            Incoming::Tcp(l) => {
-                router
-                    .serve_with_incoming_shutdown(
+                        acceptor,
+                        |s| TlsIo::Unix(Box::new(s)),
+                    ),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
+            (Incoming::Tcp(l), Some((_, acceptor))) => router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(
                         tokio_stream::wrappers::TcpListenerStream::new(l),
-                        stopped,
-                    )
-                    .await
+                        acceptor,
+                        |s| TlsIo::Tcp(Box::new(s)),
+                    ),
+                    stopped,
+                )
+                .await
+                .map_err(ServeError::from),
+            // `ListenOpts` never asks for TCP without a client certificate.
+            (Incoming::Tcp(_), None) => {
+                Err(ServeError::Listen("refusing to serve plaintext TCP".into()))
             }
         }
     };
@@ -259,7 +364,7 @@ pub async fn serve_until_shutdown<D: Database>(
     };
     drop(listener.dir);
     tracing::debug!("plugin stopped");
-    result.map_err(ServeError::from)
+    result
 }
 
 /// Large values (a whole store in one GetValues) must pass; go-plugin hosts allow 2 GiB.
@@ -314,38 +419,38 @@ struct Listener {
 }
 
 impl Listener {
-    fn open() -> Result<Listener, ServeError> {
-        let want_tcp = std::env::var("CONFD_PLUGIN_TRANSPORT")
-            .map(|v| v.eq_ignore_ascii_case("tcp"))
-            .unwrap_or(false);
-        if !want_tcp {
-            match open_unix() {
-                Ok(listener) => return Ok(listener),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen on a Unix socket; falling back to TCP");
-                }
-            }
+    /// A Unix socket, or TCP when asked for; never one in place of the other.
+    fn open(listen: &ListenOpts) -> Result<Listener, ServeError> {
+        if listen.tcp {
+            open_tcp(listen.min_port, listen.max_port)
+        } else {
+            open_unix(listen.socket_dir.as_deref()).map_err(|problems| {
+                ServeError::Listen(format!(
+                    "cannot make a Unix socket ({problems}); a confd plugin does not fall back \
+                     to TCP (a host asks for TCP with {TRANSPORT_VAR}=tcp and AutoMTLS)"
+                ))
+            })
         }
-        open_tcp()
     }
 }
 
-fn socket_bases() -> Vec<PathBuf> {
-    let mut bases = Vec::new();
-    if let Some(dir) = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR").filter(|d| !d.is_empty()) {
-        bases.push(PathBuf::from(dir));
-    } else {
-        if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
-            bases.push(PathBuf::from(dir));
-        }
-        bases.push(PathBuf::from("/tmp"));
+/// Where the private socket directory may go: `PLUGIN_UNIX_SOCKET_DIR` only when the host set
+/// it, otherwise `TMPDIR` (when set) and /tmp.
+fn socket_bases(socket_dir: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = socket_dir {
+        return vec![dir.to_path_buf()];
     }
+    let mut bases = Vec::new();
+    if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
+        bases.push(PathBuf::from(dir));
+    }
+    bases.push(PathBuf::from("/tmp"));
     bases
 }
 
-fn open_unix() -> Result<Listener, String> {
+fn open_unix(socket_dir: Option<&Path>) -> Result<Listener, String> {
     let mut problems = Vec::new();
-    for base in socket_bases() {
+    for base in socket_bases(socket_dir) {
         match open_unix_in(&base) {
             Ok(listener) => return Ok(listener),
             Err(err) => problems.push(format!("{}: {err}", base.display())),
@@ -379,11 +484,8 @@ fn port_from_env(name: &str) -> Option<u16> {
     std::env::var(name).ok()?.trim().parse().ok()
 }
 
-fn open_tcp() -> Result<Listener, ServeError> {
-    let (min, max) = match (
-        port_from_env("PLUGIN_MIN_PORT"),
-        port_from_env("PLUGIN_MAX_PORT"),
-    ) {
+fn open_tcp(min_port: Option<u16>, max_port: Option<u16>) -> Result<Listener, ServeError> {
+    let (min, max) = match (min_port, max_port) {
         (None, None) => (0, 0),
         (min, max) => (min.unwrap_or(0), max.unwrap_or(u16::MAX)),
     };
@@ -412,6 +514,117 @@ fn open_tcp() -> Result<Listener, ServeError> {
     Err(ServeError::Listen(format!(
         "no free TCP port on 127.0.0.1 between {min} and {max}"
     )))
+}
+
+/// How long a peer gets to finish the TLS handshake before its connection is dropped.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The accepted connections, each after a successful AutoMTLS handshake. Handshakes run in their
+/// own tasks so that a peer that stalls holds up nobody; one that fails (no certificate, another
+/// certificate) is logged and dropped.
+fn tls_incoming<S, L>(
+    mut listener: L,
+    acceptor: tokio_rustls::TlsAcceptor,
+    wrap: fn(tokio_rustls::server::TlsStream<S>) -> TlsIo,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsIo>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    L: Stream<Item = std::io::Result<S>> + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                conn = listener.next() => conn,
+                () = tx.closed() => break,
+            };
+            let conn = match conn {
+                Some(Ok(conn)) => conn,
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "accept failed");
+                    continue;
+                }
+                None => break,
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(conn)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(wrap(stream))).await;
+                    }
+                    Ok(Err(err)) => tracing::warn!(
+                        error = %err,
+                        "refused a connection without the host's certificate (AutoMTLS)"
+                    ),
+                    Err(_) => {
+                        tracing::warn!("refused a connection that did not finish the TLS handshake")
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A connection that passed the AutoMTLS handshake, as one type for the gRPC server.
+enum TlsIo {
+    Unix(Box<tokio_rustls::server::TlsStream<tokio::net::UnixStream>>),
+    Tcp(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+macro_rules! each_tls_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            TlsIo::Unix($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+            TlsIo::Tcp($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_tls_io!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        each_tls_io!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_tls_io!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_tls_io!(self, s => s.poll_shutdown(cx))
+    }
 }
 
 /// Waits until the plugin is told to stop.
@@ -755,10 +968,148 @@ mod tests {
         let (line_tx, line_rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(serve_until_shutdown(opts, HandshakeOut::Channel(line_tx)));
         let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
-        let channel = crate::remote::connect_channel(&hs.address, Duration::from_secs(5))
+        let channel = crate::remote::connect_channel(&hs.address, None, Duration::from_secs(5))
             .await
             .expect("connect");
         (server, channel)
+    }
+
+    /// TCP as a host asks for it: AutoMTLS with the host's certificate pinned.
+    #[tokio::test]
+    async fn over_tcp_only_the_host_with_its_certificate_reads_values() {
+        let host = crate::tls::Identity::generate().expect("host identity");
+        let listen = ListenOpts {
+            tcp: true,
+            client_cert: Some(host.certificate_der().to_vec()),
+            ..ListenOpts::default()
+        };
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
+        let server = tokio::spawn(serve_listening(
+            opts,
+            listen,
+            HandshakeOut::Channel(line_tx),
+        ));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let Address::Tcp(addr) = hs.address else {
+            panic!("asked for TCP, got {}", hs.address);
+        };
+        assert!(addr.ip().is_loopback());
+        let plugin_cert = hs.server_cert.clone().expect("a certificate in field 6");
+        let timeout = Duration::from_secs(5);
+        let read = async |channel: tonic::transport::Channel| {
+            DatabaseClient::new(channel)
+                .get_values(v1::GetValuesRequest {
+                    keys: vec!["/a".into()],
+                })
+                .await
+        };
+
+        // plaintext HTTP/2, as curl or a gRPC client without TLS would try
+        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .expect("TCP itself accepts");
+        assert!(read(plain).await.is_err(), "plaintext must not be answered");
+        // our own client refuses to even try plaintext TCP
+        assert!(
+            crate::remote::connect_channel(&hs.address, None, timeout)
+                .await
+                .is_err()
+        );
+        // TLS with a certificate the plugin was not given
+        let stranger = crate::tls::Identity::generate().expect("stranger");
+        let tls = crate::tls::ClientTls::new(&stranger, &plugin_cert).expect("client tls");
+        let refused = match crate::remote::connect_channel(&hs.address, Some(&tls), timeout).await {
+            Err(_) => true,
+            Ok(channel) => read(channel).await.is_err(),
+        };
+        assert!(
+            refused,
+            "a client with another certificate must not read values"
+        );
+        // the right client, pinning a certificate the plugin does not hold
+        let tls = crate::tls::ClientTls::new(&host, stranger.certificate_der()).expect("tls");
+        assert!(
+            crate::remote::connect_channel(&hs.address, Some(&tls), timeout)
+                .await
+                .is_err(),
+            "the host must refuse a plugin certificate other than the announced one"
+        );
+
+        // the host itself
+        let tls = crate::tls::ClientTls::new(&host, &plugin_cert).expect("client tls");
+        let channel = crate::remote::connect_channel(&hs.address, Some(&tls), timeout)
+            .await
+            .expect("the host connects");
+        let values = read(channel.clone())
+            .await
+            .expect("the host reads")
+            .into_inner()
+            .into_entries();
+        assert_eq!(values, [("/a".to_string(), "v/a".to_string())]);
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown replies");
+        server.await.expect("join").expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn no_unix_socket_is_an_error_never_tcp() {
+        let listen = ListenOpts {
+            socket_dir: Some("/nonexistent/confd-sockets".into()),
+            ..ListenOpts::default()
+        };
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
+        let err = serve_listening(opts, listen, HandshakeOut::Channel(line_tx))
+            .await
+            .expect_err("no socket, no plugin");
+        let message = err.to_string();
+        assert!(
+            message.contains("/nonexistent/confd-sockets")
+                && message.contains("does not fall back to TCP"),
+            "{message}"
+        );
+        assert!(line_rx.await.is_err(), "no handshake line was printed");
+    }
+
+    #[tokio::test]
+    async fn the_socket_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().expect("tempdir");
+        let listen = ListenOpts {
+            socket_dir: Some(base.path().to_path_buf()),
+            ..ListenOpts::default()
+        };
+        let opts = ServeOpts::new("probe", || Arc::new(Probe::default()));
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(serve_listening(
+            opts,
+            listen,
+            HandshakeOut::Channel(line_tx),
+        ));
+        let hs = handshake::parse(&line_rx.await.expect("line"), &[1]).expect("handshake");
+        let Address::Unix(socket) = &hs.address else {
+            panic!("expected a unix socket");
+        };
+        let dir = socket.parent().expect("directory");
+        assert_eq!(dir.parent(), Some(base.path()));
+        let mode = std::fs::metadata(dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        assert_eq!(hs.server_cert, None);
+        let channel = crate::remote::connect_channel(&hs.address, None, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        GrpcControllerClient::new(channel)
+            .shutdown(goplugin::Empty {})
+            .await
+            .expect("shutdown");
+        server.await.expect("join").expect("clean stop");
+        assert!(!dir.exists(), "removed on exit");
     }
 
     async fn wait_until(what: &str, check: impl Fn() -> bool) {
@@ -970,7 +1321,7 @@ mod tests {
             panic!("expected a unix socket: {line}");
         };
         assert!(socket.exists());
-        let channel = crate::remote::connect_channel(&hs.address, Duration::from_secs(5))
+        let channel = crate::remote::connect_channel(&hs.address, None, Duration::from_secs(5))
             .await
             .expect("connect");
         let mut db = DatabaseClient::new(channel.clone());

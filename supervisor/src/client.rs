@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::PluginError;
 use crate::process::{Process, describe_exit, launch};
+use crate::transport::Transport;
 
 /// What to run as a plugin.
 #[derive(Debug, Clone)]
@@ -92,6 +93,11 @@ pub struct ClientOptions {
     pub max_restart_delay: Duration,
     /// Told about starts and restarts.
     pub events: Option<EventSink>,
+    /// Unix sockets (default) or TCP with AutoMTLS.
+    pub transport: Transport,
+    /// The host's private socket directory ([`crate::SocketDir`]), passed to plugins as
+    /// `PLUGIN_UNIX_SOCKET_DIR`. Default none: plugins pick `TMPDIR` or /tmp.
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -102,6 +108,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("restart", &self.restart)
             .field("probe_interval", &self.probe_interval)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +123,8 @@ impl Default for ClientOptions {
             probe_interval: Duration::from_secs(5),
             max_restart_delay: Duration::from_secs(30),
             events: None,
+            transport: Transport::Unix,
+            socket_dir: None,
         }
     }
 }

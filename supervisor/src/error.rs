@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use confd_sdk::handshake::HandshakeProblem;
+use confd_sdk::tls::TlsError;
 use confd_sdk::{ConnectError, Error, ErrorKind};
 
 /// Why a plugin could not be started. Every message names the plugin executable.
@@ -38,6 +39,9 @@ pub enum PluginError {
     /// The advertised address did not accept a gRPC connection, or its health check failed.
     #[error("plugin {}: {cause}", .path.display())]
     Connect { path: PathBuf, cause: ConnectError },
+    /// AutoMTLS could not be set up (the host's certificate, or the plugin's in the handshake).
+    #[error("plugin {}: {cause}", .path.display())]
+    Tls { path: PathBuf, cause: TlsError },
 }
 
 fn stderr_note(stderr: &str) -> String {
@@ -57,7 +61,8 @@ impl PluginError {
             | PluginError::NoHandshake { path, .. }
             | PluginError::HandshakeTimeout { path, .. }
             | PluginError::BadHandshake { path, .. }
-            | PluginError::Connect { path, .. } => path,
+            | PluginError::Connect { path, .. }
+            | PluginError::Tls { path, .. } => path,
         }
     }
 }

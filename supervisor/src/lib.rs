@@ -29,6 +29,8 @@ mod child_env;
 mod client;
 mod error;
 mod process;
+mod transport;
 
 pub use client::{ClientOptions, PluginClient, PluginCommand, PluginEvent};
 pub use error::PluginError;
+pub use transport::{SOCKET_DIR_PREFIX, SocketDir, Transport};

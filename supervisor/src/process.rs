@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confd_sdk::handshake::{self, Address};
+use confd_sdk::tls::{ClientTls, Identity};
 use confd_sdk::{RemoteDatabase, StdioChannel, hclog};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
 use tokio::sync::{oneshot, watch};
@@ -18,6 +19,7 @@ use tokio::sync::{oneshot, watch};
 use crate::child_env::ChildEnv;
 use crate::client::{ClientOptions, PluginCommand};
 use crate::error::PluginError;
+use crate::transport::TransportEnv;
 
 /// How many of the plugin's last stderr lines a start error quotes.
 const STDERR_TAIL: usize = 10;
@@ -74,7 +76,14 @@ pub(crate) async fn launch(
 ) -> Result<(Process, RemoteDatabase), PluginError> {
     let path = command.program.clone();
     let deadline = tokio::time::Instant::now() + options.start_timeout;
-    let mut child = build_command(command)
+    let transport =
+        TransportEnv::new(options.transport, options.socket_dir.as_deref()).map_err(|cause| {
+            PluginError::Tls {
+                path: path.clone(),
+                cause,
+            }
+        })?;
+    let mut child = build_command(command, &transport.env)
         .and_then(|mut cmd| cmd.spawn())
         .map_err(|cause| PluginError::Spawn {
             path: path.clone(),
@@ -100,8 +109,16 @@ pub(crate) async fn launch(
         ))
     });
 
-    let result =
-        handshake_and_connect(command, &path, stdout, exit_rx.clone(), deadline, options).await;
+    let result = handshake_and_connect(
+        command,
+        &path,
+        stdout,
+        exit_rx.clone(),
+        deadline,
+        options,
+        transport.identity.as_ref(),
+    )
+    .await;
     match result {
         Ok((remote, address)) => {
             if let (Address::Unix(path), Ok(mut slot)) = (&address, socket.lock()) {
@@ -181,7 +198,12 @@ impl Drop for KillGuard {
     }
 }
 
-pub(crate) fn build_command(command: &PluginCommand) -> io::Result<tokio::process::Command> {
+/// The plugin's command with the go-plugin environment; `transport` (see `TransportEnv`) comes
+/// after the caller's variables, so the host's transport setting always wins.
+pub(crate) fn build_command(
+    command: &PluginCommand,
+    transport: &[(OsString, OsString)],
+) -> io::Result<tokio::process::Command> {
     let mut set: Vec<(OsString, OsString)> = vec![
         (
             handshake::MAGIC_COOKIE_KEY.into(),
@@ -192,7 +214,15 @@ pub(crate) fn build_command(command: &PluginCommand) -> io::Result<tokio::proces
         ("PLUGIN_MAX_PORT".into(), "25000".into()),
     ];
     set.extend(command.env.iter().cloned());
-    let env = ChildEnv::new(&set, &["PLUGIN_CLIENT_CERT", "PLUGIN_MULTIPLEX_GRPC"])?;
+    set.extend(transport.iter().cloned());
+    // A certificate is only ever the one this start made (in `transport`): one inherited from
+    // confd's environment would make the plugin trust a key confd does not hold.
+    let remove: &[&str] = if transport.iter().any(|(k, _)| k == "PLUGIN_CLIENT_CERT") {
+        &["PLUGIN_MULTIPLEX_GRPC"]
+    } else {
+        &["PLUGIN_CLIENT_CERT", "PLUGIN_MULTIPLEX_GRPC"]
+    };
+    let env = ChildEnv::new(&set, remove)?;
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
         .stdin(Stdio::null())
@@ -286,6 +316,7 @@ async fn handshake_and_connect(
     mut exit: watch::Receiver<ExitState>,
     deadline: tokio::time::Instant,
     options: &ClientOptions,
+    identity: Option<&Identity>,
 ) -> Result<(RemoteDatabase, Address), PluginError> {
     let start_timeout = options.start_timeout;
     let stdout = stdout.ok_or_else(|| PluginError::NoHandshake {
@@ -357,24 +388,36 @@ async fn handshake_and_connect(
             });
         }
     };
-    let hs = handshake::parse(&line, handshake::APP_PROTOCOL_VERSIONS).map_err(|problem| {
-        PluginError::BadHandshake {
-            path: path.to_path_buf(),
-            line: line.trim_end_matches(['\r', '\n']).to_string(),
-            problem,
-        }
-    })?;
-    tracing::debug!(backend = %command.name, address = %hs.address, "plugin handshake");
+    let bad = |problem| PluginError::BadHandshake {
+        path: path.to_path_buf(),
+        // The certificate is long and says nothing to a reader.
+        line: shorten(line.trim_end_matches(['\r', '\n']), 120),
+        problem,
+    };
+    let hs = handshake::parse(&line, handshake::APP_PROTOCOL_VERSIONS).map_err(bad)?;
+    handshake::check_transport(&hs, identity.is_some()).map_err(bad)?;
+    let tls =
+        match (identity, &hs.server_cert) {
+            (Some(identity), Some(cert)) => Some(ClientTls::new(identity, cert).map_err(
+                |cause| PluginError::Tls {
+                    path: path.to_path_buf(),
+                    cause,
+                },
+            )?),
+            _ => None,
+        };
+    tracing::debug!(backend = %command.name, address = %hs.address, tls = tls.is_some(), "plugin handshake");
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let remote = RemoteDatabase::connect(command.name.clone(), &hs.address, remaining)
-        .await
-        .map_err(|cause| match cause {
-            confd_sdk::ConnectError::Timeout(_) => timed_out(),
-            cause => PluginError::Connect {
-                path: path.to_path_buf(),
-                cause,
-            },
-        })?;
+    let remote =
+        RemoteDatabase::connect_with(command.name.clone(), &hs.address, tls.as_ref(), remaining)
+            .await
+            .map_err(|cause| match cause {
+                confd_sdk::ConnectError::Timeout(_) => timed_out(),
+                cause => PluginError::Connect {
+                    path: path.to_path_buf(),
+                    cause,
+                },
+            })?;
     Ok((remote, hs.address))
 }
 
@@ -477,7 +520,7 @@ mod tests {
         let command = PluginCommand::new("env", "/usr/bin/env")
             .env("PLUGIN_MIN_PORT", "20000")
             .env("CONFD_TEST_EXTRA", "a=b");
-        let output = build_command(&command)
+        let output = build_command(&command, &[])
             .expect("builds")
             .output()
             .await

@@ -257,7 +257,7 @@ fn invalid_mode() {
 }
 
 #[test]
-fn unknown_owner_and_group() {
+fn unknown_owner_and_group_load_and_fail_at_write_time() {
     let c = Confdir::new();
     c.resource(
         "a.toml",
@@ -266,17 +266,26 @@ fn unknown_owner_and_group() {
             c.out().display()
         ),
     );
-    let errs = c.errors();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("unknown owner \"no-such-user-xyz\"")),
-        "{errs:?}"
+    let rs = c
+        .load()
+        .expect("an unknown account concerns the resource only");
+    let err = rs[0].owner_ids().expect_err("still unknown at write time");
+    assert!(err.contains("unknown owner \"no-such-user-xyz\""), "{err}");
+}
+
+#[test]
+fn unknown_group_alone_is_named() {
+    let c = Confdir::new();
+    c.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}/a\"\ngroup = \"no-such-group-xyz\"\n",
+            c.out().display()
+        ),
     );
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("unknown group \"no-such-group-xyz\"")),
-        "{errs:?}"
-    );
+    let rs = c.load().expect("loads");
+    let err = rs[0].owner_ids().expect_err("unknown group");
+    assert!(err.contains("unknown group \"no-such-group-xyz\""), "{err}");
 }
 
 #[test]
@@ -294,7 +303,7 @@ fn owner_names_resolve() {
 }
 
 #[test]
-fn missing_dest_directory() {
+fn missing_dest_directory_loads() {
     let c = Confdir::new();
     c.resource(
         "a.toml",
@@ -303,7 +312,10 @@ fn missing_dest_directory() {
             c.out().display()
         ),
     );
-    assert!(c.errors()[0].contains("does not exist"));
+    let rs = c
+        .load()
+        .expect("a missing directory fails the resource at write time only");
+    assert_eq!(rs.len(), 1);
     assert!(
         !c.out().join("no-such-dir").exists(),
         "the directory is not created"

@@ -508,3 +508,105 @@ async fn preview_renders_every_resource_names_missing_keys_and_writes_nothing() 
     assert!(err.to_string().contains("/db/host"), "{err}");
     assert!(c.listing().is_empty(), "nothing written: {:?}", c.listing());
 }
+
+/// conf.d/<name>.toml writing `dest` as given.
+fn resource_at(c: &Confdir, name: &str, src: &str, dest: &std::path::Path, extra: &str) {
+    fs::write(
+        c.dir.path().join("conf.d").join(format!("{name}.toml")),
+        format!(
+            "[template]\nsrc = {src:?}\ndest = {:?}\nkeys = [\"/app\"]\n{extra}\n",
+            dest.display().to_string()
+        ),
+    )
+    .expect("resource");
+}
+
+#[tokio::test]
+async fn a_missing_dest_directory_fails_that_resource_only_until_it_appears() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    let later = c.out().join("later");
+    resource_at(&c, "later", "app.tmpl", &later.join("app.conf"), "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let opts = c.opts();
+    let resources = load_resources(&opts).expect("a missing directory is no load error");
+    let first = run_once(&resources, &db.backends(), &opts).await;
+    assert_eq!(first, summary(1, 0, 1));
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=demo\n"));
+    assert!(!later.exists(), "the directory is not created");
+    fs::create_dir(&later).expect("mkdir");
+    let second = run_once(&resources, &db.backends(), &opts).await;
+    assert_eq!(second, summary(1, 1, 0));
+    assert_eq!(
+        fs::read_to_string(later.join("app.conf")).ok().as_deref(),
+        Some("name=demo\n")
+    );
+}
+
+#[tokio::test]
+async fn fail_fast_starts_no_further_resource_after_a_failure() {
+    let c = Confdir::new();
+    c.template("bad.tmpl", "{{getv \"/app/missing\"}}\n");
+    c.template("app.tmpl", APP);
+    // One group (same keys), members in file order: the failing one first.
+    c.resource("a-bad", "bad.tmpl", &["/app"], "");
+    c.resource("b-good", "app.tmpl", &["/app"], "");
+    let db = MemDb::new(&[("/app/name", "demo")]);
+    let mut opts = c.opts();
+    opts.failure_mode = confd_core::FailureMode::FailFast;
+    assert_eq!(once(&c, &db, &opts).await, summary(0, 0, 1));
+    assert_eq!(c.read("b-good"), None, "fail-fast stopped the pass");
+    opts.failure_mode = confd_core::FailureMode::BestEffort;
+    assert_eq!(once(&c, &db, &opts).await, summary(1, 0, 1));
+    assert_eq!(c.read("b-good").as_deref(), Some("name=demo\n"));
+}
+
+#[tokio::test]
+async fn min_reload_interval_defers_the_reload_but_never_the_write() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    let log = c.dir.path().join("reloads.log");
+    c.resource(
+        "app.conf",
+        "app.tmpl",
+        &["/app"],
+        &format!(
+            "reload_cmd = \"echo reload >> {}\"\nmin_reload_interval = \"1h\"",
+            log.display()
+        ),
+    );
+    let db = MemDb::new(&[("/app/name", "v1")]);
+    let opts = c.opts();
+    let resources = load_resources(&opts).expect("load");
+    assert_eq!(
+        resources[0].min_reload_interval(),
+        Duration::from_secs(3600)
+    );
+    assert_eq!(
+        run_once(&resources, &db.backends(), &opts).await,
+        summary(1, 0, 0)
+    );
+    db.set("/app/name", "v2");
+    assert_eq!(
+        run_once(&resources, &db.backends(), &opts).await,
+        summary(1, 0, 0)
+    );
+    assert_eq!(c.read("app.conf").as_deref(), Some("name=v2\n"), "written");
+    let reloads = fs::read_to_string(&log).expect("reload log");
+    assert_eq!(
+        reloads.lines().count(),
+        1,
+        "the second reload waits an hour"
+    );
+}
+
+#[tokio::test]
+async fn bad_reload_limits_are_load_errors_naming_the_key() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "debounce = \"soon\"");
+    let err = load_resources(&c.opts()).expect_err("bad duration");
+    let text = err.to_string();
+    assert!(text.contains("debounce") && text.contains(":5:"), "{text}");
+}

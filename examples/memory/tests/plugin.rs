@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confd_sdk::{Config, Database, ErrorKind, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
-use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand, Transport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_confd-database-memory");
 
@@ -239,8 +239,11 @@ async fn sigint_is_ignored() {
 #[tokio::test]
 async fn tcp_transport_on_request() {
     let client = PluginClient::start(
-        command().env("CONFD_PLUGIN_TRANSPORT", "tcp"),
-        ClientOptions::default(),
+        command(),
+        ClientOptions {
+            transport: Transport::Tcp,
+            ..ClientOptions::default()
+        },
     )
     .await
     .expect("plugin starts");
@@ -315,16 +318,19 @@ fn refuses_to_run_without_the_cookie() {
 }
 
 #[test]
-fn refuses_automtls() {
+fn refuses_a_broken_client_certificate() {
     let out = Command::new(BIN)
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PLUGIN_CLIENT_CERT", "-----BEGIN CERTIFICATE-----\n...")
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
+    assert!(out.stdout.is_empty(), "no handshake line");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("AutoMTLS"), "{stderr}");
+    assert!(
+        stderr.contains("PLUGIN_CLIENT_CERT does not hold a PEM certificate"),
+        "{stderr}"
+    );
 }
 
 /// Collects the events the client re-emits from the plugin's stderr.

@@ -115,7 +115,7 @@ fn unknown_backend_lists_known_names() {
     assert_eq!(
         err.to_string(),
         "unknown backend \"etdc\"; known backends: consul, dynamodb, env, etcd, etcdv3, file, \
-         imds, mine, redis, secretsmanager, ssm"
+         imds, mine, redis, secretsmanager, ssm, vault, zookeeper"
     );
 }
 
@@ -325,6 +325,21 @@ fn every_host_setting_is_readable() {
             "*",
             "--dial-timeout",
             "2s",
+            "--client-insecure",
+            "--auth-type",
+            "token",
+            "--auth-token",
+            "t",
+            "--app-id",
+            "a",
+            "--user-id",
+            "u",
+            "--role-id",
+            "r",
+            "--secret-id",
+            "s",
+            "--path",
+            "p",
         ],
         "",
     );

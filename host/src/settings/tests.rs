@@ -278,7 +278,7 @@ fn number_key_follows_flag_env_file_default() {
 #[test]
 fn duration_keys_follow_flag_env_file_default() {
     type DurGetter = fn(&Settings) -> Duration;
-    let keys: [(&str, &str, &str, DurGetter); 5] = [
+    let keys: [(&str, &str, &str, DurGetter); 7] = [
         (
             "--check-cmd-timeout",
             "CONFD_CHECK_CMD_TIMEOUT",
@@ -292,6 +292,18 @@ fn duration_keys_follow_flag_env_file_default() {
             |s| s.reload_cmd_timeout,
         ),
         ("--debounce", "CONFD_DEBOUNCE", "debounce", |s| s.debounce),
+        (
+            "--debounce-max",
+            "CONFD_DEBOUNCE_MAX",
+            "debounce_max",
+            |s| s.debounce_max,
+        ),
+        (
+            "--shutdown-timeout",
+            "CONFD_SHUTDOWN_TIMEOUT",
+            "shutdown_timeout",
+            |s| s.shutdown_timeout,
+        ),
         (
             "--plugin-start-timeout",
             "CONFD_PLUGIN_START_TIMEOUT",
@@ -458,11 +470,36 @@ fn a_missing_config_file_is_skipped_and_a_named_one_warned_about() {
 }
 
 #[test]
-fn client_insecure_is_accepted_with_a_warning() {
+fn client_insecure_and_the_vault_auth_keys_are_the_originals() {
     let s = resolve_with(&[], &[], "client_insecure = true");
-    assert_eq!(s.warnings.len(), 1);
-    assert!(s.warnings[0].contains("client_insecure"));
-    assert!(resolve_with(&[], &[], "").warnings.is_empty());
+    assert!(s.client_insecure);
+    assert!(s.warnings.is_empty());
+    assert!(!resolve_with(&[], &[], "").client_insecure);
+    let toml = "auth_type = \"app-role\"\nrole_id = \"r\"\nsecret_id = \"s\"\npath = \"test\"\n\
+                app_id = \"a\"\nuser_id = \"u\"\nauth_token = \"t\"";
+    let s = resolve_with(&[], &[], toml);
+    assert_eq!(s.auth.auth_type.as_deref(), Some("app-role"));
+    assert_eq!(s.auth.role_id.as_deref(), Some("r"));
+    assert_eq!(s.auth.secret_id.as_deref(), Some("s"));
+    assert_eq!(s.auth.path.as_deref(), Some("test"));
+    assert_eq!(s.auth.app_id.as_deref(), Some("a"));
+    assert_eq!(s.auth.user_id.as_deref(), Some("u"));
+    assert_eq!(s.auth.auth_token.as_deref(), Some("t"));
+    // The original's single-dash flags win over the file.
+    let s = resolve_with(
+        &[
+            "-auth-type",
+            "token",
+            "-auth-token",
+            "flag",
+            "-client-insecure",
+        ],
+        &[],
+        toml,
+    );
+    assert_eq!(s.auth.auth_type.as_deref(), Some("token"));
+    assert_eq!(s.auth.auth_token.as_deref(), Some("flag"));
+    assert!(s.client_insecure);
 }
 
 #[test]
@@ -690,4 +727,50 @@ fn the_check_flags_select_the_task() {
         "--mock-data needs --validate"
     );
     assert!(parse(&["--check-config", "--preflight"]).is_err());
+}
+
+#[test]
+fn failure_mode_follows_flag_env_file_default() {
+    use confd_core::FailureMode;
+    assert_eq!(
+        resolve_with(&[], &[], "").failure_mode,
+        FailureMode::BestEffort
+    );
+    assert_eq!(
+        resolve_with(&[], &[], "failure_mode = \"fail-fast\"").failure_mode,
+        FailureMode::FailFast
+    );
+    assert_eq!(
+        resolve_with(
+            &["--failure-mode", "best-effort"],
+            &[("CONFD_FAILURE_MODE", "fail-fast")],
+            ""
+        )
+        .failure_mode,
+        FailureMode::BestEffort
+    );
+    assert_eq!(
+        resolve_with(&[], &[("CONFD_FAILURE_MODE", "fail-fast")], "").failure_mode,
+        FailureMode::FailFast
+    );
+    let err = resolve(
+        &cli_from(&["--failure-mode", "sometimes"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("unknown mode");
+    assert!(format!("{err:#}").contains("--failure-mode"), "{err:#}");
+}
+
+#[test]
+fn debounce_max_follows_a_longer_debounce_unless_given() {
+    let s = resolve_with(&["--debounce", "3s"], &[], "");
+    assert_eq!(s.debounce_max, Duration::from_secs(3));
+    let err = resolve(
+        &cli_from(&["--debounce", "3s", "--debounce-max", "1s"]),
+        &env_of(&[]),
+        file_of(""),
+    )
+    .expect_err("max below the window");
+    assert!(format!("{err:#}").contains("debounce max"), "{err:#}");
 }

@@ -89,6 +89,7 @@ func main() {
 	startTimeout := flag.Duration("start-timeout", 20*time.Second, "time allowed for the plugin's handshake")
 	callTimeout := flag.Duration("call-timeout", 10*time.Second, "deadline for each call")
 	logLevel := flag.String("log-level", "debug", "host log level (trace, debug, info, warn, error)")
+	autoMTLS := flag.Bool("auto-mtls", false, "use go-plugin's AutoMTLS (PLUGIN_CLIENT_CERT and a pinned plugin certificate)")
 	flag.Parse()
 	if flag.NArg() < 1 {
 		fmt.Fprintln(os.Stderr, "usage: confd-interop-host [flags] PLUGIN [ARGS...]")
@@ -110,6 +111,7 @@ func main() {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     *startTimeout,
 		Logger:           logger,
+		AutoMTLS:         *autoMTLS,
 	})
 
 	fail := func(step string, err error) {

@@ -52,7 +52,16 @@ pub fn profile_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Set by `scripts/test.sh` after `cargo build --workspace --all-targets`: every
+/// executable is then built with the workspace's unified features, and a
+/// `cargo build -p` per package would resolve features for that package alone
+/// and rebuild shared dependencies (and the binaries) a second time.
+const PREBUILT: &str = "CONFD_TEST_BINS_PREBUILT";
+
 fn build_once(package: &str, profile_dir: &Path) {
+    if std::env::var_os(PREBUILT).is_some_and(|v| v == "1") {
+        return;
+    }
     static BUILT: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
     // Holding the lock across the build keeps concurrent tests from starting

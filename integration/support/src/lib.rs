@@ -1,8 +1,8 @@
-//! Test infrastructure shared by confd's test suites: real etcd, redis and moto (AWS)
-//! servers on free loopback ports, and in-process emulators of Consul's KV API and of EC2's
-//! instance metadata service.
+//! Test infrastructure shared by confd's test suites: real etcd, redis, zookeeper and moto (AWS)
+//! servers on free loopback ports, and in-process emulators of the Consul KV and Vault HTTP
+//! APIs and of EC2's instance metadata service.
 //!
-//! Server binaries come from Debian packages (`etcd-server`, `redis-server`).
+//! Server binaries come from Debian packages (`etcd-server`, `redis-server`, `zookeeper`).
 //! When one is missing, [`EtcdServer::start`] and [`RedisServer::start`]
 //! return `None` after printing a loud skip notice, except under `CI=true`,
 //! where they panic: CI must never silently skip a backend.
@@ -16,6 +16,7 @@
 mod bins;
 mod consul;
 mod etcd;
+mod https;
 mod imds;
 mod moto;
 mod process;
@@ -23,6 +24,8 @@ mod prometheus;
 mod redis;
 mod tls;
 mod venv;
+mod vault;
+mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
@@ -33,3 +36,5 @@ pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisServer};
 pub use tls::TestCertificates;
+pub use vault::{VaultEmulator, VaultLogin, VaultTls};
+pub use zookeeper::ZookeeperServer;

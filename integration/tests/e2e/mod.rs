@@ -12,14 +12,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer, profile_dir,
-    workspace_bin,
+    ConsulEmulator, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer,
+    ZookeeperServer, profile_dir, workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The five backends of the matrix.
-pub const BACKENDS: [&str; 5] = ["env", "file", "etcd", "redis", "consul"];
+pub const BACKENDS: [&str; 6] = ["env", "file", "etcd", "redis", "consul", "zookeeper"];
 /// The AWS backends, which cannot watch: one-shot and interval only (issue 16).
 pub const AWS_BACKENDS: [&str; 4] = ["ssm", "secretsmanager", "dynamodb", "imds"];
 /// The dynamodb table the AWS stores use.
@@ -131,6 +131,11 @@ pub enum Store {
         moto: MotoServer,
     },
     Imds(ImdsEmulator),
+    Zookeeper {
+        server: ZookeeperServer,
+        rt: tokio::runtime::Runtime,
+        client: zookeeper_client::Client,
+    },
 }
 
 impl Store {
@@ -174,6 +179,18 @@ impl Store {
                 Store::Aws { backend, moto }
             }
             "imds" => Store::Imds(ImdsEmulator::empty()),
+            "zookeeper" => {
+                let server = ZookeeperServer::start()?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let client = rt
+                    .block_on(zookeeper_client::Client::connect(&server.address()))
+                    .expect("connect to the test zookeeper");
+                Store::Zookeeper { server, rt, client }
+            }
             other => panic!("no such matrix backend {other}"),
         })
     }
@@ -187,6 +204,7 @@ impl Store {
             Store::Consul(_) => "consul",
             Store::Aws { backend, .. } => backend,
             Store::Imds(_) => "imds",
+            Store::Zookeeper { .. } => "zookeeper",
         }
     }
 
@@ -258,6 +276,11 @@ impl Store {
                     emulator.put(k, v);
                 }
             }
+            Store::Zookeeper { rt, client, .. } => {
+                for (k, v) in pairs {
+                    rt.block_on(zookeeper_put(client, k, v));
+                }
+            }
         }
     }
 
@@ -270,6 +293,7 @@ impl Store {
                 server.stop();
             }
             Store::Consul(e) => e.stop(),
+            Store::Zookeeper { server, .. } => server.stop(),
             _ => panic!("{} has no server to stop", self.backend()),
         }
     }
@@ -280,6 +304,7 @@ impl Store {
             Store::Etcd { server, .. } => server.restart(),
             Store::Redis { server, .. } => server.restart(),
             Store::Consul(e) => e.restart(),
+            Store::Zookeeper { server, .. } => server.restart(),
             _ => panic!("{} has no server to restart", self.backend()),
         }
         self.reconnect();
@@ -301,6 +326,7 @@ impl Store {
                 settings
             }
             Store::Imds(e) => vec![("nodes", e.url())],
+            Store::Zookeeper { server, .. } => vec![("nodes", server.address())],
         }
     }
 
@@ -354,6 +380,33 @@ impl Store {
             }
             _ => vec![],
         }
+    }
+}
+
+/// Sets a znode, creating its parents as needed.
+async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
+    use zookeeper_client as zk;
+    if client.set_data(key, value.as_bytes(), None).await.is_ok() {
+        return;
+    }
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    if let Some((parent, _)) = key.rsplit_once('/')
+        && !parent.is_empty()
+    {
+        match client.mkdir(parent, &options).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(e) => panic!("zookeeper mkdir {parent}: {e}"),
+        }
+    }
+    match client.create(key, value.as_bytes(), &options).await {
+        Ok(_) => {}
+        Err(zk::Error::NodeExists) => {
+            client
+                .set_data(key, value.as_bytes(), None)
+                .await
+                .expect("zookeeper set");
+        }
+        Err(e) => panic!("zookeeper create {key}: {e}"),
     }
 }
 

@@ -183,9 +183,12 @@ impl Agent {
                 ));
             }
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::invalid_config(format!("consul HTTP client: {}", chain(&e))))?;
+        let http = builder.build().map_err(|e| {
+            Error::invalid_config(format!(
+                "consul HTTP client: {}",
+                confd_sdk::error_chain(&e)
+            ))
+        })?;
         let token = settings.token.filter(|t| !t.is_empty()).or_else(|| {
             std::env::var("CONSUL_HTTP_TOKEN")
                 .ok()
@@ -267,9 +270,12 @@ impl Agent {
 
     fn transport_error(&self, err: &reqwest::Error) -> Error {
         let cause = if err.is_timeout() {
-            format!("no answer within the timeout ({})", chain(err))
+            format!(
+                "no answer within the timeout ({})",
+                confd_sdk::error_chain(err)
+            )
         } else {
-            chain(err)
+            confd_sdk::error_chain(err)
         };
         Error::unavailable(format!("consul {}: {cause}", self.node))
     }
@@ -361,21 +367,6 @@ impl Agent {
             index = new;
         }
     }
-}
-
-/// The error and its sources, joined: reqwest's own text hides the cause.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Percent-encodes a KV key for the URL path, keeping `/` as the separator.
