@@ -23,8 +23,8 @@ mod process;
 mod prometheus;
 mod redis;
 mod tls;
-mod venv;
 mod vault;
+mod venv;
 mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
