@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 scripts/setup-debian.sh test   # etcd for the watch benches, protoc for the build
 
+# The original Go confd measured side by side when CONFD_GO names a build of it (see
+# ../shared/tools/build-confd-go.sh); the benches print its column only then.
+if [ -n "${CONFD_GO:-}" ]; then
+    export CONFD_GO
+    export CONFD_BENCH_BASELINE="${CONFD_BENCH_BASELINE:-go=$CONFD_GO}"
+fi
+
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
@@ -50,8 +57,11 @@ fi
 run oneshot cargo bench -p confd-integration --bench oneshot
 run watch_latency cargo bench -p confd-integration --bench watch_latency
 run scale cargo bench -p confd-integration --bench scale
+run million cargo bench -p confd-integration --bench million
+run fleet cargo bench -p confd-integration --bench fleet
 run reload cargo bench -p confd-integration --bench reload
 run restart cargo bench -p confd-integration --bench restart
+run failover cargo bench -p confd-integration --bench failover
 
 echo
 echo "================ summary (end-to-end) ================"
@@ -59,10 +69,15 @@ sed -n '/^one-shot,/,/^targets:/p' "$log/oneshot.txt"
 grep '^engines' "$log/oneshot.txt" || true
 grep '^baseline' "$log/oneshot.txt" || true
 grep '^restart:' "$log/restart.txt" || true
+grep -E '^[a-z]+ failover:' "$log/failover.txt" || true
 cat "$log/symbol-order.txt" 2>/dev/null || true
 echo
 sed -n '/^watch latency: confd added/,/^ratios:/p' "$log/watch_latency.txt"
 echo
 sed -n '/^scale:/,$p' "$log/scale.txt"
+echo
+sed -n '/^million:/,$p' "$log/million.txt"
+echo
+sed -n '/^fleet:/,$p' "$log/fleet.txt"
 echo
 sed -n '/^reload:/,$p' "$log/reload.txt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a build or the test suite needs, only when missing.
 #   scripts/setup-debian.sh build   protoc (the etcd client generates its stubs at build time)
-#   scripts/setup-debian.sh test    build + etcd, redis, zookeeper, Go and go-plugin's packages for the interop tests,
+#   scripts/setup-debian.sh test    build + etcd, redis (and its sentinel), zookeeper, Go and go-plugin's packages for the interop tests,
 #                                   python3-venv for the /metrics parser and the Python plugin test, man-db for the package check
 set -euo pipefail
 
@@ -9,7 +9,8 @@ want=(protobuf-compiler)
 if [ "${1:-build}" = test ]; then
     # binutils: nm, for the bench's check of host/symbol-order.txt.
     # zookeeper: the jars the zookeeper tests run with java (QuorumPeerMain), no service.
-    want+=(etcd-server redis-server zookeeper openssl golang-go binutils
+    # redis-sentinel: the sentinels of the Redis failover test.
+    want+=(etcd-server redis-server redis-sentinel zookeeper openssl golang-go binutils
         golang-github-hashicorp-go-plugin-dev golang-github-hashicorp-go-hclog-dev
         golang-google-grpc-dev golang-google-genproto-dev golang-goprotobuf-dev golang-github-golang-protobuf-1-3-dev
         protoc-gen-go-1-3 python3 python3-venv man-db)

@@ -21,6 +21,7 @@
 //! ```
 
 mod command;
+mod commit;
 mod engine;
 mod format;
 pub mod keys;

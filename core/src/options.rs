@@ -1,6 +1,7 @@
 //! The run settings the host hands to confd-core, resolved from flags,
 //! environment and confd.toml before anything here runs.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub struct RunOptions {
     pub failure_mode: FailureMode,
     /// Watch mode: the longest a steady stream of changes can postpone a render.
     pub debounce_max: Duration,
+    /// Watch mode: backends (by their name in [`Backends`](crate::Backends)) that cannot
+    /// watch; their resources are read again every `interval` while the others watch.
+    pub poll_backends: BTreeSet<String>,
 }
 
 /// What one failed resource does to the others (`--failure-mode`, the maintained fork's names).
@@ -99,6 +103,7 @@ impl Default for RunOptions {
             shutdown: Shutdown::default(),
             failure_mode: FailureMode::BestEffort,
             debounce_max: Duration::from_secs(1),
+            poll_backends: BTreeSet::new(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct Resource {
     /// `debounce` / `min_reload_interval`, and the state they keep across syncs.
     reload_gate: Arc<ReloadGate>,
     backend: String,
+    /// The resource's `[backend]` table (the maintained fork's per-resource backend), keys as
+    /// written (a plugin's own settings are case-sensitive); the host resolves it into a plugin and names it with [`Resource::route_to`].
+    backend_table: Option<toml::Table>,
     engine: EngineKind,
     output_format: Option<OutputFormat>,
     template: Arc<Template>,
@@ -56,9 +59,20 @@ impl fmt::Debug for Resource {
 }
 
 impl Resource {
-    /// The backend this resource reads (its `backend` key or the run's default).
+    /// The backend this resource reads (its `backend` key or the run's default), or, once the
+    /// host routed it, the name of the plugin that serves it.
     pub fn backend(&self) -> &str {
         &self.backend
+    }
+    /// The `[backend]` table, if the resource has one (`backend = "<name>"` and that backend's
+    /// settings, as in confd.toml).
+    pub fn backend_table(&self) -> Option<&toml::Table> {
+        self.backend_table.as_ref()
+    }
+    /// Sends this resource to the database named `backend` in the run's
+    /// [`Backends`](crate::Backends): the host's name for the plugin of its `[backend]` table.
+    pub fn route_to(&mut self, backend: impl Into<String>) {
+        self.backend = backend.into();
     }
     /// The destination file.
     pub fn dest(&self) -> &Path {
@@ -429,6 +443,7 @@ impl TemplateCache {
 #[derive(Debug, Default, serde::Deserialize)]
 struct ResourceFile {
     template: Option<RawTemplate>,
+    backend: Option<toml::Table>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -470,8 +485,11 @@ fn load_one(
 ) -> Result<Resource, Vec<ResourceError>> {
     let mut problems = Vec::new();
     let mut text = String::new();
-    let resource = decode(file, opts, &mut text, &mut problems)
-        .and_then(|raw| validate(raw, file, opts, templates_dir, cache, &mut problems));
+    let resource = decode(file, opts, &mut text, &mut problems).and_then(|(raw, backend)| {
+        let mut r = validate(raw, file, opts, templates_dir, cache, &mut problems)?;
+        r.backend_table = backend;
+        Some(r)
+    });
     match resource {
         Some(r) if problems.is_empty() => Ok(r),
         _ => {
@@ -500,7 +518,7 @@ fn decode(
     opts: &RunOptions,
     text: &mut String,
     problems: &mut Vec<Problem>,
-) -> Option<RawTemplate> {
+) -> Option<(RawTemplate, Option<toml::Table>)> {
     *text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -527,6 +545,9 @@ fn decode(
             let message = e.to_string().trim_end().replace('\n', " ");
             problems.push(if message.contains("in `template`") {
                 "`template` must be a table ([template])".into()
+            } else if message.contains("in `backend`") {
+                "`backend` must be a table ([backend] with `backend = \"<name>\"` and its settings)"
+                    .into()
             } else {
                 match message
                     .split_once("in `template.")
@@ -556,7 +577,13 @@ fn decode(
     for key in raw.unknown.keys() {
         unknown(key, " in [template]", problems);
     }
-    Some(raw)
+    if parsed.backend.is_some() && raw.backend.is_some() {
+        problems.push(Problem::at(
+            "backend",
+            "`backend` in [template] and a [backend] table: give the backend once",
+        ));
+    }
+    Some((raw, parsed.backend))
 }
 
 /// `table` with every key lower-cased, recursively for `[template]`; two keys that differ only
@@ -566,17 +593,21 @@ fn lower_case_keys(table: toml::Table, within: &str, problems: &mut Vec<Problem>
     for (key, value) in table {
         let lower = key.to_ascii_lowercase();
         let value = match value {
-            toml::Value::Table(t) if within.is_empty() && lower == "template" => {
-                toml::Value::Table(lower_case_keys(t, "template", problems))
+            toml::Value::Table(t)
+                if within.is_empty() && (lower == "template" || lower == "backend") =>
+            {
+                toml::Value::Table(lower_case_keys(t, &lower, problems))
             }
             v => v,
         };
         if out.insert(lower.clone(), value).is_some() {
-            problems.push(if within.is_empty() && lower == "template" {
-                "more than one [template] table".into()
-            } else {
-                Problem::at(&lower, format!("key {lower:?} given more than once"))
-            });
+            problems.push(
+                if within.is_empty() && (lower == "template" || lower == "backend") {
+                    format!("more than one [{lower}] table").into()
+                } else {
+                    Problem::at(&lower, format!("key {lower:?} given more than once"))
+                },
+            );
         }
     }
     out
@@ -740,6 +771,7 @@ fn validate(
         reload_cmd_timeout,
         reload_gate: Arc::new(ReloadGate::new(reload_debounce, min_reload_interval)),
         backend: raw.backend.unwrap_or_else(|| opts.default_backend.clone()),
+        backend_table: None,
         engine,
         output_format,
         template,

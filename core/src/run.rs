@@ -15,18 +15,23 @@ use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::{Job, render_and_commit};
 use crate::engine::Store;
 use crate::keys;
 use crate::metrics;
 use crate::options::{FailureMode, RunOptions};
 use crate::resource::Resource;
-use crate::sync::{Outcome, SyncError, sync_resource, sync_resource_in_place};
+use crate::sync::SyncError;
 
 /// The databases of a run, by backend name.
 pub type Backends = BTreeMap<String, SharedDatabase>;
 
-/// How many groups one pass works on at once.
+/// How many groups one pass fetches at once.
 const CONCURRENCY: usize = 16;
+
+/// Resources per group commit in a pass: enough that syncs overlap, few enough that a pass
+/// over ten thousand resources never holds all their stores and rendered files at once.
+const BATCH: usize = 1024;
 
 /// What a run did, summed over all its passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,14 +52,6 @@ impl Summary {
         self.unchanged += other.unchanged;
         self.failed += other.failed;
         self.pending += other.pending;
-    }
-    fn count(&mut self, outcome: &Result<Outcome, SyncError>) {
-        match outcome {
-            Ok(Outcome::Updated) => self.updated += 1,
-            Ok(Outcome::Unchanged) => self.unchanged += 1,
-            Ok(Outcome::Pending) => self.pending += 1,
-            Err(_) => self.failed += 1,
-        }
     }
 }
 
@@ -78,7 +75,7 @@ pub(crate) struct Stops {
 }
 
 impl Stops {
-    fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst) || self.halt.load(Ordering::SeqCst)
     }
     fn shutting_down(&self) -> bool {
@@ -88,7 +85,7 @@ impl Stops {
         self.shutdown.store(true, Ordering::SeqCst);
     }
     /// A resource failed: with fail-fast, start no more in this pass.
-    fn failed(&self, opts: &RunOptions) {
+    pub(crate) fn failed(&self, opts: &RunOptions) {
         if opts.failure_mode == FailureMode::FailFast && !self.halt.swap(true, Ordering::SeqCst) {
             tracing::warn!("failure mode fail-fast: starting no further resource in this pass");
         }
@@ -101,6 +98,8 @@ pub(crate) struct Group<'a> {
     pub(crate) prefix: &'a str,
     pub(crate) query_keys: &'a [String],
     pub(crate) members: Vec<&'a Resource>,
+    /// The members' positions in the resource list: a pass commits in that order.
+    pub(crate) indices: Vec<usize>,
 }
 
 impl Group<'_> {
@@ -109,6 +108,15 @@ impl Group<'_> {
             .members
             .iter()
             .map(|r| r.dest().display().to_string())
+            .collect();
+        names.join(", ")
+    }
+    /// The resource files of the members, for errors that concern them all.
+    fn files(&self) -> String {
+        let names: Vec<String> = self
+            .members
+            .iter()
+            .map(|r| r.source_file().display().to_string())
             .collect();
         names.join(", ")
     }
@@ -147,6 +155,7 @@ fn group_of<'a>(resources: &'a [Resource], members: &[usize]) -> Group<'a> {
         prefix: first.prefix(),
         query_keys: first.query_keys(),
         members: members.iter().map(|&i| &resources[i]).collect(),
+        indices: members.to_vec(),
     }
 }
 
@@ -159,7 +168,7 @@ pub(crate) fn known(backends: &Backends) -> String {
 }
 
 /// Fetches once for the group (unless a watch answer brought the values) and
-/// syncs each member. A fetch error fails every member and renders nothing, so
+/// commits its members as one group. A fetch error fails every member and renders nothing, so
 /// an outage never touches a file. Returns what the members did, or `None`
 /// when the fetch failed.
 async fn process_group(
@@ -168,63 +177,49 @@ async fn process_group(
     opts: &RunOptions,
     stop: &Stops,
     summary: &Mutex<Summary>,
-    in_place: bool,
     watched: Option<BTreeMap<String, String>>,
 ) -> Option<Summary> {
-    let mut local = Summary::default();
-    let started = std::time::Instant::now();
     let fetched = match watched {
         Some(values) => Ok(Store::new(keys::store_values(&values, group.prefix))),
         None => fetch(group, backends).await,
     };
-    let ok = fetched.is_ok();
-    match fetched {
-        Err(err) => {
-            tracing::error!(
-                backend = group.backend,
-                dest = %group.dests(),
-                error = %err,
-                "cannot read the keys; nothing rendered"
-            );
-            local.failed += group.members.len();
-            stop.failed(opts);
-            for resource in &group.members {
-                metrics::record_template_process(resource.dest(), false, started.elapsed());
-            }
-        }
+    let (local, ok) = match fetched {
+        Err(err) => (fetch_failed(group, &err, opts, stop), false),
         Ok(store) => {
-            for resource in &group.members {
-                if stop.any() || opts.shutdown.is_set() {
-                    break;
-                }
-                let started = std::time::Instant::now();
-                let outcome = if in_place {
-                    sync_resource_in_place(resource, &store, opts).await
-                } else {
-                    sync_resource(resource, &store, opts).await
-                };
-                metrics::record_template_process(
-                    resource.dest(),
-                    outcome.is_ok(),
-                    started.elapsed(),
-                );
-                if let Err(err) = &outcome {
-                    stop.failed(opts);
-                    tracing::error!(
-                        resource = %resource.source_file().display(),
-                        dest = %resource.dest().display(),
-                        backend = group.backend,
-                        error = %err,
-                        "resource failed"
-                    );
-                }
-                local.count(&outcome);
-            }
+            let jobs: Vec<Job<'_>> = group
+                .members
+                .iter()
+                .map(|&resource| Job {
+                    resource,
+                    store: &store,
+                    backend: group.backend,
+                })
+                .collect();
+            (render_and_commit(&jobs, opts, stop).await, true)
         }
-    }
+    };
     lock(summary).add(local);
     opts.totals.add(local);
     ok.then_some(local)
+}
+
+/// Logs a failed fetch and counts every member of the group failed.
+fn fetch_failed(group: &Group<'_>, err: &SyncError, opts: &RunOptions, stop: &Stops) -> Summary {
+    tracing::error!(
+        resource = %group.files(),
+        backend = group.backend,
+        dest = %group.dests(),
+        error = %err,
+        "cannot read the keys; nothing rendered"
+    );
+    stop.failed(opts);
+    for resource in &group.members {
+        metrics::record_template_process(resource.dest(), false, std::time::Duration::ZERO);
+    }
+    Summary {
+        failed: group.members.len(),
+        ..Summary::default()
+    }
 }
 
 fn lock(summary: &Mutex<Summary>) -> std::sync::MutexGuard<'_, Summary> {
@@ -252,6 +247,9 @@ async fn fetch(group: &Group<'_>, backends: &Backends) -> Result<Store, SyncErro
     Ok(Store::new(keys::store_values(&values, group.prefix)))
 }
 
+/// One pass: groups in batches of about [`BATCH`] resources; each batch fetches its groups
+/// concurrently, then renders and commits all their members as one group commit in resource
+/// order. Batches bound the memory a pass holds (stores and rendered files).
 async fn pass(
     groups: &[Group<'_>],
     backends: &Backends,
@@ -259,24 +257,70 @@ async fn pass(
     stop: &Stops,
     summary: &Mutex<Summary>,
 ) {
+    let mut rest = groups;
+    while !rest.is_empty() && !stop.any() && !opts.shutdown.is_set() {
+        let mut take = 0;
+        let mut members = 0;
+        while take < rest.len() && (take == 0 || members + rest[take].members.len() <= BATCH) {
+            members += rest[take].members.len();
+            take += 1;
+        }
+        let (batch, later) = rest.split_at(take);
+        rest = later;
+        let local = pass_batch(batch, backends, opts, stop).await;
+        lock(summary).add(local);
+        opts.totals.add(local);
+    }
+}
+
+async fn pass_batch(
+    batch: &[Group<'_>],
+    backends: &Backends,
+    opts: &RunOptions,
+    stop: &Stops,
+) -> Summary {
     // A hand-rolled bounded FuturesUnordered rather than
     // `stream::iter().map(closure).buffer_unordered()`: the closure form makes
     // rustc lose the `Send` proof for the returned future.
+    let mut stores: Vec<Option<Result<Store, SyncError>>> = batch.iter().map(|_| None).collect();
     let mut running = FuturesUnordered::new();
-    let mut next = groups.iter();
+    let mut next = batch.iter().enumerate();
     loop {
-        while running.len() < CONCURRENCY && !stop.any() && !opts.shutdown.is_set() {
+        while running.len() < CONCURRENCY {
             match next.next() {
-                Some(g) => {
-                    running.push(process_group(g, backends, opts, stop, summary, false, None));
-                }
+                Some((i, g)) => running.push(async move { (i, fetch(g, backends).await) }),
                 None => break,
             }
         }
-        if running.next().await.is_none() {
-            break;
+        match running.next().await {
+            Some((i, fetched)) => stores[i] = Some(fetched),
+            None => break,
         }
     }
+    let mut local = Summary::default();
+    let mut jobs: Vec<(usize, Job<'_>)> = Vec::new();
+    for (group, fetched) in batch.iter().zip(&stores) {
+        match fetched {
+            Some(Ok(store)) => jobs.extend(group.indices.iter().zip(&group.members).map(
+                |(&i, &resource)| {
+                    (
+                        i,
+                        Job {
+                            resource,
+                            store,
+                            backend: group.backend,
+                        },
+                    )
+                },
+            )),
+            Some(Err(err)) => local.add(fetch_failed(group, err, opts, stop)),
+            None => {}
+        }
+    }
+    jobs.sort_by_key(|(i, _)| *i);
+    let jobs: Vec<Job<'_>> = jobs.into_iter().map(|(_, j)| j).collect();
+    local.add(render_and_commit(&jobs, opts, stop).await);
+    local
 }
 
 /// Processes every resource once. One failing resource never stops the others.
@@ -358,8 +402,9 @@ pub async fn run_interval(
 }
 
 /// Renders everything once, then re-renders a group of resources whenever
-/// its keys change, until `shutdown` completes. Fails at once when a backend
-/// cannot watch (e.g. env).
+/// its keys change, until `shutdown` completes. Groups of the backends in
+/// `opts.poll_backends` are read every `opts.interval` instead. Fails at once
+/// when any other backend cannot watch (e.g. env).
 pub async fn run_watch(
     resources: &[Resource],
     backends: &Backends,
@@ -519,9 +564,12 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             known: known(backends),
         });
     };
+    if opts.poll_backends.contains(group.backend) {
+        return poll_group(group, shared, &mut counted).await;
+    }
     if group.query_keys.is_empty() {
         // Nothing to watch: the store is empty forever. Render once and wait.
-        process_group(group, backends, opts, stop, summary, false, None).await;
+        process_group(group, backends, opts, stop, summary, None).await;
         shared.group_rendered(&mut counted);
         cancel.cancelled().await;
         return Ok(());
@@ -558,6 +606,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
             Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
             Err(e) => {
                 tracing::error!(
+                    resource = %group.files(),
                     backend = group.backend,
                     dest = %group.dests(),
                     prefix = group.prefix,
@@ -567,7 +616,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 continue 'restart;
             }
         };
-        let rendered = process_group(group, backends, opts, stop, summary, false, watched).await;
+        let rendered = process_group(group, backends, opts, stop, summary, watched).await;
         shared.group_rendered(&mut counted);
         if rendered.is_none() {
             continue 'restart;
@@ -594,6 +643,7 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
                 Err(e) => {
                     tracing::error!(
+                        resource = %group.files(),
                         backend = group.backend,
                         dest = %group.dests(),
                         prefix = group.prefix,
@@ -644,13 +694,37 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                 group.backend,
                 group.dests()
             );
-            match process_group(group, backends, opts, stop, summary, true, watched).await {
+            match process_group(group, backends, opts, stop, summary, watched).await {
                 None => continue 'restart,
                 Some(done) if done.updated > 0 => {
                     metrics::record_watch_lag(group.backend, seen.elapsed());
                 }
                 Some(_) => {}
             }
+        }
+    }
+}
+
+/// Watch mode for a group whose backend cannot watch: read and render every `interval`, as
+/// interval mode would, while the other groups watch.
+async fn poll_group(
+    group: &Group<'_>,
+    shared: &WatchShared,
+    counted: &mut bool,
+) -> Result<(), WatchError> {
+    let WatchShared {
+        backends,
+        opts,
+        cancel,
+        summary,
+        ..
+    } = shared;
+    loop {
+        let stop = Stops::default();
+        process_group(group, backends, opts, &stop, summary, None).await;
+        shared.group_rendered(counted);
+        if let Step::Cancelled = cancellable(cancel, tokio::time::sleep(opts.interval)).await {
+            return Ok(());
         }
     }
 }

@@ -88,19 +88,6 @@ pub async fn sync_resource(
     render_and_sync(resource, store, opts, false).await
 }
 
-/// [`sync_resource`] for a render that a watch event triggered: the file
-/// work runs on the calling worker thread (`block_in_place`, which hands the
-/// worker's other tasks to another thread) instead of hopping to the
-/// blocking pool and back, a thread wake-up less between the event and the
-/// new file. On a current-thread runtime it uses the pool as usual.
-pub(crate) async fn sync_resource_in_place(
-    resource: &Resource,
-    store: &Store,
-    opts: &RunOptions,
-) -> Result<Outcome, SyncError> {
-    render_and_sync(resource, store, opts, true).await
-}
-
 async fn render_and_sync(
     resource: &Resource,
     store: &Store,
@@ -133,7 +120,7 @@ pub(crate) fn check_format(resource: &Resource, content: &str) -> Result<(), Syn
 
 /// The metadata a destination must end up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Wanted {
+pub(crate) struct Wanted {
     mode: u32,
     uid: u32,
     gid: u32,
@@ -206,27 +193,9 @@ pub async fn sync_content(
                 dest: dest.to_path_buf(),
             });
         }
-        if let Some(check) = resource.check_cmd() {
-            let stage_path = stage.path().to_path_buf();
-            let cmd = substitute(check, Some(&stage_path), dest);
-            tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
-            let started = std::time::Instant::now();
-            let result = command::run(&cmd, resource.check_cmd_timeout()).await;
-            metrics::record_command(CommandKind::Check, dest, started.elapsed(), result.is_ok());
-            match result {
-                Ok(output) => tracing::debug!(
-                    "check_cmd for {} passed: {}",
-                    dest.display(),
-                    output.trim_end()
-                ),
-                Err(source) => {
-                    discard(stage, keep);
-                    return Err(SyncError::Check {
-                        dest: dest.to_path_buf(),
-                        source,
-                    });
-                }
-            }
+        if let Err(e) = check(resource, &stage).await {
+            discard(stage, keep);
+            return Err(e);
         }
         let install_dest = dest.to_path_buf();
         blocking(in_place, move || {
@@ -237,6 +206,20 @@ pub async fn sync_content(
     // Both paths above replaced the destination.
     metrics::record_file_sync(dest);
 
+    reload(resource, opts).await?;
+    tracing::info!(
+        resource = %resource.source_file().display(),
+        dest = %dest.display(),
+        "Target config {} has been updated",
+        dest.display()
+    );
+    Ok(Outcome::Updated)
+}
+
+/// Runs `reload_cmd` for a destination just replaced, through its reload gate (debounce,
+/// `min_reload_interval`); nothing in sync-only mode or at shutdown.
+pub(crate) async fn reload(resource: &Resource, opts: &RunOptions) -> Result<(), SyncError> {
+    let dest = resource.dest();
     if !opts.sync_only
         && let Some(reload) = resource.reload_cmd()
     {
@@ -245,7 +228,7 @@ pub async fn sync_content(
                 "{} was updated but reload_cmd is not run: shutting down",
                 dest.display()
             );
-            return Ok(Outcome::Updated);
+            return Ok(());
         }
         let gate = resource.reload_gate();
         let cmd = substitute(reload, None, dest);
@@ -279,13 +262,35 @@ pub async fn sync_content(
             }
         }
     }
-    tracing::info!(
-        resource = %resource.source_file().display(),
-        dest = %dest.display(),
-        "Target config {} has been updated",
-        dest.display()
-    );
-    Ok(Outcome::Updated)
+    Ok(())
+}
+
+/// Runs `check_cmd` (if any) on the stage file of `resource`.
+pub(crate) async fn check(resource: &Resource, stage: &Stage) -> Result<(), SyncError> {
+    let dest = resource.dest();
+    let Some(check) = resource.check_cmd() else {
+        return Ok(());
+    };
+    let stage_path = stage.path().to_path_buf();
+    let cmd = substitute(check, Some(&stage_path), dest);
+    tracing::debug!("Running check_cmd for {}: {cmd}", dest.display());
+    let started = std::time::Instant::now();
+    let result = command::run(&cmd, resource.check_cmd_timeout()).await;
+    metrics::record_command(CommandKind::Check, dest, started.elapsed(), result.is_ok());
+    match result {
+        Ok(output) => {
+            tracing::debug!(
+                "check_cmd for {} passed: {}",
+                dest.display(),
+                output.trim_end()
+            );
+            Ok(())
+        }
+        Err(source) => Err(SyncError::Check {
+            dest: dest.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Which steps `prepare` takes after comparing.
@@ -359,6 +364,70 @@ fn prepare(
     Ok(Prepared::Installed)
 }
 
+/// How one rendered resource left the first step of a group commit.
+pub(crate) enum Staged {
+    /// Content, mode and owner already match.
+    Unchanged,
+    /// `--noop`: differs; `old` is the current content when a diff is wanted.
+    Pending {
+        content: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
+    /// Written and fsynced beside the destination, waiting for its check and rename.
+    Ready {
+        stage: Stage,
+        content: Vec<u8>,
+        wanted: Wanted,
+        differences: Vec<String>,
+    },
+}
+
+/// Compares the destination of `resource` with `content` and, unless in sync or `--noop`,
+/// writes and fsyncs a stage file. Blocking; logs nothing, so a group can stage in parallel
+/// and still log in resource order.
+pub(crate) fn stage_content(
+    resource: &Resource,
+    content: Vec<u8>,
+    opts: &RunOptions,
+) -> Result<Staged, SyncError> {
+    let dest = resource.dest();
+    let (uid, gid) = resource.owner_ids().map_err(|message| SyncError::Owner {
+        dest: dest.to_path_buf(),
+        message,
+    })?;
+    let uid = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let gid = gid.unwrap_or_else(|| nix::unistd::getegid().as_raw());
+    let plan = compare(
+        dest,
+        &content,
+        resource.mode(),
+        uid,
+        gid,
+        opts.noop && opts.diff,
+    )?;
+    if plan.differences.is_empty() {
+        return Ok(Staged::Unchanged);
+    }
+    if opts.noop {
+        return Ok(Staged::Pending {
+            content,
+            old: plan.old,
+        });
+    }
+    if !dest_dir(dest).is_dir() {
+        return Err(SyncError::MissingDirectory {
+            dest: dest.to_path_buf(),
+        });
+    }
+    let stage = create_stage(dest, &content, plan.wanted)?;
+    Ok(Staged::Ready {
+        stage,
+        content,
+        wanted: plan.wanted,
+        differences: plan.differences,
+    })
+}
+
 /// Runs blocking file work off the async threads (fsync can take
 /// milliseconds on real disks and resources sync concurrently): on the
 /// blocking pool, or with `in_place` on a multi-thread runtime right here
@@ -386,7 +455,7 @@ async fn blocking<T: Send + 'static>(
 
 /// `{{.src}}` (the stage file) and `{{.dest}}` in a command. `{{.src}}` means
 /// nothing in `reload_cmd` (the stage file is gone by then) and stays as written.
-fn substitute(cmd: &str, stage: Option<&Path>, dest: &Path) -> String {
+pub(crate) fn substitute(cmd: &str, stage: Option<&Path>, dest: &Path) -> String {
     let mut out = cmd.to_string();
     if let Some(stage) = stage {
         let s = stage.to_string_lossy();
@@ -471,7 +540,7 @@ fn read_all(path: &Path, len: u64) -> Result<Vec<u8>, SyncError> {
     Ok(buf)
 }
 
-fn dest_dir(dest: &Path) -> &Path {
+pub(crate) fn dest_dir(dest: &Path) -> &Path {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -508,7 +577,7 @@ fn apply_metadata(file: &File, path: &Path, wanted: Wanted) -> Result<(), SyncEr
         .map_err(io_err("chmod", path))
 }
 
-fn discard(stage: Stage, keep: bool) {
+pub(crate) fn discard(stage: Stage, keep: bool) {
     if keep {
         match stage.keep() {
             Ok(path) => tracing::info!("Keeping stage file {}", path.display()),
@@ -518,7 +587,9 @@ fn discard(stage: Stage, keep: bool) {
     // Otherwise dropping the handle removes the file.
 }
 
-fn install(
+/// [`install`] without the directory sync: a group commit syncs each directory once after all
+/// its renames.
+pub(crate) fn install_unsynced(
     stage: Stage,
     dest: &Path,
     content: &[u8],
@@ -526,19 +597,30 @@ fn install(
     keep: bool,
 ) -> Result<(), SyncError> {
     if !keep {
-        return replace(stage, dest, content, wanted);
+        return rename_over(stage, dest, content, wanted);
     }
     // With keep-stage-file the stage must survive, yet the destination must
     // still be replaced atomically: rename a second copy instead. The stage
     // is kept whatever happens to the copy.
-    let result =
-        create_stage(dest, content, wanted).and_then(|copy| replace(copy, dest, content, wanted));
+    let result = create_stage(dest, content, wanted)
+        .and_then(|copy| rename_over(copy, dest, content, wanted));
     discard(stage, true);
     result
 }
 
-/// Renames `stage` over `dest` and makes the rename durable.
-fn replace(stage: Stage, dest: &Path, content: &[u8], wanted: Wanted) -> Result<(), SyncError> {
+fn install(
+    stage: Stage,
+    dest: &Path,
+    content: &[u8],
+    wanted: Wanted,
+    keep: bool,
+) -> Result<(), SyncError> {
+    install_unsynced(stage, dest, content, wanted, keep)?;
+    sync_dir(dest_dir(dest))
+}
+
+/// Renames `stage` over `dest`, without the directory sync that makes it durable.
+fn rename_over(stage: Stage, dest: &Path, content: &[u8], wanted: Wanted) -> Result<(), SyncError> {
     match stage.persist(dest) {
         Ok(()) => {}
         Err(e)
@@ -558,7 +640,11 @@ fn replace(stage: Stage, dest: &Path, content: &[u8], wanted: Wanted) -> Result<
         }
         Err(e) => return Err(io_err("rename stage file to", dest)(e)),
     }
-    let dir = dest_dir(dest);
+    Ok(())
+}
+
+/// Makes the renames in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SyncError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync directory", dir))

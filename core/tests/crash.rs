@@ -4,7 +4,8 @@
 //!
 //! The test binary re-executes itself in "child mode" (`CONFD_CRASH_CHILD`
 //! set): the child syncs one large destination back and forth between two
-//! contents in a loop until it is killed.
+//! contents in a loop until it is killed. A second child does the same with
+//! 1,000 destinations committed as one group.
 
 mod support;
 
@@ -18,6 +19,10 @@ use confd_core::{load_resources, run_once};
 use support::{Confdir, MemDb};
 
 const CHILD_ENV: &str = "CONFD_CRASH_CHILD";
+const GROUP_CHILD_ENV: &str = "CONFD_CRASH_GROUP_CHILD";
+/// Destinations in the group-commit test, and kills in it.
+const GROUP: usize = 1_000;
+const GROUP_KILLS: usize = 12;
 const KILLS: usize = 200;
 
 /// Two contents of different sizes, each recognisable as a whole.
@@ -168,4 +173,116 @@ fn killed_sync_leaves_old_or_new() {
 fn rand_delay(round: usize) -> Duration {
     let x = (round as u64).wrapping_mul(2_654_435_761) % 35_000;
     Duration::from_micros(5_000 + x)
+}
+
+/// Child mode of the group test: 1,000 resources (one group: same keys) flip between two
+/// contents, one pass after another, until killed.
+#[test]
+fn group_crash_child() {
+    let Ok(root) = std::env::var(GROUP_CHILD_ENV) else {
+        return;
+    };
+    let opts = confd_core::RunOptions {
+        confdir: Path::new(&root).to_path_buf(),
+        default_backend: "mem".into(),
+        ..Default::default()
+    };
+    let resources = load_resources(&opts).expect("child resources");
+    let db = MemDb::new(&[]);
+    let backends = db.backends();
+    // As the host runs it: two workers, file work on the calling thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let contents = [group_content(0), group_content(1)];
+    let mut i = 1;
+    loop {
+        db.set("/gen", &contents[i % 2]);
+        let summary = rt.block_on(run_once(&resources, &backends, &opts));
+        assert_eq!(summary.failed, 0);
+        i += 1;
+    }
+}
+
+fn group_content(which: usize) -> String {
+    if which == 0 {
+        "old generation\n".repeat(300)
+    } else {
+        "new generation, a longer line\n".repeat(200)
+    }
+}
+
+/// SIGKILL at random points of group commits of 1,000 files: every destination is old or new,
+/// and the next run removes every stage file the kills left.
+#[test]
+fn killed_group_commit_leaves_each_file_old_or_new() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(GROUP_CHILD_ENV).is_ok() {
+        return;
+    }
+    let c = Confdir::new();
+    c.template("gen.tmpl", "{{getv \"/gen\"}}");
+    let names: Vec<String> = (0..GROUP).map(|i| format!("f{i:04}.conf")).collect();
+    let old = group_content(0);
+    let new = group_content(1);
+    for name in &names {
+        c.resource(name, "gen.tmpl", &["/gen"], "");
+        fs::write(c.dest(name), &old).expect("initial dest");
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let stages = || {
+        fs::read_dir(c.out())
+            .expect("read dest dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".confd-"))
+            .count()
+    };
+    let (mut mixed, mut left_behind) = (0, 0);
+    let mut seen = BTreeSet::new();
+    for round in 0..GROUP_KILLS {
+        let mut child = Command::new(&exe)
+            .args([
+                "group_crash_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(GROUP_CHILD_ENV, c.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        // Loading 1,000 resources comes first; kill from then to several passes in.
+        let x = (round as u64 * 2_900_000 / GROUP_KILLS as u64) + (round as u64 * 7_919) % 50_000;
+        std::thread::sleep(Duration::from_micros(200_000 + x));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        left_behind += stages();
+        let mut kinds = BTreeSet::new();
+        for name in &names {
+            let got = fs::read_to_string(c.dest(name)).expect("dest must always exist");
+            if got == old {
+                kinds.insert("old");
+            } else if got == new {
+                kinds.insert("new");
+            } else {
+                panic!("round {round}: {name} is partial ({} bytes)", got.len());
+            }
+        }
+        if kinds.len() == 2 {
+            mixed += 1;
+        }
+        seen.extend(kinds);
+    }
+    println!(
+        "{mixed} of {GROUP_KILLS} kills stopped a pass between renames; {left_behind} stage files left"
+    );
+    assert_eq!(seen.len(), 2, "no kill came after a pass changed the files");
+    assert!(
+        left_behind > 0 || mixed > 0,
+        "no kill hit a group commit in progress: the check above proved nothing"
+    );
+    load_resources(&c.opts()).expect("resources load");
+    assert_eq!(stages(), 0);
 }

@@ -16,6 +16,7 @@ use confd_sdk::{Database, ErrorKind, SharedDatabase};
 use confd_supervisor::{PluginClient, PluginCommand};
 
 use crate::backends::{self, Launch, Registry};
+use crate::routing::{self, Route};
 use crate::run::{Failure, client_options, run_options};
 use crate::settings::Settings;
 
@@ -46,9 +47,15 @@ impl LaunchKey {
 /// One started plugin.
 #[derive(Clone)]
 pub struct Plugin {
+    /// Its name in the run ([`Route::id`]): the backend name, or `<name>@<resource>` for a
+    /// resource's own `[backend]` table.
     pub name: String,
     pub key: LaunchKey,
     pub client: Arc<PluginClient>,
+    /// The resource files it serves, for messages.
+    pub used_by: String,
+    /// Whether it can watch (asked once, in watch mode, when it starts).
+    pub can_watch: bool,
 }
 
 /// A complete configuration, ready to run.
@@ -103,29 +110,33 @@ pub async fn build(settings: Settings, current: Option<&Generation>) -> BuildRes
             settings.confdir.display()
         )));
     }
-    let opts = run_options(&settings);
+    let mut opts = run_options(&settings);
     let digest = confdir_digest(&settings.confdir);
-    let resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
-    let launches = launches(&settings, &registry, &resources).await?;
+    let mut resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
+    let routes = routes(&settings, &registry, &mut resources, current).await?;
     let mut plugins = Vec::new();
     let mut starting = Vec::new();
-    for launch in launches {
-        let key = LaunchKey::of(&launch, &settings);
+    for route in routes {
+        let key = LaunchKey::of(&route.launch, &settings);
         let running = current.and_then(|c| {
             c.plugins
                 .iter()
-                .find(|p| p.name == launch.name && p.key == key && p.client.is_alive())
+                .find(|p| p.name == route.id && p.key == key && p.client.is_alive())
         });
         match running {
-            Some(p) => plugins.push(p.clone()),
-            None => starting.push((launch, key)),
+            Some(p) => plugins.push(Plugin {
+                used_by: route.users(),
+                ..p.clone()
+            }),
+            None => starting.push((route, key)),
         }
     }
     let options = client_options(&settings);
+    let watch = settings.watch && !settings.onetime;
     let started = futures_util::future::join_all(
         starting
             .into_iter()
-            .map(|(launch, key)| start_one(launch, key, options.clone())),
+            .map(|(route, key)| start_one(route, key, options.clone(), watch)),
     )
     .await;
     let mut error = None;
@@ -141,15 +152,17 @@ pub async fn build(settings: Settings, current: Option<&Generation>) -> BuildRes
         stop_plugins(&fresh).await;
         return Err(Failure::failed(e));
     }
-    if settings.watch
-        && !settings.onetime
-        && let Err(e) = check_watch_capability(&fresh).await
-    {
-        stop_plugins(&fresh).await;
-        return Err(e);
-    }
-    plugins.extend(fresh);
+    plugins.extend(fresh.iter().cloned());
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    if watch {
+        match poll_backends(&plugins, &settings) {
+            Ok(poll) => opts.poll_backends = poll,
+            Err(e) => {
+                stop_plugins(&fresh).await;
+                return Err(e);
+            }
+        }
+    }
     Ok(Generation {
         settings,
         opts,
@@ -194,40 +207,50 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// One launch per backend the resources use, with SRV-discovered nodes applied.
-async fn launches(
+/// One route per distinct backend setting the resources use (see [`routing`]), with
+/// SRV-discovered nodes applied; names each resource's plugin.
+async fn routes(
     settings: &Settings,
     registry: &Registry,
-    resources: &[Resource],
-) -> Result<Vec<Launch>, Failure> {
-    let names: BTreeSet<String> = resources.iter().map(|r| r.backend().to_string()).collect();
+    resources: &mut [Resource],
+    current: Option<&Generation>,
+) -> Result<Vec<Route>, Failure> {
     let self_exe = std::env::current_exe()
         .context("cannot find the confd executable to run builtin backends")
         .map_err(Failure::failed)?;
     let plugin_dev = std::env::var_os("CONFD_PLUGIN_DEV").is_some_and(|v| !v.is_empty());
-    let mut launches = names
-        .iter()
-        .map(|name| {
-            registry
-                .launch(name, settings, &self_exe, plugin_dev)
-                .map_err(|e| Failure::usage(anyhow!("{e} (used by a template resource)")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    for launch in &mut launches {
-        backends::apply_srv(launch, settings)
+    let running = |launch: &Launch| {
+        let key = LaunchKey::of(launch, settings);
+        current?
+            .plugins
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.name.clone())
+    };
+    let mut routes = routing::plan(
+        settings, registry, resources, &self_exe, plugin_dev, &running,
+    )
+    .map_err(Failure::usage)?;
+    for route in &mut routes {
+        backends::apply_srv(&mut route.launch, &route.settings)
             .await
+            .with_context(|| format!("backend {} (used by {})", route.id, route.users()))
             .map_err(Failure::failed)?;
     }
-    Ok(launches)
+    Ok(routes)
 }
 
 async fn start_one(
-    launch: Launch,
+    route: Route,
     key: LaunchKey,
     options: confd_supervisor::ClientOptions,
+    watch: bool,
 ) -> anyhow::Result<Plugin> {
+    let used_by = route.users();
+    let Route {
+        id: name, launch, ..
+    } = route;
     let Launch {
-        name,
         program,
         args,
         config,
@@ -243,7 +266,7 @@ async fn start_one(
     let started = std::time::Instant::now();
     let client = PluginClient::start(command, options)
         .await
-        .with_context(|| format!("cannot start the {name} backend plugin"))?;
+        .with_context(|| format!("cannot start the {name} backend plugin (used by {used_by})"))?;
     tracing::debug!(
         backend = %name,
         plugin_pid = client.pid().unwrap_or_default(),
@@ -253,10 +276,18 @@ async fn start_one(
     let client = Arc::new(client);
     if let Err(err) = client.configure(config.into_iter().collect()).await {
         client.shutdown().await;
-        return Err(anyhow!(err))
-            .with_context(|| format!("the {name} backend rejected its settings"));
+        return Err(anyhow!(err)).with_context(|| {
+            format!("the {name} backend rejected its settings (used by {used_by})")
+        });
     }
-    Ok(Plugin { name, key, client })
+    let can_watch = !watch || can_watch(&client, &name).await;
+    Ok(Plugin {
+        name,
+        key,
+        client,
+        used_by,
+        can_watch,
+    })
 }
 
 /// Stops plugins, all at once.
@@ -264,23 +295,42 @@ pub async fn stop_plugins(plugins: &[Plugin]) {
     futures_util::future::join_all(plugins.iter().map(|p| p.client.shutdown())).await;
 }
 
-/// Refuses `--watch` up front when a backend says it cannot watch. A plugin without the
-/// optional Info call (e.g. a Go plugin) is simply tried.
-async fn check_watch_capability(plugins: &[Plugin]) -> Result<(), Failure> {
-    for p in plugins {
-        match p.client.info().await {
-            Ok(info) if !info.capabilities.iter().any(|c| c == "watch") => {
-                return Err(Failure::usage(anyhow!(
-                    "the {} backend cannot watch for changes; use --onetime or --interval with it",
-                    p.name
-                )));
-            }
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::Unimplemented => {}
-            Err(err) => {
-                tracing::warn!(backend = %p.name, "cannot ask the plugin what it offers: {err}")
-            }
+/// Whether a plugin says it can watch. A plugin without the optional Info call (e.g. a Go
+/// plugin) is simply tried.
+async fn can_watch(client: &PluginClient, name: &str) -> bool {
+    match client.info().await {
+        Ok(info) => info.capabilities.iter().any(|c| c == "watch"),
+        Err(err) if err.kind() == ErrorKind::Unimplemented => true,
+        Err(err) => {
+            tracing::warn!(backend = %name, "cannot ask the plugin what it offers: {err}");
+            true
         }
     }
-    Ok(())
+}
+
+/// Watch mode with backends that cannot watch: when none of the run's backends can, `--watch`
+/// is refused up front (nothing would ever be watched); otherwise their resources are read
+/// every `--interval` while the others watch.
+fn poll_backends(plugins: &[Plugin], settings: &Settings) -> Result<BTreeSet<String>, Failure> {
+    let cannot: Vec<&Plugin> = plugins.iter().filter(|p| !p.can_watch).collect();
+    if !cannot.is_empty() && cannot.len() == plugins.len() {
+        let names: Vec<&str> = cannot.iter().map(|p| p.name.as_str()).collect();
+        return Err(Failure::usage(anyhow!(
+            "the {} backend{} cannot watch for changes; use --onetime or --interval with {}",
+            names.join(", "),
+            if names.len() == 1 { "" } else { "s" },
+            if names.len() == 1 { "it" } else { "them" },
+        )));
+    }
+    for p in &cannot {
+        tracing::warn!(
+            backend = %p.name,
+            "the {} backend cannot watch for changes: its resources ({}) are read every {}s \
+             (--interval) while the others watch",
+            p.name,
+            p.used_by,
+            settings.interval
+        );
+    }
+    Ok(cannot.iter().map(|p| p.name.clone()).collect())
 }

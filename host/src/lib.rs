@@ -9,6 +9,7 @@ pub mod generation;
 pub mod logging;
 pub mod notify;
 pub mod observe;
+pub mod routing;
 pub mod run;
 pub mod service;
 pub mod settings;

@@ -72,7 +72,12 @@ pub fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     if settings.list_backends {
-        print!("{}", Registry::discover(&settings).listing());
+        let registry = Registry::discover(&settings);
+        print!(
+            "{}{}",
+            registry.listing(),
+            crate::routing::listing(&settings, &registry)
+        );
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1023,7 +1023,7 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(t).map_err(|e| anyhow!("{e} (expected e.g. 30s, 500ms or 2m)"))
 }
 
-fn toml_value_to_string(value: &toml::Value) -> anyhow::Result<String> {
+pub(crate) fn toml_value_to_string(value: &toml::Value) -> anyhow::Result<String> {
     Ok(match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),

@@ -32,16 +32,19 @@ pub fn load(settings: &Settings) -> Result<(RunOptions, Vec<Resource>), Failure>
         )));
     }
     let opts = run_options(settings);
-    let resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
-    let mut unknown = Vec::new();
-    for r in &resources {
-        if let Err(e) = registry.source(r.backend()) {
-            unknown.push(format!("{}: {e}", r.source_file().display()));
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(Failure::usage(anyhow!("{}", unknown.join("\n  "))));
-    }
+    let mut resources = confd_core::load_resources(&opts).map_err(Failure::usage)?;
+    // Backend names and `[backend]` tables are checked as a run would resolve them; nothing
+    // is started (the program path only enters the launch).
+    let self_exe = std::env::current_exe().unwrap_or_else(|_| "confd".into());
+    crate::routing::plan(
+        settings,
+        &registry,
+        &mut resources,
+        &self_exe,
+        true,
+        &|_| None,
+    )
+    .map_err(Failure::usage)?;
     Ok((opts, resources))
 }
 

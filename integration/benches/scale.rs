@@ -7,13 +7,10 @@
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use confd_test_support::EtcdServer;
 use e2e::Confd;
-use etcd_client::{GetOptions, Txn, TxnOp};
+use etcd_client::GetOptions;
 use nix::sys::signal::Signal;
 
 const PREFIXES: usize = 100;
@@ -21,35 +18,18 @@ const KEYS_PER_PREFIX: usize = 1_000;
 const RESOURCES_PER_PREFIX: usize = 10;
 
 fn main() {
-    let Some(server) = EtcdServer::start() else {
-        println!("scale: SKIPPED (etcd is not installed)");
+    let Some((server, rt, mut kv)) = e2e::bench_etcd("scale") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut kv = rt
-        .block_on(etcd_client::Client::connect([server.endpoint()], None))
-        .expect("connect etcd")
-        .kv_client();
 
     let load = Instant::now();
-    // etcd's default limit is 128 operations per transaction.
     let all: Vec<(String, String)> = (0..PREFIXES)
         .flat_map(|p| {
             (0..KEYS_PER_PREFIX)
                 .map(move |k| (format!("/scale/p{p:03}/k{k:04}"), format!("v{p}-{k}")))
         })
         .collect();
-    for chunk in all.chunks(128) {
-        let ops: Vec<TxnOp> = chunk
-            .iter()
-            .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None))
-            .collect();
-        rt.block_on(kv.txn(Txn::new().and_then(ops)))
-            .expect("load txn");
-    }
+    e2e::etcd_load(&rt, &mut kv, &all);
     println!(
         "loaded {} keys in {:.1} s",
         all.len(),
@@ -91,7 +71,7 @@ fn main() {
         }
     }
     let resources = PREFIXES * RESOURCES_PER_PREFIX;
-    let watchers_before = watcher_total(&server);
+    let watchers_before = e2e::etcd_watchers(&server);
 
     let mut cmd = std::process::Command::new(e2e::isolated_confd());
     cmd.env_clear()
@@ -123,7 +103,7 @@ fn main() {
 
     // Let every watch be established before counting.
     std::thread::sleep(Duration::from_secs(2));
-    let watchers = watcher_total(&server)
+    let watchers = e2e::etcd_watchers(&server)
         .zip(watchers_before)
         .map(|(a, b)| a - b);
     let plugin = confd.plugin_pids().first().copied();
@@ -180,19 +160,4 @@ fn main() {
         "one change -> all {RESOURCES_PER_PREFIX} resources of its prefix     {:.1} ms",
         change_latency.as_secs_f64() * 1000.0
     );
-}
-
-/// `etcd_debugging_mvcc_watcher_total` from etcd's `/metrics` (current watchers).
-fn watcher_total(server: &EtcdServer) -> Option<i64> {
-    let mut stream = TcpStream::connect(server.address()).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
 }

@@ -1,6 +1,7 @@
 //! The AWS backends through the confd binary (issue 16), beyond the one-shot matrix cells:
 //! `--interval` picks up a changed value, `--watch` is refused up front, a missing key fails its
-//! resource naming the key, and credentials AWS refuses fail the run with the reason.
+//! resource naming the key, credentials AWS refuses fail the run with the reason, and the
+//! endpoint comes from `AWS_ENDPOINT_URL` when `--node` is not given.
 
 mod e2e;
 
@@ -171,4 +172,36 @@ fn unknown_credentials_fail_the_run_with_the_reason() {
         "the error must say access was refused and name the keys:\n{stderr}"
     );
     assert!(run.outputs().is_empty(), "nothing is written");
+}
+
+/// No `--node`: the endpoint, region and credentials come from the environment as for every AWS
+/// tool (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`), and the one-shot run renders.
+#[test]
+fn the_endpoint_comes_from_aws_endpoint_url_without_node() {
+    let run = Run::new(&e2e::matrix_dir().join("confdir"));
+    let Some(mut store) = Store::start("ssm", &run.store_dir()) else {
+        return;
+    };
+    store.put_all(&e2e::matrix_data());
+    let Store::Aws { moto, .. } = &store else {
+        unreachable!("ssm runs on moto")
+    };
+    let key = moto.credentials();
+    let output = std::process::Command::new(e2e::isolated_confd())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", MOTO_REGION)
+        .env("AWS_ACCESS_KEY_ID", key.id)
+        .env("AWS_SECRET_ACCESS_KEY", key.secret)
+        .current_dir(run.cwd())
+        .arg("--confdir")
+        .arg(run.confdir())
+        .args(["--backend", "ssm", "--onetime"])
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (expected, _) = e2e::matrix_expected();
+    assert_eq!(run.outputs(), expected, "{stderr}");
 }

@@ -1,6 +1,6 @@
-//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator, zookeeper; and
-//! the AWS ones, one-shot only as they cannot watch: ssm, secretsmanager, dynamodb on moto, imds on
-//! its emulator) x (builtin, external plugin) x (one-shot, watch) renders
+//! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator, zookeeper, vault
+//! emulator; and the AWS ones, one-shot only as they cannot watch: ssm, secretsmanager, dynamodb on
+//! moto, imds on its emulator) x (builtin, external plugin) x (one-shot, watch) renders
 //! `integration/matrix/confdir` and must produce `integration/matrix/expect` byte for byte; watch
 //! cells change values in a burst and check the new content, one reload per burst, and a clean
 //! SIGTERM exit with no plugin left behind.
@@ -157,10 +157,11 @@ fn watch(backend: &str, via: Via) {
     );
 }
 
-/// env has nothing to watch: `--watch` is refused up front with a clear message and exit 2.
-fn env_watch_refused(via: Via) {
+/// env and vault have nothing to watch: `--watch` is refused up front with a clear message and
+/// exit 2 when no backend of the run can watch.
+fn watch_refused(backend: &str, via: Via) {
     let run = Run::new(&e2e::matrix_dir().join("confdir"));
-    let Some(mut store) = Store::start("env", &run.store_dir()) else {
+    let Some(mut store) = Store::start(backend, &run.store_dir()) else {
         return;
     };
     store.put_all(&e2e::matrix_data());
@@ -171,8 +172,8 @@ fn env_watch_refused(via: Via) {
     let stderr = confd.stderr();
     assert_eq!(status.and_then(|s| s.code()), Some(2), "stderr:\n{stderr}");
     assert!(
-        stderr.contains("cannot watch") && stderr.contains("env"),
-        "the refusal must say that the env backend cannot watch:\n{stderr}"
+        stderr.contains("cannot watch") && stderr.contains(backend),
+        "the refusal must say that the {backend} backend cannot watch:\n{stderr}"
     );
 }
 
@@ -202,6 +203,7 @@ cells!(
     redis,
     consul,
     zookeeper,
+    vault,
     ssm,
     secretsmanager,
     dynamodb,
@@ -209,15 +211,23 @@ cells!(
 );
 
 mod watch {
-    use super::{Via, env_watch_refused, watch};
+    use super::{Via, watch, watch_refused};
 
     #[test]
     fn env_builtin_is_refused() {
-        env_watch_refused(Via::Builtin);
+        watch_refused("env", Via::Builtin);
     }
     #[test]
     fn env_external_is_refused() {
-        env_watch_refused(Via::External);
+        watch_refused("env", Via::External);
+    }
+    #[test]
+    fn vault_builtin_is_refused() {
+        watch_refused("vault", Via::Builtin);
+    }
+    #[test]
+    fn vault_external_is_refused() {
+        watch_refused("vault", Via::External);
     }
     #[test]
     fn file_builtin() {

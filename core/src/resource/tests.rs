@@ -473,3 +473,57 @@ fn problems_name_the_line_of_their_key_or_of_the_syntax_error() {
     let err = c.load().expect_err("no dest");
     assert_eq!(err.errors[0].line, None, "a missing key has no line: {err}");
 }
+
+#[test]
+fn a_backend_table_is_kept_for_the_host() {
+    let c = Confdir::new();
+    let dest = c.out().join("secrets.out");
+    c.resource(
+        "secrets.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n\n\
+             [Backend]\nbackend = \"vault\"\nnodes = [\"http://127.0.0.1:8200\"]\nauth_type = \"token\"\n",
+            dest.display()
+        ),
+    );
+    c.good("plain.toml");
+    let mut resources = c.load().expect("loads");
+    resources.sort_by(|a, b| a.source_file().cmp(b.source_file()));
+    let (plain, secrets) = (&resources[0], &mut resources[1].clone());
+    assert!(plain.backend_table().is_none());
+    assert_eq!(plain.backend(), "mem");
+    let table = secrets.backend_table().expect("the [backend] table");
+    assert_eq!(table["backend"].as_str(), Some("vault"));
+    assert_eq!(table["auth_type"].as_str(), Some("token"));
+    assert_eq!(table["nodes"].as_array().map(Vec::len), Some(1));
+    // Until the host routes it, the resource names the run's default backend.
+    assert_eq!(secrets.backend(), "mem");
+    secrets.route_to("vault@secrets");
+    assert_eq!(secrets.backend(), "vault@secrets");
+}
+
+#[test]
+fn a_backend_given_twice_or_not_as_a_table_is_an_error() {
+    let c = Confdir::new();
+    c.resource(
+        "twice.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/x\"\nbackend = \"env\"\n[backend]\nbackend = \"etcd\"\n",
+    );
+    let errors = c.errors();
+    assert!(
+        errors.iter().any(|e| e.contains("give the backend once")),
+        "{errors:?}"
+    );
+    let c = Confdir::new();
+    c.resource(
+        "flat.toml",
+        "backend = \"etcd\"\n[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/x\"\n",
+    );
+    let errors = c.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`backend` must be a table")),
+        "{errors:?}"
+    );
+}

@@ -241,6 +241,39 @@ async fn a_backend_that_cannot_watch_is_an_error() {
 }
 
 #[tokio::test]
+async fn a_backend_in_poll_backends_is_read_every_interval_instead() {
+    let c = Confdir::new();
+    c.template("app.tmpl", APP);
+    c.resource("app.conf", "app.tmpl", &["/app"], "");
+    let db = MemDb::without_watch(&[("/app/name", "v0")]);
+    let mut opts = c.opts();
+    opts.interval = Duration::from_millis(100);
+    opts.poll_backends.insert("mem".to_string());
+    let resources = load_resources(&opts).expect("load");
+    let backends = db.backends();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let driver = async {
+        assert!(
+            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
+                == Some("name=v0\n"))
+            .await
+        );
+        db.set("/app/name", "v1");
+        assert!(
+            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
+                == Some("name=v1\n"))
+            .await
+        );
+        let _ = stop.send(());
+    };
+    let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+    assert_eq!(summary.expect("polled, not refused").updated, 2);
+}
+
+#[tokio::test]
 async fn shutdown_stops_watching_promptly() {
     let c = Confdir::new();
     c.template("app.tmpl", APP);

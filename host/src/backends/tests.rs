@@ -340,6 +340,8 @@ fn every_host_setting_is_readable() {
             "s",
             "--path",
             "p",
+            "--table",
+            "t",
         ],
         "",
     );

@@ -68,6 +68,7 @@ fn string_keys() -> Vec<(&'static str, &'static str, &'static str, Getter)> {
             s.separator.clone()
         }),
         ("--filter", "CONFD_FILTER", "filter", |s| s.filter.clone()),
+        ("--table", "CONFD_TABLE", "table", |s| s.table.clone()),
         ("--srv-domain", "CONFD_SRV_DOMAIN", "srv_domain", |s| {
             s.srv_domain.clone()
         }),

@@ -19,6 +19,8 @@ use axum::routing::{any, get};
 use base64::Engine as _;
 use rand::Rng as _;
 
+use crate::emulator::{self, EmulatorTls, ServerThread};
+
 /// Consul's default blocking-query wait and its upper bound.
 const DEFAULT_WAIT: Duration = Duration::from_secs(5 * 60);
 const MAX_WAIT: Duration = Duration::from_secs(10 * 60);
@@ -120,12 +122,6 @@ impl Shared {
     }
 }
 
-#[derive(Debug)]
-struct ServerThread {
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
 /// The Consul KV emulator: an HTTP server on 127.0.0.1 running on its own
 /// thread and runtime, so it works under any test runtime and `stop` can
 /// cut every open connection (as a dying agent would).
@@ -133,17 +129,29 @@ struct ServerThread {
 pub struct ConsulEmulator {
     shared: Arc<Shared>,
     port: u16,
+    tls: Option<EmulatorTls>,
     server: Option<ServerThread>,
 }
 
 impl ConsulEmulator {
     /// Starts the emulator on a free loopback port.
     pub fn start() -> ConsulEmulator {
+        ConsulEmulator::launch(None)
+    }
+
+    /// Starts the emulator serving HTTPS with `tls`, as an agent with `verify_incoming` off.
+    pub fn start_tls(tls: EmulatorTls) -> ConsulEmulator {
+        ConsulEmulator::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<EmulatorTls>) -> ConsulEmulator {
         let shared = Arc::new(Shared::default());
-        let (port, server) = serve(shared.clone(), 0).expect("binding the Consul emulator");
+        let (port, server) = emulator::spawn(0, router(shared.clone()), tls.clone())
+            .expect("binding the Consul emulator");
         ConsulEmulator {
             shared,
             port,
+            tls,
             server: Some(server),
         }
     }
@@ -153,9 +161,10 @@ impl ConsulEmulator {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when started with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address())
     }
 
     /// Requires this ACL token on every request (`X-Consul-Token` header,
@@ -230,16 +239,15 @@ impl ConsulEmulator {
     /// Stops serving and drops every open connection; the data stays.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
-            let _ = server.shutdown.send(());
-            let _ = server.thread.join();
+            server.stop();
         }
     }
 
     /// Serves again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        let (_, server) =
-            serve(self.shared.clone(), self.port).expect("rebinding the emulator port");
+        let (_, server) = emulator::spawn(self.port, router(self.shared.clone()), self.tls.clone())
+            .expect("rebinding the emulator port");
         self.server = Some(server);
     }
 }
@@ -248,51 +256,6 @@ impl Drop for ConsulEmulator {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn serve(shared: Arc<Shared>, port: u16) -> std::io::Result<(u16, ServerThread)> {
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = bound_tx.send(Err(e));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let listener = match bind(port) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = bound_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = bound_tx.send(listener.local_addr().map(|a| a.port()));
-            let app = router(shared);
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
-            let _ = shutdown_rx.await;
-        });
-        // Dropping the runtime here cancels every connection task.
-    });
-    let port = bound_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("emulator thread died"))??;
-    Ok((port, ServerThread { shutdown, thread }))
-}
-
-fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    // Our own closed connections linger in TIME_WAIT; restart must rebind.
-    socket.set_reuseaddr(true)?;
-    socket.bind(([127, 0, 0, 1], port).into())?;
-    socket.listen(1024)
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -82,6 +82,11 @@ impl EtcdServer {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
+    /// The server's process id (CPU accounting in benches), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The client address without a scheme, e.g. `127.0.0.1:40123`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
@@ -168,5 +173,159 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A cluster of etcd members on 127.0.0.1, each with its own ports and data dir; members can be
+/// killed and restarted one by one for failover tests.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    binary: PathBuf,
+    data: tempfile::TempDir,
+    /// `(client port, peer port)` per member.
+    ports: Vec<(u16, u16)>,
+    children: Vec<Option<Child>>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each answers `/health` (which needs a leader). `None`
+    /// when etcd is not installed outside CI, as [`EtcdServer::start`].
+    pub fn start(size: usize) -> Option<EtcdCluster> {
+        let binary = require_binary("etcd", "etcd-server")?;
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let mut cluster = EtcdCluster {
+                binary: binary.clone(),
+                data: tempfile::tempdir().expect("creating a temp dir for etcd"),
+                ports: (0..size).map(|_| (free_port(), free_port())).collect(),
+                children: (0..size).map(|_| None).collect(),
+            };
+            let spawned: Result<(), String> =
+                (0..size).try_for_each(|i| cluster.spawn(i).map(|_| ()));
+            match spawned.and_then(|()| (0..size).try_for_each(|i| cluster.wait_member(i))) {
+                Ok(()) => return Some(cluster),
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("the etcd cluster did not start: {last_error}");
+    }
+
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// Member `i`'s client address without a scheme, e.g. `127.0.0.1:40123`.
+    pub fn address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].0)
+    }
+
+    /// Member `i`'s client URL.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://{}", self.address(i))
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// Member `i`'s client port.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.ports[i].0
+    }
+
+    /// Whether member `i` runs.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// Kills member `i` (SIGKILL); its data stays for [`Self::restart`].
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            kill(&mut child);
+        }
+    }
+
+    /// Starts member `i` again with its data and waits until it answers `/health`.
+    pub fn restart(&mut self, i: usize) {
+        self.stop(i);
+        if let Err(e) = self.spawn(i).and_then(|()| self.wait_member(i)) {
+            panic!("etcd member {i} did not restart: {e}");
+        }
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.data.path().join(format!("m{i}.log"))
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .map_err(|e| e.to_string())?;
+        let err_log = log.try_clone().map_err(|e| e.to_string())?;
+        let (client_port, peer_port) = self.ports[i];
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let child = Command::new(&self.binary)
+            .arg(format!("--name=m{i}"))
+            .arg(format!(
+                "--data-dir={}",
+                self.data.path().join(format!("m{i}")).display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster()))
+            .arg("--initial-cluster-token=confd-test")
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log))
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", self.binary.display()))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    fn wait_member(&mut self, i: usize) -> Result<(), String> {
+        let port = self.ports[i].0;
+        let log_path = self.log_path(i);
+        let Some(child) = self.children[i].as_mut() else {
+            return Err(format!("member {i} is not running"));
+        };
+        let ready = wait_ready(child, Duration::from_secs(30), || {
+            tcp_exchange(
+                port,
+                b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                |reply| reply.contains('}'),
+            )
+            .is_some_and(|reply| reply.contains("\"health\":\"true\""))
+        });
+        ready.map_err(|e| format!("member {i}: {e}; log:\n{}", log_tail(&log_path)))
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.stop(i);
+        }
     }
 }

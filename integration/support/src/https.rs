@@ -12,9 +12,9 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower::ServiceExt as _;
 
-use crate::vault::{CLIENT_CERT_HEADER, VaultTls};
+use crate::emulator::{CLIENT_CERT_HEADER, EmulatorTls};
 
-fn config(tls: &VaultTls) -> Result<rustls::ServerConfig, String> {
+fn config(tls: &EmulatorTls) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
         .and_then(|certs| certs.collect())
@@ -44,7 +44,7 @@ fn config(tls: &VaultTls) -> Result<rustls::ServerConfig, String> {
 }
 
 /// Accepts TLS connections on `listener` and serves `app` on each, until the runtime ends.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, tls: VaultTls) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, tls: EmulatorTls) {
     let config = match config(&tls) {
         Ok(c) => Arc::new(c),
         Err(e) => panic!("emulator TLS set-up: {e}"),

@@ -15,6 +15,7 @@
 
 mod bins;
 mod consul;
+mod emulator;
 mod etcd;
 mod https;
 mod imds;
@@ -29,12 +30,13 @@ mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
-pub use etcd::{EtcdOptions, EtcdServer};
+pub use emulator::EmulatorTls;
+pub use etcd::{EtcdCluster, EtcdOptions, EtcdServer};
 pub use imds::ImdsEmulator;
 pub use moto::{AccessKey, MOTO_REGION, MotoOptions, MotoServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
-pub use redis::{RedisOptions, RedisServer};
+pub use redis::{RedisOptions, RedisSentinels, RedisServer};
 pub use tls::TestCertificates;
-pub use vault::{VaultEmulator, VaultLogin, VaultTls};
-pub use zookeeper::ZookeeperServer;
+pub use vault::{VaultEmulator, VaultLogin};
+pub use zookeeper::{ZookeeperEnsemble, ZookeeperServer};

@@ -18,6 +18,8 @@ pub struct RedisOptions {
     pub deny_config: bool,
     /// Start with this `notify-keyspace-events` value instead of off.
     pub notify_keyspace_events: Option<String>,
+    /// Start as a replica of the server on this loopback port.
+    pub replica_of: Option<u16>,
 }
 
 /// One redis server on 127.0.0.1.
@@ -121,6 +123,9 @@ impl RedisServer {
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
         }
+        if let Some(primary) = self.options.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         if self.options.deny_config {
             command.args(["--rename-command", "CONFIG", ""]);
         }
@@ -154,6 +159,227 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill(&mut child);
+        }
+    }
+}
+
+/// A primary, one replica and three sentinels monitoring them as `master_name`, all on
+/// 127.0.0.1 with their own ports and dirs: the Redis Sentinel failover test's store.
+#[derive(Debug)]
+pub struct RedisSentinels {
+    /// `[primary, replica]` as started; after a failover their roles are swapped.
+    pub servers: [RedisServer; 2],
+    sentinels: Vec<(u16, Child)>,
+    dir: tempfile::TempDir,
+    master_name: String,
+}
+
+impl RedisSentinels {
+    /// Starts the servers and the sentinels and waits until every sentinel knows the replica
+    /// (a failover needs one). `None` when redis or its sentinel is not installed outside CI.
+    pub fn start() -> Option<RedisSentinels> {
+        let binary = require_binary("redis-sentinel", "redis-sentinel")?;
+        let primary = RedisServer::start()?;
+        let replica = RedisServer::start_with(RedisOptions {
+            replica_of: Some(primary.port()),
+            ..RedisOptions::default()
+        })?;
+        let master_name = "confd-test".to_string();
+        let dir = tempfile::tempdir().expect("creating a temp dir for the sentinels");
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let mut last_error = String::new();
+            let mut started = None;
+            for _ in 0..5 {
+                let port = free_port();
+                match spawn_sentinel(&binary, dir.path(), i, port, primary.port(), &master_name) {
+                    Ok(child) => {
+                        started = Some((port, child));
+                        break;
+                    }
+                    Err(e) => last_error = e,
+                }
+            }
+            let Some(sentinel) = started else {
+                panic!("sentinel {i} did not start: {last_error}");
+            };
+            sentinels.push(sentinel);
+        }
+        let group = RedisSentinels {
+            servers: [primary, replica],
+            sentinels,
+            dir,
+            master_name,
+        };
+        let replica_port = group.servers[1].port().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for i in 0..group.sentinels.len() {
+            loop {
+                let replicas = group.ask(i, &format!("SENTINEL REPLICAS {}", group.master_name));
+                if replicas.contains(&replica_port) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "sentinel {i} never saw the replica: {replicas}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(group)
+    }
+
+    /// The name the sentinels monitor the primary as.
+    pub fn master_name(&self) -> &str {
+        &self.master_name
+    }
+
+    /// `host:port` of every sentinel.
+    pub fn sentinel_addresses(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// `sentinel://host:port,host:port,host:port/name`, the redis backend's node.
+    pub fn node(&self) -> String {
+        format!(
+            "sentinel://{}/{}",
+            self.sentinel_addresses().join(","),
+            self.master_name
+        )
+    }
+
+    /// The port of the server the first sentinel names as primary.
+    pub fn primary_port(&self) -> u16 {
+        let reply = self.ask(
+            0,
+            &format!("SENTINEL GET-MASTER-ADDR-BY-NAME {}", self.master_name),
+        );
+        reply
+            .lines()
+            .filter(|l| !l.starts_with(['*', '$']))
+            .nth(1)
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no primary in {reply:?}"))
+    }
+
+    /// Runs `SENTINEL FAILOVER` (again while the sentinel answers that no replica is ready) and
+    /// waits until every sentinel names the other server and it takes writes as a primary.
+    /// Returns the new primary's port.
+    pub fn failover(&self) -> u16 {
+        let old = self.primary_port();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self.ask(0, &format!("SENTINEL FAILOVER {}", self.master_name));
+            if reply.starts_with("+OK") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SENTINEL FAILOVER: {reply}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        loop {
+            let now = self.primary_port();
+            if now != old
+                && tcp_exchange(now, b"INFO replication\r\n", |r| r.contains("role:"))
+                    .is_some_and(|r| r.contains("role:master"))
+            {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failover did not complete"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One command to sentinel `i` (inline protocol); the raw reply.
+    fn ask(&self, i: usize, command: &str) -> String {
+        let port = self.sentinels[i].0;
+        tcp_exchange(port, format!("{command}\r\n").as_bytes(), reply_complete).unwrap_or_default()
+    }
+
+    /// The sentinels' and servers' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for i in 0..self.sentinels.len() {
+            text.push_str(&format!("--- sentinel {i}\n"));
+            text.push_str(&log_tail(&self.dir.path().join(format!("sentinel{i}.log"))));
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// Whether a RESP reply is whole: a simple line, or an array whose announced items arrived.
+fn reply_complete(reply: &str) -> bool {
+    if !reply.ends_with("\r\n") {
+        return false;
+    }
+    let Some(count) = reply.strip_prefix('*') else {
+        return !reply.starts_with('$') || reply.lines().count() >= 2 || reply.starts_with("$-1");
+    };
+    let items: usize = count
+        .lines()
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    // Good enough for the flat arrays of strings asked for here.
+    reply.lines().filter(|l| !l.starts_with(['*', '$'])).count() >= items
+}
+
+fn spawn_sentinel(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    i: usize,
+    port: u16,
+    primary: u16,
+    name: &str,
+) -> Result<Child, String> {
+    let config = dir.join(format!("sentinel{i}.conf"));
+    let log_path = dir.join(format!("sentinel{i}.log"));
+    std::fs::write(
+        &config,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {}\n\
+             sentinel monitor {name} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 10000\n",
+            dir.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let log = File::create(&log_path).map_err(|e| e.to_string())?;
+    let err_log = log.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new(binary)
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .spawn()
+        .map_err(|e| format!("spawning {}: {e}", binary.display()))?;
+    let ready = wait_ready(&mut child, Duration::from_secs(20), || {
+        tcp_exchange(port, b"PING\r\n", |r| r.ends_with("\r\n"))
+            .is_some_and(|r| r.starts_with("+PONG"))
+    });
+    match ready {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            kill(&mut child);
+            Err(format!("{e}; log:\n{}", log_tail(&log_path)))
+        }
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sentinels {
+            kill(child);
         }
     }
 }

@@ -9,7 +9,6 @@
 //! requested and, when given, must be signed by the CA; the cert login requires one).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use rand::Rng as _;
 use serde_json::{Value, json};
+
+use crate::emulator::{self, CLIENT_CERT_HEADER, EmulatorTls, ServerThread};
 
 /// One auth method mounted at a path, with the one identity it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +95,6 @@ impl Shared {
     }
 }
 
-#[derive(Debug)]
-struct ServerThread {
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
 /// The Vault emulator: an HTTP(S) server on 127.0.0.1 on its own thread and runtime.
 #[derive(Debug)]
 pub struct VaultEmulator {
@@ -109,15 +104,6 @@ pub struct VaultEmulator {
     server: Option<ServerThread>,
 }
 
-/// The TLS material of an HTTPS emulator: PEM files of the server's chain and key, and the CA
-/// client certificates must come from.
-#[derive(Debug, Clone)]
-pub struct VaultTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: PathBuf,
-}
-
 impl VaultEmulator {
     /// Starts the emulator on a free loopback port, with no mounts and one root token.
     pub fn start() -> VaultEmulator {
@@ -125,11 +111,11 @@ impl VaultEmulator {
     }
 
     /// Starts the emulator serving HTTPS with `tls`.
-    pub fn start_tls(tls: VaultTls) -> VaultEmulator {
+    pub fn start_tls(tls: EmulatorTls) -> VaultEmulator {
         VaultEmulator::launch(Some(tls))
     }
 
-    fn launch(tls: Option<VaultTls>) -> VaultEmulator {
+    fn launch(tls: Option<EmulatorTls>) -> VaultEmulator {
         let root = format!("hvs.root-{}", random_id());
         let mut tokens = HashMap::new();
         tokens.insert(
@@ -154,7 +140,8 @@ impl VaultEmulator {
             }),
             tls: tls.is_some(),
         });
-        let (port, server) = serve(shared.clone(), tls).expect("starting the Vault emulator");
+        let (port, server) =
+            emulator::spawn(0, router(shared.clone()), tls).expect("starting the Vault emulator");
         VaultEmulator {
             shared,
             port,
@@ -287,8 +274,7 @@ impl VaultEmulator {
     /// Stops serving; the data stays.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
-            let _ = server.shutdown.send(());
-            let _ = server.thread.join();
+            server.stop();
         }
     }
 }
@@ -304,49 +290,6 @@ fn random_id() -> String {
     (0..24)
         .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
         .collect()
-}
-
-fn serve(shared: Arc<Shared>, tls: Option<VaultTls>) -> std::io::Result<(u16, ServerThread)> {
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = bound_tx.send(Err(e));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = bound_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = bound_tx.send(listener.local_addr().map(|a| a.port()));
-            let app = router(shared);
-            match tls {
-                None => {
-                    tokio::spawn(async move {
-                        let _ = axum::serve(listener, app).await;
-                    });
-                }
-                Some(tls) => {
-                    tokio::spawn(crate::https::serve(listener, app, tls));
-                }
-            }
-            let _ = shutdown_rx.await;
-        });
-    });
-    let port = bound_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("emulator thread died"))??;
-    Ok((port, ServerThread { shutdown, thread }))
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -374,8 +317,6 @@ fn ok(body: Value) -> Response {
 }
 
 /// Whether the request carries a client certificate: the HTTPS layer marks it.
-pub(crate) const CLIENT_CERT_HEADER: &str = "x-emulator-client-cert";
-
 async fn handler(
     State(shared): State<Arc<Shared>>,
     method: Method,

@@ -12,18 +12,30 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer,
-    ZookeeperServer, profile_dir, workspace_bin,
+    ConsulEmulator, EtcdCluster, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer,
+    VaultEmulator, ZookeeperServer, profile_dir, workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The five backends of the matrix.
-pub const BACKENDS: [&str; 6] = ["env", "file", "etcd", "redis", "consul", "zookeeper"];
+/// The backends of the matrix that watch or are refused a watch.
+pub const BACKENDS: [&str; 7] = [
+    "env",
+    "file",
+    "etcd",
+    "redis",
+    "consul",
+    "zookeeper",
+    "vault",
+];
 /// The AWS backends, which cannot watch: one-shot and interval only (issue 16).
 pub const AWS_BACKENDS: [&str; 4] = ["ssm", "secretsmanager", "dynamodb", "imds"];
 /// The dynamodb table the AWS stores use.
 pub const DYNAMODB_TABLE: &str = "confd";
+
+/// The KV v2 mount the matrix keys live under in the Vault emulator: `/matrix/a/b` is the
+/// secret `a/b` of mount `matrix`, with the one field `value` (so its key is exactly `/matrix/a/b`).
+const VAULT_MOUNT: &str = "matrix";
 
 /// `integration/matrix`.
 pub fn matrix_dir() -> PathBuf {
@@ -136,6 +148,7 @@ pub enum Store {
         rt: tokio::runtime::Runtime,
         client: zookeeper_client::Client,
     },
+    Vault(VaultEmulator),
 }
 
 impl Store {
@@ -191,6 +204,11 @@ impl Store {
                     .expect("connect to the test zookeeper");
                 Store::Zookeeper { server, rt, client }
             }
+            "vault" => {
+                let vault = VaultEmulator::start();
+                vault.mount_kv(VAULT_MOUNT, 2);
+                Store::Vault(vault)
+            }
             other => panic!("no such matrix backend {other}"),
         })
     }
@@ -205,6 +223,7 @@ impl Store {
             Store::Aws { backend, .. } => backend,
             Store::Imds(_) => "imds",
             Store::Zookeeper { .. } => "zookeeper",
+            Store::Vault(_) => "vault",
         }
     }
 
@@ -281,6 +300,18 @@ impl Store {
                     rt.block_on(zookeeper_put(client, k, v));
                 }
             }
+            Store::Vault(vault) => {
+                for (k, v) in pairs {
+                    let path = k
+                        .trim_start_matches('/')
+                        .strip_prefix(VAULT_MOUNT)
+                        .and_then(|p| p.strip_prefix('/'))
+                        .unwrap_or_else(|| {
+                            panic!("vault matrix keys are under /{VAULT_MOUNT}: {k}")
+                        });
+                    vault.put(VAULT_MOUNT, path, serde_json::json!({ "value": v }));
+                }
+            }
         }
     }
 
@@ -327,6 +358,11 @@ impl Store {
             }
             Store::Imds(e) => vec![("nodes", e.url())],
             Store::Zookeeper { server, .. } => vec![("nodes", server.address())],
+            Store::Vault(vault) => vec![
+                ("nodes", vault.address()),
+                ("authType", "token".to_string()),
+                ("token", vault.root_token()),
+            ],
         }
     }
 
@@ -348,6 +384,8 @@ impl Store {
                     let flag = match key {
                         "file" => "--file",
                         "table" => "--table",
+                        "authType" => "--auth-type",
+                        "token" => "--auth-token",
                         _ => "--node",
                     };
                     args.extend([flag.to_string(), value]);
@@ -384,7 +422,7 @@ impl Store {
 }
 
 /// Sets a znode, creating its parents as needed.
-async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
+pub async fn zookeeper_put(client: &zookeeper_client::Client, key: &str, value: &str) {
     use zookeeper_client as zk;
     if client.set_data(key, value.as_bytes(), None).await.is_ok() {
         return;
@@ -697,4 +735,342 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// Permission bits of a file.
 pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Remote ports of the established TCP connections of process `pid` (IPv4 and IPv6): its
+/// socket inodes from `/proc/<pid>/fd`, looked up in the namespace's `/proc/<pid>/net/tcp*`.
+pub fn established_remote_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return vec![];
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(remote), Some(state), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state != "01" || !inodes.iter().any(|i| i == inode) {
+                continue;
+            }
+            if let Some(port) = remote
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+/// `confd --watch` on a one-template confdir (`v={{getv "/v"}}` under `/fo`) given every member
+/// of a 3-member etcd cluster: the failover test and bench.
+pub struct EtcdFailover {
+    pub cluster: EtcdCluster,
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    pub confd: Confd,
+}
+
+impl EtcdFailover {
+    /// The cluster up, `/fo/v = start` written and rendered; `None` without etcd.
+    pub fn start() -> Option<EtcdFailover> {
+        let cluster = EtcdCluster::start(3)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        put_through_cluster(&rt, &cluster, "/fo/v", "start");
+        let mut nodes = Vec::new();
+        for i in 0..cluster.len() {
+            nodes.extend(["--node".to_string(), cluster.address(i)]);
+        }
+        let confd = one_key_confd(dir.path(), "etcd", &nodes);
+        let failover = EtcdFailover {
+            cluster,
+            rt,
+            dir,
+            confd,
+        };
+        assert!(
+            failover
+                .wait_for("start", Duration::from_secs(30))
+                .is_some(),
+            "initial render failed\nstderr:\n{}",
+            failover.confd.stderr()
+        );
+        Some(failover)
+    }
+
+    /// The destination file.
+    pub fn dest(&self) -> PathBuf {
+        self.dir.path().join("fo.conf")
+    }
+
+    /// Waits until the file holds `value`; the instant it was seen.
+    pub fn wait_for(&self, value: &str, timeout: Duration) -> Option<Instant> {
+        wait_for_value(&self.dest(), value, timeout)
+    }
+
+    /// Writes `/fo/v = value` through a running member.
+    pub fn put(&self, value: &str) {
+        put_through_cluster(&self.rt, &self.cluster, "/fo/v", value);
+    }
+
+    /// The one member the plugin is connected to (see [`server_in_use`]).
+    pub fn member_in_use(&mut self) -> usize {
+        let ports = self.client_ports();
+        server_in_use(&mut self.confd, &ports)
+    }
+
+    /// Every member's client port.
+    pub fn client_ports(&self) -> Vec<u16> {
+        (0..self.cluster.len())
+            .map(|i| self.cluster.client_port(i))
+            .collect()
+    }
+}
+
+/// Waits until confd's plugin is connected to one of the servers on `ports` other than
+/// `left`; the instant it was seen (polled every millisecond).
+pub fn reconnected_elsewhere(confd: &mut Confd, ports: &[u16], left: usize) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let connected: Vec<u16> = confd
+            .plugin_pids()
+            .into_iter()
+            .flat_map(established_remote_ports)
+            .collect();
+        if (0..ports.len()).any(|i| i != left && connected.contains(&ports[i])) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// Which of the servers listening on `ports` confd's plugin is connected to, waiting up to 10 s
+/// for it to be connected to exactly one (a connection to a server left a moment ago may still
+/// be closing).
+pub fn server_in_use(confd: &mut Confd, ports: &[u16]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let connected: Vec<u16> = confd
+            .plugin_pids()
+            .into_iter()
+            .flat_map(established_remote_ports)
+            .collect();
+        let servers: Vec<usize> = (0..ports.len())
+            .filter(|i| connected.contains(&ports[*i]))
+            .collect();
+        if let [one] = servers.as_slice() {
+            return *one;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plugin is connected to servers {servers:?}, not to exactly one\nstderr:\n{}",
+            confd.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `key = value` through a running member of `cluster`; each try gets 1 s, since a put
+/// proposed while the cluster elects a new leader can wait out etcd's 7 s request timeout.
+pub fn put_through_cluster(
+    rt: &tokio::runtime::Runtime,
+    cluster: &EtcdCluster,
+    key: &str,
+    value: &str,
+) {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        for i in (0..cluster.len()).filter(|i| cluster.is_running(*i)) {
+            let endpoint = cluster.endpoint(i);
+            let put = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(1), async {
+                    let mut client = etcd_client::Client::connect([endpoint], None).await?;
+                    client.put(key, value, None).await
+                })
+                .await
+            });
+            match put {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "no answer within 1s".to_string(),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("put {key}={value}: {last}");
+}
+
+/// `confd --watch --backend <backend> <args>` in `dir` on a one-template confdir written there:
+/// `fo.conf` holds `v=<the value of /fo/v>`.
+pub fn one_key_confd(dir: &Path, backend: &str, args: &[String]) -> Confd {
+    let confdir = dir.join("confdir");
+    std::fs::create_dir_all(confdir.join("conf.d")).expect("mkdir");
+    std::fs::create_dir_all(confdir.join("templates")).expect("mkdir");
+    std::fs::write(confdir.join("templates/fo.tmpl"), "v={{getv \"/v\"}}\n").expect("template");
+    let dest = dir.join("fo.conf");
+    std::fs::write(
+        confdir.join("conf.d/fo.toml"),
+        format!(
+            "[template]\nsrc = \"fo.tmpl\"\ndest = \"{}\"\nprefix = \"/fo\"\nkeys = [\"/v\"]\n",
+            dest.display()
+        ),
+    )
+    .expect("resource");
+    let mut cmd = Command::new(isolated_confd());
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(dir)
+        .arg("--confdir")
+        .arg(&confdir)
+        .args(["--backend", backend, "--watch", "--log-level", "debug"])
+        .args(args);
+    Confd::spawn(cmd, dir.join("stderr.log"))
+}
+
+/// Waits until the `fo.conf` at `path` holds `v=<value>`; the instant it was seen.
+pub fn wait_for_value(path: &Path, value: &str, timeout: Duration) -> Option<Instant> {
+    let want = format!("v={value}\n");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|c| c == want) {
+            return Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `/fo/v = value` written through a running server of `ensemble` (a fresh session each time, so
+/// the writer never waits on a server that was just killed).
+pub fn zookeeper_set(
+    rt: &tokio::runtime::Runtime,
+    ensemble: &confd_test_support::ZookeeperEnsemble,
+    value: &str,
+) {
+    let running: Vec<String> = (0..ensemble.len())
+        .filter(|i| ensemble.is_running(*i))
+        .map(|i| ensemble.address(i))
+        .collect();
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connect(&running.join(","))
+            .await
+            .expect("connect to the ensemble");
+        zookeeper_put(&client, "/fo/v", value).await;
+    });
+}
+
+/// `Pss:` of `/proc/<pid>/smaps_rollup` in KiB; None once the process is gone.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The largest PSS sum (KiB) of a process and its children seen so far, sampled on demand:
+/// what the machine spends on confd and its plugin together.
+#[derive(Debug, Default)]
+pub struct PssPeak {
+    pub host: u64,
+    pub plugins: u64,
+    children: Vec<u32>,
+}
+
+impl PssPeak {
+    pub fn sample(&mut self, pid: u32) {
+        for p in children_of(pid) {
+            if !self.children.contains(&p) {
+                self.children.push(p);
+            }
+        }
+        let host = pss_kib(pid).unwrap_or(0);
+        let plugins: u64 = self.children.iter().filter_map(|p| pss_kib(*p)).sum();
+        if host + plugins > self.host + self.plugins {
+            self.host = host;
+            self.plugins = plugins;
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.host + self.plugins
+    }
+}
+
+/// User plus system CPU time of `pid` in clock ticks (`/proc/<pid>/stat` utime + stime).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let utime: u64 = stat_field(pid, 11)?.parse().ok()?;
+    let stime: u64 = stat_field(pid, 12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The start of every etcd bench: a fresh etcd, a current-thread runtime and a KV client on it;
+/// `None` (after a SKIPPED line naming `bench`) when etcd is not installed.
+pub fn bench_etcd(
+    bench: &str,
+) -> Option<(EtcdServer, tokio::runtime::Runtime, etcd_client::KvClient)> {
+    let Some(server) = EtcdServer::start() else {
+        println!("{bench}: SKIPPED (etcd is not installed)");
+        return None;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let kv = rt
+        .block_on(etcd_client::Client::connect([server.endpoint()], None))
+        .expect("connect etcd")
+        .kv_client();
+    Some((server, rt, kv))
+}
+
+/// Puts `pairs` into etcd in transactions of 128 operations, etcd's default limit per transaction.
+pub fn etcd_load(
+    rt: &tokio::runtime::Runtime,
+    kv: &mut etcd_client::KvClient,
+    pairs: &[(String, String)],
+) {
+    for chunk in pairs.chunks(128) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
+            .collect();
+        rt.block_on(kv.txn(etcd_client::Txn::new().and_then(ops)))
+            .expect("load txn");
+    }
+}
+
+/// `etcd_debugging_mvcc_watcher_total` from etcd's `/metrics`: the watchers open right now.
+pub fn etcd_watchers(server: &EtcdServer) -> Option<i64> {
+    let port = server.address().rsplit(':').next()?.parse().ok()?;
+    let (_, body) = confd_test_support::http_get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
 }

@@ -28,6 +28,7 @@ struct Settings {
     cert: Option<String>,
     key: Option<String>,
     ca_cert: Option<String>,
+    insecure: bool,
     basic_auth: bool,
     username: Option<String>,
     password: Option<String>,
@@ -44,6 +45,7 @@ impl Default for Settings {
             cert: None,
             key: None,
             ca_cert: None,
+            insecure: false,
             basic_auth: false,
             username: None,
             password: None,
@@ -67,7 +69,16 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         Setting::from("scheme", &["scheme"], "http or https"),
         Setting::from("cert", &["client_cert"], "TLS client certificate file"),
         Setting::from("key", &["client_key"], "TLS client key file"),
-        Setting::from("caCert", &["client_cakeys"], "TLS CA certificate file"),
+        Setting::from(
+            "caCert",
+            &["client_cakeys"],
+            "TLS CA certificate file (every certificate of a bundle is trusted)",
+        ),
+        Setting::from(
+            "insecure",
+            &["client_insecure"],
+            "do not verify the agent's TLS certificate",
+        ),
         Setting::from("basicAuth", &["basic_auth"], "use basic authentication"),
         Setting::from("username", &["username"], "basic authentication user"),
         Setting::from("password", &["password"], "basic authentication password"),
@@ -132,10 +143,6 @@ struct Agent {
     seen: Mutex<HashMap<Vec<String>, (u64, Fingerprint)>>,
 }
 
-fn load(what: &str, path: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::invalid_config(format!("reading {what} {path}: {e}")))
-}
-
 impl Agent {
     fn new(settings: Settings) -> Result<Agent, Error> {
         let node = settings
@@ -160,29 +167,13 @@ impl Agent {
         } else {
             format!("{scheme}://{}", node.trim_end_matches('/'))
         };
-        let mut builder = reqwest::Client::builder().connect_timeout(settings.dial_timeout);
-        if let Some(ca) = &settings.ca_cert {
-            let pem = load("caCert", ca)?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| Error::invalid_config(format!("caCert {ca}: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        match (&settings.cert, &settings.key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = load("cert", cert)?;
-                pem.push(b'\n');
-                pem.extend(load("key", key)?);
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| Error::invalid_config(format!("cert/key {cert}: {e}")))?;
-                builder = builder.identity(identity);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::invalid_config(
-                    "`cert` and `key` must be given together for consul client TLS",
-                ));
-            }
-        }
+        let tls = confd_http_common::Tls {
+            ca_cert: settings.ca_cert.as_deref(),
+            cert: settings.cert.as_deref(),
+            key: settings.key.as_deref(),
+            insecure: settings.insecure,
+        };
+        let builder = confd_http_common::client_builder(NAME, tls, settings.dial_timeout)?;
         let http = builder.build().map_err(|e| {
             Error::invalid_config(format!(
                 "consul HTTP client: {}",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use confd_builtin_consul::Consul;
 use confd_sdk::{Database, ErrorKind};
-use confd_test_support::{ConsulEmulator, free_port};
+use confd_test_support::{ConsulEmulator, EmulatorTls, TestCertificates, free_port};
 
 fn keys(list: &[&str]) -> Vec<String> {
     list.iter().map(|k| k.to_string()).collect()
@@ -264,4 +264,67 @@ async fn a_value_that_is_not_utf8_fails_naming_its_key() {
             .expect("read"),
         map(&[("/app/name", "shop")])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_ca_bundle_a_client_certificate_or_insecure() {
+    let (Some(certs), Some(other)) = (TestCertificates::generate(), TestCertificates::generate())
+    else {
+        return;
+    };
+    let emulator = ConsulEmulator::start_tls(EmulatorTls {
+        cert: certs.server_cert(),
+        key: certs.server_key(),
+        client_ca: certs.ca(),
+    });
+    emulator.put("app/name", "tls");
+    let url = emulator.url();
+    assert!(url.starts_with("https://"), "{url}");
+
+    // Not trusted: the certificate problem is named.
+    let consul = backend(&url, &[]).await;
+    let err = consul
+        .get_values(&keys(&["/app/name"]))
+        .await
+        .expect_err("untrusted");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // A bundle whose first certificate is some other CA: the one that signed the agent's
+    // certificate comes second and must be trusted too.
+    let bundle = certs.dir().join("bundle.pem");
+    let mut pem = std::fs::read(other.ca()).expect("other CA");
+    pem.extend(std::fs::read(certs.ca()).expect("CA"));
+    std::fs::write(&bundle, pem).expect("write bundle");
+    let bundle = bundle.display().to_string();
+    let cert = certs.client_cert().display().to_string();
+    let key = certs.client_key().display().to_string();
+    for extra in [
+        vec![("caCert", bundle.as_str())],
+        vec![("caCert", bundle.as_str()), ("cert", &cert), ("key", &key)],
+        vec![("insecure", "true")],
+    ] {
+        let consul = backend(&url, &extra).await;
+        assert_eq!(
+            consul
+                .get_values(&keys(&["/app/name"]))
+                .await
+                .expect("read over https"),
+            map(&[("/app/name", "tls")]),
+            "{extra:?}"
+        );
+    }
+
+    // Half a client identity is a settings error naming both settings.
+    let err = Consul::new()
+        .configure(HashMap::from([
+            ("nodes".to_string(), url.clone()),
+            ("cert".to_string(), cert.clone()),
+        ]))
+        .await
+        .expect_err("cert without key");
+    assert!(err.to_string().contains("`cert` and `key`"), "{err}");
 }

@@ -19,6 +19,16 @@ use confd_sdk::keys::is_under;
 use etcd_client::{EventType, WatchStream};
 use tokio::task::AbortHandle;
 
+use crate::members::{Failure, Members};
+
+/// The watch feeding a copy: its stream, the member serving it, and all members, to resume on
+/// another one when that member fails.
+pub(crate) struct Feed {
+    pub(crate) stream: WatchStream,
+    pub(crate) member: usize,
+    pub(crate) members: Arc<Members>,
+}
+
 /// Changes remembered for waiters that were busy when they happened. A
 /// waiter further behind is woken at once (a render too many, never one too
 /// few).
@@ -103,8 +113,7 @@ impl Caches {
         prefix: String,
         revision: u64,
         values: BTreeMap<Vec<u8>, Vec<u8>>,
-        stream: WatchStream,
-        nodes: String,
+        watch: Feed,
     ) -> Arc<PrefixCache> {
         let (changed, _) = tokio::sync::watch::channel(());
         let cache = Arc::new(PrefixCache {
@@ -118,7 +127,7 @@ impl Caches {
             }),
             changed,
         });
-        let task = tokio::spawn(feed(Arc::clone(&cache), stream, nodes));
+        let task = tokio::spawn(feed(Arc::clone(&cache), watch));
         lock(&self.failed).remove(&cache.prefix);
         lock(&self.entries).push((Arc::clone(&cache), task.abort_handle()));
         cache
@@ -244,13 +253,35 @@ impl PrefixCache {
     }
 }
 
-/// Applies the watch's events to the copy until the watch ends.
-async fn feed(cache: Arc<PrefixCache>, mut stream: WatchStream, nodes: String) {
+/// Applies the watch's events to the copy until the watch ends. When the member serving it
+/// fails, the watch is opened again on the next member from the revision after the copy's: every
+/// change after it arrives once, none is missed.
+async fn feed(cache: Arc<PrefixCache>, watch: Feed) {
+    let Feed {
+        mut stream,
+        mut member,
+        members,
+    } = watch;
     loop {
         let message = match stream.message().await {
             Ok(Some(message)) => message,
-            Ok(None) => return cache.die(&format!("etcd {nodes} closed the watch stream")),
-            Err(e) => return cache.die(&format!("etcd {nodes}: {e}")),
+            Ok(None) => {
+                let why = "the watch stream was closed".to_string();
+                match resume(&cache, &members, member, &why).await {
+                    Ok((next, at)) => (stream, member) = (next, at),
+                    Err(why) => return cache.die(&why),
+                }
+                continue;
+            }
+            Err(e) if crate::members::member_failed(&e) => {
+                let why = crate::describe(&e);
+                match resume(&cache, &members, member, &why).await {
+                    Ok((next, at)) => (stream, member) = (next, at),
+                    Err(why) => return cache.die(&why),
+                }
+                continue;
+            }
+            Err(e) => return cache.die(&format!("etcd {}: {e}", members.url(member))),
         };
         if message.compact_revision() > 0 {
             return cache.die(&format!(
@@ -260,7 +291,8 @@ async fn feed(cache: Arc<PrefixCache>, mut stream: WatchStream, nodes: String) {
         }
         if message.canceled() {
             return cache.die(&format!(
-                "etcd {nodes} cancelled the watch: {}",
+                "etcd {} cancelled the watch: {}",
+                members.url(member),
                 message.cancel_reason()
             ));
         }
@@ -293,6 +325,39 @@ async fn feed(cache: Arc<PrefixCache>, mut stream: WatchStream, nodes: String) {
             }
         }
         cache.changed.send_replace(());
+    }
+}
+
+/// Leaves the failed `member` and opens the copy's watch on the next one, after the copy's
+/// revision. `Err` (why) when no member takes it.
+async fn resume(
+    cache: &PrefixCache,
+    members: &Members,
+    member: usize,
+    why: &str,
+) -> Result<(WatchStream, usize), String> {
+    members.failed(member, why);
+    let after = lock(&cache.data).revision;
+    match crate::open_watch(members, &cache.prefix, after).await {
+        Ok((stream, at)) => {
+            tracing::debug!(
+                "etcd: the watch of {:?} resumed on {} after revision {after}",
+                cache.prefix,
+                members.url(at)
+            );
+            Ok((stream, at))
+        }
+        Err((Failure::Etcd(e), at)) => Err(format!(
+            "etcd {}: {why}; then {}: {}",
+            members.url(member),
+            members.url(at),
+            crate::describe(&e)
+        )),
+        Err((Failure::Timeout, at)) => Err(format!(
+            "etcd {}: {why}; then {}: no answer",
+            members.url(member),
+            members.url(at)
+        )),
     }
 }
 

@@ -12,6 +12,7 @@
 //! built.
 
 mod cache;
+mod members;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -26,9 +27,9 @@ use confd_sdk::{
 };
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions, Txn, TxnOp,
-    TxnOpResponse, WatchClient, WatchOptions,
+    TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
-use tokio::sync::Mutex;
+use members::{Failure, Members};
 
 pub use settings::{DEFAULT_DIAL_TIMEOUT, Settings};
 
@@ -95,8 +96,7 @@ pub struct Etcd {
 /// start-up gives errors per call instead of a failed configure.
 struct Connection {
     settings: Settings,
-    options: ConnectOptions,
-    client: Mutex<Option<Client>>,
+    members: Arc<Members>,
     caches: Caches,
 }
 
@@ -113,6 +113,18 @@ impl Etcd {
     /// distinct watched prefix).
     pub fn open_watches(&self) -> usize {
         self.connection().map_or(0, |c| c.caches.live())
+    }
+
+    /// The member calls go to now (its URL), empty before configure.
+    pub fn member_in_use(&self) -> String {
+        self.connection()
+            .map(|c| c.members.current().to_string())
+            .unwrap_or_default()
+    }
+
+    /// How many members are marked down right now.
+    pub fn members_down(&self) -> usize {
+        self.connection().map_or(0, |c| c.members.down())
     }
 }
 
@@ -145,52 +157,52 @@ fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::invalid_config(format!("reading {what} {}: {e}", path.display())))
 }
 
-fn connect_options(settings: &Settings) -> Result<ConnectOptions, Error> {
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(settings.dial_timeout)
-        // Keep-alive pings notice a silently dead node during a long watch.
-        .with_keep_alive(Duration::from_secs(10), settings.dial_timeout)
-        .with_keep_alive_while_idle(true);
+/// The client options every member shares (authentication), and the TLS settings of the members'
+/// channels.
+fn connect_options(settings: &Settings) -> Result<(ConnectOptions, Option<TlsOptions>), Error> {
+    let mut options = ConnectOptions::new();
     if let Some((user, password)) = &settings.user {
         options = options.with_user(user.clone(), password.clone());
     }
+    let mut tls = None;
     if settings.tls() {
-        let mut tls = TlsOptions::new();
+        let mut config = TlsOptions::new();
         if let Some(ca) = &settings.ca_cert {
-            tls = tls.ca_certificate(Certificate::from_pem(read_file("caCert", ca)?));
+            config = config.ca_certificate(Certificate::from_pem(read_file("caCert", ca)?));
         }
         if let (Some(cert), Some(key)) = (&settings.cert, &settings.key) {
-            tls = tls.identity(Identity::from_pem(
+            config = config.identity(Identity::from_pem(
                 read_file("cert", cert)?,
                 read_file("key", key)?,
             ));
         }
-        options = options.with_tls(tls);
+        tls = Some(config);
     }
-    Ok(options)
+    Ok((options, tls))
 }
 
 impl Connection {
     fn nodes(&self) -> String {
-        self.settings.nodes.join(", ")
+        self.members.names()
     }
 
-    /// Runs one etcd call under the dial timeout; a call that cannot reach
-    /// any node otherwise waits forever in the channel's load balancer.
-    async fn deadline<T>(
-        &self,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, Error> {
-        match tokio::time::timeout(self.settings.dial_timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.error(e).await),
-            Err(_) => Err(self.timeout_error().await),
+    /// Runs one etcd call on the member in use, moving to the next member when it fails (see
+    /// `members`), each call under the dial timeout: a call that cannot reach a member would
+    /// otherwise wait as long as the connection attempt does.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<(T, usize), Error>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        match self.members.run(call).await {
+            Ok(answer) => Ok(answer),
+            Err((Failure::Etcd(e), _)) => Err(self.error(e)),
+            Err((Failure::Timeout, _)) => Err(self.timeout_error().await),
         }
     }
 
     async fn timeout_error(&self) -> Error {
         // The client cannot say why it got no answer: ask the network.
-        self.forget_client().await;
         let mut causes = Vec::new();
         for node in &self.settings.nodes {
             causes.push(format!("{node}: {}", probe(node).await));
@@ -202,7 +214,7 @@ impl Connection {
         ))
     }
 
-    async fn error(&self, err: etcd_client::Error) -> Error {
+    fn error(&self, err: etcd_client::Error) -> Error {
         let kind = match &err {
             etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
                 ErrorKind::InvalidConfig
@@ -224,40 +236,7 @@ impl Connection {
             },
             _ => ErrorKind::Unavailable,
         };
-        // A broken connection or an expired token: start afresh next call.
-        self.forget_client().await;
         Error::new(kind, format!("etcd {}: {}", self.nodes(), describe(&err)))
-    }
-
-    async fn forget_client(&self) {
-        *self.client.lock().await = None;
-    }
-
-    async fn client(&self) -> Result<Client, Error> {
-        let mut cached = self.client.lock().await;
-        if let Some(client) = cached.as_ref() {
-            return Ok(client.clone());
-        }
-        let nodes = self.settings.nodes.clone();
-        let options = self.options.clone();
-        let client = match tokio::time::timeout(
-            self.settings.dial_timeout,
-            Client::connect(nodes, Some(options)),
-        )
-        .await
-        {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                drop(cached);
-                return Err(self.error(e).await);
-            }
-            Err(_) => {
-                drop(cached);
-                return Err(self.timeout_error().await);
-            }
-        };
-        *cached = Some(client.clone());
-        Ok(client)
     }
 
     /// A live copy serving `keys` (built on first use), or `None` when
@@ -288,13 +267,16 @@ impl Connection {
     /// keeps the copy current: nothing between the read and the watch is lost.
     async fn start_cache(&self, prefix: &str) -> Result<Arc<PrefixCache>, (Error, Duration)> {
         let retry = |e| (e, cache::RETRY_AFTER);
-        let client = self.client().await.map_err(retry)?;
         let limit = i64::try_from(MAX_CACHED_KEYS + 1).unwrap_or(i64::MAX);
-        let response = self
-            .deadline(kv(&client).get(
-                prefix,
-                Some(GetOptions::new().with_prefix().with_limit(limit)),
-            ))
+        let (response, _) = self
+            .call(|client| async move {
+                kv(&client)
+                    .get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_limit(limit)),
+                    )
+                    .await
+            })
             .await
             .map_err(retry)?;
         if response.more() || response.kvs().len() > MAX_CACHED_KEYS {
@@ -311,15 +293,26 @@ impl Connection {
             .iter()
             .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
             .collect();
-        let start = i64::try_from(revision + 1).unwrap_or(i64::MAX);
-        let options = WatchOptions::new().with_prefix().with_start_revision(start);
-        let stream = self
-            .deadline(watcher(&client).watch(prefix, Some(options)))
-            .await
-            .map_err(retry)?;
-        Ok(self
-            .caches
-            .start(prefix.to_string(), revision, values, stream, self.nodes()))
+        let (stream, member) = open_watch(&self.members, prefix, revision).await.map_err(
+            |(failure, _)| match failure {
+                Failure::Etcd(e) => retry(self.error(e)),
+                Failure::Timeout => retry(Error::unavailable(format!(
+                    "etcd {}: no answer within {:?}",
+                    self.nodes(),
+                    self.settings.dial_timeout
+                ))),
+            },
+        )?;
+        Ok(self.caches.start(
+            prefix.to_string(),
+            revision,
+            values,
+            cache::Feed {
+                stream,
+                member,
+                members: Arc::clone(&self.members),
+            },
+        ))
     }
 
     async fn get_values(&self, keys: &[String]) -> Result<BTreeMap<String, String>, Error> {
@@ -333,100 +326,149 @@ impl Connection {
             );
             return values;
         }
-        let client = self.client().await?;
-        let mut values = BTreeMap::new();
-        // Later batches read at the first batch's revision: one snapshot.
-        let mut revision = 0;
-        for batch in keys.chunks(MAX_OPS_PER_TXN) {
-            let ops: Vec<TxnOp> = batch
-                .iter()
-                .map(|key| {
-                    TxnOp::get(
-                        key.as_str(),
-                        Some(GetOptions::new().with_prefix().with_revision(revision)),
-                    )
-                })
-                .collect();
-            let response = self
-                .deadline(kv(&client).txn(Txn::new().and_then(ops)))
-                .await?;
-            if revision == 0 {
-                revision = response.header().map_or(0, |h| h.revision());
-            }
-            for (requested, op) in batch.iter().zip(response.op_responses()) {
-                let TxnOpResponse::Get(get) = op else {
-                    continue;
-                };
-                for kv in get.kvs() {
-                    if let Some(key) = key_under(kv.key(), requested)? {
-                        let value = confd_sdk::text::value(NAME, key, kv.value())?;
-                        values.insert(key.to_string(), value.to_string());
-                    }
-                }
-            }
-        }
-        Ok(values)
+        // Every batch goes to one member, the later ones at the first one's revision: one
+        // snapshot. A member failing half way starts the read again on the next one.
+        let (values, _) = self
+            .call(|client| async move { read_batches(&client, keys).await })
+            .await?;
+        values
     }
 
     async fn current_revision(&self, key: &str) -> Result<u64, Error> {
-        let client = self.client().await?;
-        let response = self
-            .deadline(kv(&client).get(key, Some(GetOptions::new().with_prefix().with_count_only())))
+        let (response, _) = self
+            .call(|client| async move {
+                kv(&client)
+                    .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                    .await
+            })
             .await?;
         let revision = response.header().map_or(1, |h| h.revision());
         Ok(u64::try_from(revision).unwrap_or(1).max(1))
     }
 
     async fn watch(&self, keys: &[String], wait_index: u64) -> Result<u64, Error> {
-        let client = self.client().await?;
-        let start = i64::try_from(wait_index.saturating_add(1)).unwrap_or(i64::MAX);
-        let options = WatchOptions::new().with_prefix().with_start_revision(start);
-        let mut stream = self
-            .deadline(watcher(&client).watch(common_prefix(keys), Some(options)))
-            .await?;
+        let prefix = common_prefix(keys);
+        // A stream that breaks is opened again on the next member, from the same index: nothing
+        // was returned yet, so nothing is missed or repeated. Each member gets one chance.
+        let mut breaks = 0;
         loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => {
-                    self.forget_client().await;
+            let (mut stream, member) = open_watch(&self.members, &prefix, wait_index)
+                .await
+                .map_err(|(failure, _)| match failure {
+                    Failure::Etcd(e) => self.error(e),
+                    Failure::Timeout => Error::unavailable(format!(
+                        "etcd {}: no answer within {:?}",
+                        self.nodes(),
+                        self.settings.dial_timeout
+                    )),
+                })?;
+            let broken = loop {
+                let message = match stream.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break "the watch stream was closed".to_string(),
+                    Err(e) if members::member_failed(&e) => break describe(&e),
+                    Err(e) => return Err(self.error(e)),
+                };
+                if let Some(header) = message.header()
+                    && header.revision() > 0
+                    && u64::try_from(header.revision()).unwrap_or(0) < wait_index
+                {
+                    // The store is behind the caller's index: it was rebuilt or
+                    // restored. Waiting would hide every change until it caught
+                    // up; start again from its current revision instead.
+                    return Ok(u64::try_from(header.revision()).unwrap_or(1).max(1));
+                }
+                if message.compact_revision() > 0 {
+                    // The revisions after wait_index are gone: everything must
+                    // be read again, from at least the compaction point.
+                    let compacted = u64::try_from(message.compact_revision()).unwrap_or(0);
+                    return Ok(compacted.max(wait_index + 1));
+                }
+                if message.canceled() {
                     return Err(Error::unavailable(format!(
-                        "etcd {}: the watch stream was closed",
-                        self.nodes()
+                        "etcd {}: the watch was cancelled: {}",
+                        self.nodes(),
+                        message.cancel_reason()
                     )));
                 }
-                Err(e) => return Err(self.error(e).await),
+                for event in message.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let key = String::from_utf8_lossy(kv.key());
+                    if keys.iter().any(|k| is_under(&key, k)) {
+                        return Ok(u64::try_from(kv.mod_revision()).unwrap_or(wait_index + 1));
+                    }
+                }
             };
-            if let Some(header) = message.header()
-                && header.revision() > 0
-                && u64::try_from(header.revision()).unwrap_or(0) < wait_index
-            {
-                // The store is behind the caller's index: it was rebuilt or
-                // restored. Waiting would hide every change until it caught
-                // up; start again from its current revision instead.
-                return Ok(u64::try_from(header.revision()).unwrap_or(1).max(1));
-            }
-            if message.compact_revision() > 0 {
-                // The revisions after wait_index are gone: everything must
-                // be read again, from at least the compaction point.
-                let compacted = u64::try_from(message.compact_revision()).unwrap_or(0);
-                return Ok(compacted.max(wait_index + 1));
-            }
-            if message.canceled() {
+            self.members.failed(member, &broken);
+            breaks += 1;
+            if breaks >= self.settings.nodes.len() {
                 return Err(Error::unavailable(format!(
-                    "etcd {}: the watch was cancelled: {}",
-                    self.nodes(),
-                    message.cancel_reason()
+                    "etcd {}: {broken}",
+                    self.members.url(member)
                 )));
             }
-            for event in message.events() {
-                let Some(kv) = event.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key());
-                if keys.iter().any(|k| is_under(&key, k)) {
-                    return Ok(u64::try_from(kv.mod_revision()).unwrap_or(wait_index + 1));
+        }
+    }
+}
+
+/// Opens a watch of everything under `prefix` after revision `after` on the member in use (or the
+/// next one that answers).
+pub(crate) async fn open_watch(
+    members: &Members,
+    prefix: &str,
+    after: u64,
+) -> Result<(WatchStream, usize), (Failure, usize)> {
+    let start = i64::try_from(after.saturating_add(1)).unwrap_or(i64::MAX);
+    members
+        .run(|client| async move {
+            let options = WatchOptions::new().with_prefix().with_start_revision(start);
+            watcher(&client).watch(prefix, Some(options)).await
+        })
+        .await
+}
+
+/// Every value under `keys`, read in transactions of at most [`MAX_OPS_PER_TXN`] gets from one
+/// member at one revision. A key or value that is not UTF-8 is the inner error.
+async fn read_batches(
+    client: &Client,
+    keys: &[String],
+) -> Result<Result<BTreeMap<String, String>, Error>, etcd_client::Error> {
+    let mut values = BTreeMap::new();
+    let mut revision = 0;
+    for batch in keys.chunks(MAX_OPS_PER_TXN) {
+        let ops: Vec<TxnOp> = batch
+            .iter()
+            .map(|key| {
+                TxnOp::get(
+                    key.as_str(),
+                    Some(GetOptions::new().with_prefix().with_revision(revision)),
+                )
+            })
+            .collect();
+        let response = kv(client).txn(Txn::new().and_then(ops)).await?;
+        if revision == 0 {
+            revision = response.header().map_or(0, |h| h.revision());
+        }
+        for (requested, op) in batch.iter().zip(response.op_responses()) {
+            let TxnOpResponse::Get(get) = op else {
+                continue;
+            };
+            for kv in get.kvs() {
+                let key = match key_under(kv.key(), requested) {
+                    Ok(Some(key)) => key,
+                    Ok(None) => continue,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match confd_sdk::text::value(NAME, key, kv.value()) {
+                    Ok(value) => {
+                        values.insert(key.to_string(), value.to_string());
+                    }
+                    Err(e) => return Ok(Err(e)),
                 }
             }
         }
     }
+    Ok(Ok(values))
 }
 
 /// Plain error text: the client's `Display` for a gRPC status is verbose.
@@ -468,11 +510,11 @@ async fn probe(node: &str) -> String {
 impl Database for Etcd {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let settings = settings::decode(&config)?;
-        let options = connect_options(&settings)?;
+        let (options, tls) = connect_options(&settings)?;
+        let members = Members::new(&settings, options, tls)?;
         let connection = Connection {
             settings,
-            options,
-            client: Mutex::new(None),
+            members,
             caches: Caches::default(),
         };
         self.state.set(connection);

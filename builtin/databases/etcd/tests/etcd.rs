@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use confd_builtin_etcd::Etcd;
 use confd_sdk::{Database, ErrorKind};
-use confd_test_support::{EtcdOptions, EtcdServer};
+use confd_test_support::{EtcdCluster, EtcdOptions, EtcdServer};
 use etcd_client::Client;
 
 fn settings(server: &EtcdServer, extra: &[(&str, &str)]) -> HashMap<String, String> {
@@ -658,4 +658,90 @@ async fn bytes_that_are_not_utf8_fail_naming_the_key() {
         fails(watched).await,
         "etcd: the value of key \"/u/blob\" is not UTF-8 text (byte 0xc3 at offset 0)"
     );
+}
+
+/// Puts `key = value` through member `i` of `cluster`, again while the cluster elects a new
+/// leader: a put proposed meanwhile can wait out etcd's 7 s request timeout, so each try gets 1 s.
+async fn put_on(cluster: &EtcdCluster, i: usize, key: &str, value: &str) {
+    let mut client = Client::connect([cluster.endpoint(i)], None)
+        .await
+        .expect("test client connects");
+    let started = Instant::now();
+    loop {
+        let put = tokio::time::timeout(Duration::from_secs(1), client.put(key, value, None));
+        match put.await {
+            Ok(Ok(_)) => return,
+            _ if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Err(e)) => panic!("put through member {i}: {e}"),
+            Err(_) => panic!("put through member {i}: no answer"),
+        }
+    }
+}
+
+/// Three members: killing the one in use moves reads and the watch-fed copy to another member
+/// (the copy's watch resumes after its revision, so the change written meanwhile arrives), and a
+/// member that comes back is no longer marked down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_member_in_use_moves_reads_and_watches_to_another() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| EtcdCluster::start(3)) else {
+        return;
+    };
+    put_on(&cluster, 0, "/c/n", "start").await;
+    put_on(&cluster, 0, "/other", "x").await;
+    let etcd = Etcd::new();
+    let nodes = cluster.endpoints().join(",");
+    etcd.configure(HashMap::from([("nodes".to_string(), nodes)]))
+        .await
+        .expect("valid settings");
+    let watched = keys(&["/c"]);
+    let mut index = etcd.watch_prefix("/c", &watched, 0).await.expect("index");
+    assert_eq!(etcd.open_watches(), 1);
+    let mut used = Vec::new();
+    for round in 0..3 {
+        let in_use = etcd.member_in_use();
+        let victim = cluster
+            .endpoints()
+            .iter()
+            .position(|e| *e == in_use)
+            .unwrap_or_else(|| panic!("{in_use:?} is not a member"));
+        used.push(victim);
+        tokio::task::block_in_place(|| cluster.stop(victim));
+        let writer = (victim + 1) % cluster.len();
+        let value = format!("round {round}");
+        put_on(&cluster, writer, "/c/n", &value).await;
+
+        // A read no copy covers goes to a member that answers.
+        let other = etcd
+            .get_values(&keys(&["/other"]))
+            .await
+            .expect("read from a live member");
+        assert_eq!(other, map(&[("/other", "x")]));
+
+        index = tokio::time::timeout(
+            Duration::from_secs(15),
+            etcd.watch_prefix("/c", &watched, index),
+        )
+        .await
+        .expect("the change arrives after the failover")
+        .expect("watch ok");
+        assert_eq!(
+            etcd.get_values(&watched).await.expect("read"),
+            map(&[("/c/n", value.as_str())])
+        );
+        assert_ne!(etcd.member_in_use(), in_use, "round {round}");
+        assert_eq!(etcd.open_watches(), 1, "the copy outlived the failover");
+        assert!(etcd.members_down() >= 1);
+
+        tokio::task::block_in_place(|| cluster.restart(victim));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while etcd.members_down() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(etcd.members_down(), 0, "the restarted member is rechecked");
+    }
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 2, "members in use: {used:?}");
 }

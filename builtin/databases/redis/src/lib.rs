@@ -3,6 +3,7 @@
 //! the server does not allow them.
 
 mod keys;
+mod sentinel;
 mod settings;
 mod watch;
 
@@ -19,7 +20,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::Mutex;
 
 pub use keys::{clean, is_under, transform};
-pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Settings};
+pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Sentinel, Settings};
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "redis";
@@ -47,6 +48,16 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
             "dialTimeout",
             &["dial_timeout"],
             "connect and request time limit (default 5s)",
+        ),
+        Setting::from(
+            "sentinels",
+            &[],
+            "Redis Sentinel: host:port of each sentinel (or --node sentinel://host:port,host:port/master)",
+        ),
+        Setting::from(
+            "masterName",
+            &[],
+            "Redis Sentinel: the name of the monitored primary",
         ),
     ],
     capabilities: &["watch"],
@@ -82,12 +93,27 @@ pub(crate) struct Link {
     pub node: Node,
     pub client: redis::Client,
     pub manager: ConnectionManager,
+    /// The primary generation (see `Connection::primary_moved`) it was made in.
+    pub generation: u64,
 }
 
 pub(crate) struct Connection {
     pub settings: Settings,
     link: Mutex<Option<Link>>,
     pub watches: watch::Watches,
+    /// With Sentinel: counts the primary's moves. A link or a subscription of an older
+    /// generation is not used; waiters wake when it ticks, so they re-read and re-subscribe on
+    /// the new primary.
+    pub primary_moved: Arc<tokio::sync::watch::Sender<u64>>,
+    sentinel_task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(task) = self.sentinel_task.take() {
+            task.abort();
+        }
+    }
 }
 
 fn client_for(node: &Node, password: Option<&str>) -> Result<redis::Client, Error> {
@@ -108,6 +134,9 @@ fn client_for(node: &Node, password: Option<&str>) -> Result<redis::Client, Erro
 
 impl Connection {
     fn nodes(&self) -> String {
+        if let Some(sentinel) = &self.settings.sentinel {
+            return sentinel.to_string();
+        }
         let nodes: Vec<String> = self
             .settings
             .nodes
@@ -117,21 +146,40 @@ impl Connection {
         nodes.join(", ")
     }
 
-    /// The first node that connects, cached; redis-rs's manager then
-    /// reconnects on its own after errors.
+    /// The primary generation now.
+    pub fn generation(&self) -> u64 {
+        *self.primary_moved.borrow()
+    }
+
+    /// With Sentinel: the primary may have moved; ask the sentinels again before the next call.
+    pub fn primary_may_have_moved(&self) {
+        if self.settings.sentinel.is_some() {
+            self.primary_moved.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The first node that connects (with Sentinel: the primary the sentinels name), cached;
+    /// redis-rs's manager then reconnects on its own after errors.
     pub async fn link(&self) -> Result<Link, Error> {
         let mut cached = self.link.lock().await;
-        if let Some(link) = cached.as_ref() {
+        let generation = self.generation();
+        if let Some(link) = cached.as_ref()
+            && link.generation == generation
+        {
             return Ok(link.clone());
         }
         let timeout = self.settings.dial_timeout;
+        let candidates = match &self.settings.sentinel {
+            Some(sentinel) => vec![sentinel::primary(sentinel, timeout).await?],
+            None => self.settings.nodes.clone(),
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let mut causes = Vec::new();
-        for node in &self.settings.nodes {
+        for node in &candidates {
             let client = client_for(node, self.settings.password.as_deref())?;
             let attempt = tokio::time::timeout(
                 timeout,
@@ -140,10 +188,14 @@ impl Connection {
             .await;
             match attempt {
                 Ok(Ok(manager)) => {
+                    if self.settings.sentinel.is_some() {
+                        tracing::debug!("redis: using primary {node}");
+                    }
                     let link = Link {
                         node: node.clone(),
                         client,
                         manager,
+                        generation,
                     };
                     *cached = Some(link.clone());
                     return Ok(link);
@@ -183,7 +235,11 @@ impl Connection {
         let link = self.link().await?;
         let mut values = BTreeMap::new();
         for key in requested {
-            keys::read_key(self, &link, key, &mut values).await?;
+            if let Err(e) = keys::read_key(self, &link, key, &mut values).await {
+                // A primary that is gone, or was turned into a replica: ask the sentinels.
+                self.primary_may_have_moved();
+                return Err(e);
+            }
         }
         Ok(values)
     }
@@ -214,10 +270,21 @@ impl Database for Redis {
         for node in &settings.nodes {
             client_for(node, settings.password.as_deref())?;
         }
+        let primary_moved = Arc::new(tokio::sync::watch::Sender::new(0));
+        let sentinel_task = settings.sentinel.clone().map(|sentinel| {
+            tokio::spawn(sentinel::follow(
+                sentinel,
+                settings.dial_timeout,
+                Arc::clone(&primary_moved),
+            ))
+            .abort_handle()
+        });
         let connection = Connection {
             settings,
             link: Mutex::new(None),
             watches: watch::Watches::default(),
+            primary_moved,
+            sentinel_task,
         };
         self.state.set(connection);
         Ok(())

@@ -20,6 +20,9 @@ struct Raw {
     separator: Option<String>,
     #[serde(with = "confd_sdk::config::duration")]
     dial_timeout: Duration,
+    sentinels: Vec<String>,
+    #[serde(alias = "master_name")]
+    master_name: Option<String>,
 }
 
 impl Default for Raw {
@@ -29,6 +32,8 @@ impl Default for Raw {
             password: None,
             separator: None,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            sentinels: Vec::new(),
+            master_name: None,
         }
     }
 }
@@ -57,9 +62,30 @@ impl std::fmt::Display for Node {
     }
 }
 
+/// Redis Sentinel: the sentinels to ask for the current primary of `master`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinel {
+    /// `(host, port)` of each sentinel, in the order given.
+    pub sentinels: Vec<(String, u16)>,
+    pub master: String,
+}
+
+impl std::fmt::Display for Sentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(host, port)| format!("{host}:{port}"))
+            .collect();
+        write!(f, "sentinel://{}/{}", list.join(","), self.master)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// The nodes to use (empty with `sentinel`: the sentinels name the primary).
     pub nodes: Vec<Node>,
+    pub sentinel: Option<Sentinel>,
     pub password: Option<String>,
     pub separator: String,
     pub dial_timeout: Duration,
@@ -70,18 +96,23 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
     if raw.dial_timeout.is_zero() {
         return Err(Error::invalid_config("`dialTimeout` must be positive"));
     }
-    let mut nodes = raw
-        .nodes
-        .iter()
-        .map(|n| parse_node(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    if nodes.is_empty() {
+    let sentinel = sentinel(&raw)?;
+    let mut nodes = if sentinel.is_some() {
+        Vec::new()
+    } else {
+        raw.nodes
+            .iter()
+            .map(|n| parse_node(n))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if nodes.is_empty() && sentinel.is_none() {
         for node in crate::DESCRIPTOR.default_nodes {
             nodes.push(parse_node(node)?);
         }
     }
     Ok(Settings {
         nodes,
+        sentinel,
         password: raw.password.filter(|p| !p.is_empty()),
         separator: raw
             .separator
@@ -89,6 +120,72 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
             .unwrap_or_else(|| "/".to_string()),
         dial_timeout: raw.dial_timeout,
     })
+}
+
+/// Sentinel mode, from `sentinel://host:port,host:port/master` in `nodes` (the host may hand the
+/// comma-separated list over split into several nodes) or from `sentinels` and `masterName`.
+fn sentinel(raw: &Raw) -> Result<Option<Sentinel>, Error> {
+    let bad = |why: String| Error::invalid_config(format!("redis sentinel: {why}"));
+    let in_nodes = raw.nodes.iter().any(|n| n.starts_with("sentinel://"));
+    let (list, master): (Vec<String>, Option<String>) = if in_nodes {
+        if !raw.sentinels.is_empty() {
+            return Err(bad(
+                "give the sentinels either in `nodes` (sentinel://...) or in `sentinels`".into(),
+            ));
+        }
+        let joined = raw.nodes.join(",");
+        let (list, master) = match joined.rsplit_once('/') {
+            Some((list, master)) if !list.ends_with('/') => (list.to_string(), master.to_string()),
+            _ => {
+                return Err(bad(format!(
+                    "{joined:?}: expected sentinel://host:port,host:port/mastername"
+                )));
+            }
+        };
+        let list = list
+            .split(',')
+            .map(|s| s.trim().trim_start_matches("sentinel://").to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        (
+            list,
+            Some(master)
+                .filter(|m| !m.is_empty())
+                .or(raw.master_name.clone()),
+        )
+    } else if !raw.sentinels.is_empty() {
+        (raw.sentinels.clone(), raw.master_name.clone())
+    } else {
+        if raw.master_name.as_deref().is_some_and(|m| !m.is_empty()) {
+            return Err(bad("`masterName` is set but no sentinels are given".into()));
+        }
+        return Ok(None);
+    };
+    let master = master.filter(|m| !m.is_empty()).ok_or_else(|| {
+        bad("the primary's name is missing (sentinel://.../mastername or `masterName`)".into())
+    })?;
+    let mut sentinels = Vec::new();
+    for entry in &list {
+        let (host, port) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| bad(format!("{entry:?}: expected host:port")))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad(format!("{entry:?}: the port must be a number")))?;
+        if host.is_empty() {
+            return Err(bad(format!("{entry:?}: the host is empty")));
+        }
+        sentinels.push((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        ));
+    }
+    if sentinels.is_empty() {
+        return Err(bad("no sentinel given".into()));
+    }
+    Ok(Some(Sentinel { sentinels, master }))
 }
 
 fn parse_node(node: &str) -> Result<Node, Error> {
@@ -165,6 +262,32 @@ mod tests {
         let s = decode(&config(&[("separator", ":"), ("password", "")])).expect("valid");
         assert_eq!(s.nodes[0].to_string(), "127.0.0.1:6379");
         assert_eq!(s.separator, ":");
+    }
+
+    #[test]
+    fn sentinels_in_nodes_or_settings() {
+        let expected = Sentinel {
+            sentinels: vec![("a".into(), 1), ("b".into(), 2)],
+            master: "main".into(),
+        };
+        for pairs in [
+            vec![("nodes", "sentinel://a:1,b:2/main")],
+            // The host splits a comma-separated --node into several nodes.
+            vec![("nodes", "sentinel://a:1, b:2/main")],
+            vec![("sentinels", "a:1,b:2"), ("masterName", "main")],
+            vec![("sentinels", "a:1,b:2"), ("master_name", "main")],
+        ] {
+            let s = decode(&config(&pairs)).expect("valid");
+            assert_eq!(s.sentinel.as_ref(), Some(&expected), "{pairs:?}");
+            assert!(s.nodes.is_empty());
+        }
+        assert_eq!(expected.to_string(), "sentinel://a:1,b:2/main");
+        let err = decode(&config(&[("nodes", "sentinel://a:1")])).expect_err("no name");
+        assert!(err.to_string().contains("mastername"), "{err}");
+        let err = decode(&config(&[("sentinels", "a:1")])).expect_err("no name");
+        assert!(err.to_string().contains("masterName"), "{err}");
+        let err = decode(&config(&[("nodes", "sentinel://a/m")])).expect_err("no port");
+        assert!(err.to_string().contains("host:port"), "{err}");
     }
 
     #[test]

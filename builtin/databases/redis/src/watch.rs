@@ -74,6 +74,8 @@ struct Subscription {
     /// The counter value when the subscription became active: a caller
     /// whose index is older may have missed changes.
     started: u64,
+    /// The primary generation of the link it listens on (see `Connection::primary_moved`).
+    generation: u64,
     log: Arc<Mutex<Log>>,
     changed: tokio::sync::watch::Sender<()>,
     task: tokio::task::AbortHandle,
@@ -161,11 +163,12 @@ pub(crate) async fn watch_prefix(
         let alive = subscriptions
             .get(&pattern)
             .filter(|s| {
-                s.log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .failure
-                    .is_none()
+                s.generation == link.generation
+                    && s.log
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .failure
+                        .is_none()
             })
             .cloned();
         match alive {
@@ -197,10 +200,24 @@ pub(crate) async fn watch_prefix(
         return Ok(watches.counter.current());
     }
     let mut changed = subscription.changed.subscribe();
+    let mut moved = connection.primary_moved.subscribe();
     loop {
+        if *moved.borrow_and_update() != subscription.generation {
+            // The primary moved: changes on the new one were not heard here. The caller
+            // re-reads (from the new primary) and subscribes there.
+            return Ok(watches.counter.bump());
+        }
         {
             let log = subscription.log.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(failure) = &log.failure {
+                if connection.settings.sentinel.is_some() {
+                    // The primary closed the connection: turned into a replica by a failover
+                    // (sentinels then drop its clients) or gone. Ask the sentinels again and
+                    // have the caller re-read, which fails if no primary answers.
+                    drop(log);
+                    connection.primary_may_have_moved();
+                    return Ok(watches.counter.bump());
+                }
                 return Err(failure.clone());
             }
             if subscription.started > wait_index || log.dropped > wait_index {
@@ -215,11 +232,16 @@ pub(crate) async fn watch_prefix(
                 return Ok(*index);
             }
         }
-        if changed.changed().await.is_err() {
-            return Err(Error::unavailable(format!(
-                "redis {}: the notification subscription ended",
-                link.node
-            )));
+        tokio::select! {
+            result = changed.changed() => {
+                if result.is_err() {
+                    return Err(Error::unavailable(format!(
+                        "redis {}: the notification subscription ended",
+                        link.node
+                    )));
+                }
+            }
+            _ = moved.changed() => {}
         }
     }
 }
@@ -274,6 +296,7 @@ async fn subscribe(
     .abort_handle();
     Ok(Arc::new(Subscription {
         started,
+        generation: link.generation,
         log,
         changed,
         task,

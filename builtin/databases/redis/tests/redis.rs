@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use confd_builtin_redis::Redis;
 use confd_sdk::{Database, ErrorKind};
-use confd_test_support::{RedisOptions, RedisServer};
+use confd_test_support::{RedisOptions, RedisSentinels, RedisServer};
 
 fn keys(list: &[&str]) -> Vec<String> {
     list.iter().map(|k| k.to_string()).collect()
@@ -388,4 +388,90 @@ async fn bytes_that_are_not_utf8_fail_naming_the_key() {
             .expect("keys without bad bytes read"),
         map(&[("/fine", "yes"), ("/app/name", "shop")])
     );
+}
+
+/// `SET key value` on the server at `port`.
+async fn set_on(port: u16, key: &str, value: &str) {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test client connects");
+    run(&mut conn, &["SET", key, value]).await;
+}
+
+/// With `sentinel://...` the backend reads from the primary the sentinels name and follows a
+/// `SENTINEL FAILOVER`: a waiting watch wakes, and the change written on the new primary is read
+/// and then watched there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_is_followed() {
+    let Some(group) = tokio::task::block_in_place(RedisSentinels::start) else {
+        return;
+    };
+    let first = group.primary_port();
+    set_on(first, "/s/a", "1").await;
+    let redis = Redis::new();
+    redis
+        .configure(HashMap::from([("nodes".to_string(), group.node())]))
+        .await
+        .expect("valid settings");
+    assert_eq!(
+        redis.get_values(&keys(&["/s"])).await.expect("read"),
+        map(&[("/s/a", "1")])
+    );
+    let watched = keys(&["/s"]);
+    let index = redis.watch_prefix("/s", &watched, 0).await.expect("index");
+
+    let waiting = redis.watch_prefix("/s", &watched, index);
+    let (woke, second) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(60), waiting),
+        tokio::task::spawn_blocking(move || {
+            let second = group.failover();
+            (group, second)
+        })
+    );
+    let (group, second) = second.expect("failover");
+    assert_ne!(first, second);
+    let index = woke
+        .expect("the failover wakes the watch")
+        .expect("watch ok");
+    set_on(second, "/s/a", "2").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut index = index;
+    loop {
+        if redis.get_values(&watched).await.ok() == Some(map(&[("/s/a", "2")])) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never read the new primary's value"
+        );
+        index = tokio::time::timeout(
+            Duration::from_secs(20),
+            redis.watch_prefix("/s", &watched, index),
+        )
+        .await
+        .expect("a change wakes the watch")
+        .unwrap_or(index);
+    }
+    // Subscribed on the new primary now: its next change wakes the watch.
+    let index = redis
+        .watch_prefix("/s", &watched, 0)
+        .await
+        .expect("subscribed on the new primary");
+    let waiting = redis.watch_prefix("/s", &watched, index);
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(20), waiting),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            set_on(second, "/s/a", "3").await;
+        }
+    );
+    woke.expect("the new primary's change wakes the watch")
+        .expect("watch ok");
+    assert_eq!(
+        redis.get_values(&watched).await.expect("read"),
+        map(&[("/s/a", "3")])
+    );
+    drop(group);
 }

@@ -176,11 +176,6 @@ impl Drop for Client {
     }
 }
 
-fn read_file(what: &str, path: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path)
-        .map_err(|e| Error::invalid_config(format!("vault: reading {what} {path}: {e}")))
-}
-
 /// Vault's `{"errors": [...]}` as one line, or the body as it is.
 fn vault_errors(body: &str) -> String {
     let listed = serde_json::from_str::<Value>(body).ok().and_then(|v| {
@@ -226,36 +221,14 @@ impl Answer {
 impl Client {
     fn new(config: &Config) -> Result<Arc<Client>, Error> {
         let c = settings::decode(config)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(c.dial_timeout)
+        let tls = confd_http_common::Tls {
+            ca_cert: c.ca_cert.as_deref(),
+            cert: c.cert.as_deref(),
+            key: c.key.as_deref(),
+            insecure: c.insecure,
+        };
+        let builder = confd_http_common::client_builder("vault", tls, c.dial_timeout)?
             .timeout(c.dial_timeout.max(Duration::from_secs(1)) * 6);
-        if let Some(ca) = &c.ca_cert {
-            let pem = read_file("caCert", ca)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::invalid_config(format!("vault: caCert {ca}: {e}")))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        match (&c.cert, &c.key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_file("cert", cert)?;
-                pem.push(b'\n');
-                pem.extend(read_file("key", key)?);
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| Error::invalid_config(format!("vault: cert/key {cert}: {e}")))?;
-                builder = builder.identity(identity);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::invalid_config(
-                    "vault: `cert` and `key` (--client-cert, --client-key) must be given together",
-                ));
-            }
-        }
-        if c.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
         let http = builder.build().map_err(|e| {
             Error::invalid_config(format!("vault HTTP client: {}", confd_sdk::error_chain(&e)))
         })?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confd_builtin_vault::Vault;
 use confd_sdk::{Config, Database, ErrorKind};
-use confd_test_support::{TestCertificates, VaultEmulator, VaultLogin, VaultTls};
+use confd_test_support::{EmulatorTls, TestCertificates, VaultEmulator, VaultLogin};
 use serde_json::json;
 
 fn config(pairs: &[(&str, &str)]) -> Config {
@@ -448,7 +448,7 @@ async fn tls_with_a_private_ca_and_the_cert_login() {
     let Some(certs) = TestCertificates::generate() else {
         return;
     };
-    let emulator = VaultEmulator::start_tls(VaultTls {
+    let emulator = VaultEmulator::start_tls(EmulatorTls {
         cert: certs.server_cert(),
         key: certs.server_key(),
         client_ca: certs.ca(),
