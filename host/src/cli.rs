@@ -174,9 +174,6 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
 
-    /// DynamoDB table of the original confd: accepted and unused (no dynamodb backend here)
-    #[arg(long, value_name = "NAME")]
-    pub table: Option<String>,
     /// Key separator for redis [default: /]
     #[arg(long, value_name = "SEP")]
     pub separator: Option<String>,

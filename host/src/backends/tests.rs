@@ -340,8 +340,6 @@ fn every_host_setting_is_readable() {
             "s",
             "--path",
             "p",
-            "--table",
-            "t",
         ],
         "",
     );
