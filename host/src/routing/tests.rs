@@ -229,7 +229,7 @@ fn the_forks_aws_keys_become_the_settings_of_the_backend_they_tune() {
             .clone()
     };
     let secrets = config("secretsmanager@secrets");
-    assert_eq!(secrets["nodes"], "http://127.0.0.1:5000");
+    assert_eq!(secrets["endpoint"], "http://127.0.0.1:5000");
     assert_eq!(secrets["region"], "eu-west-1");
     assert_eq!(secrets["versionStage"], "AWSPREVIOUS");
     assert_eq!(secrets["noFlatten"], "true");
