@@ -233,7 +233,11 @@ const GLOBAL_ONLY: &[&str] = &[
 /// The maintained fork's `[backend]` keys for its AWS backends that have a backend here: the
 /// fork's key, the backend it tunes, and that backend's own setting.
 const FORK_AWS: &[(&str, &str, &str)] = &[
-    ("secretsmanager_version_stage", "secretsmanager", "versionStage"),
+    (
+        "secretsmanager_version_stage",
+        "secretsmanager",
+        "versionStage",
+    ),
     ("secretsmanager_no_flatten", "secretsmanager", "noFlatten"),
     ("imds_cache_ttl", "imds", "cacheTtl"),
 ];

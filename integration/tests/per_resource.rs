@@ -515,7 +515,12 @@ fn an_ssm_table_reads_parameters_next_to_the_env_backend() {
     std::fs::create_dir_all(&out).expect("out");
     let key = moto.credentials();
     for (name, keys, template, table) in [
-        ("app", "/app", "name = {{getv \"/app/name\"}}\n", String::new()),
+        (
+            "app",
+            "/app",
+            "name = {{getv \"/app/name\"}}\n",
+            String::new(),
+        ),
         (
             "db",
             "/db",
