@@ -15,15 +15,24 @@ use crate::settings::Settings;
 /// File name prefix of an external database plugin.
 pub const PLUGIN_PREFIX: &str = "confd-database-";
 
-/// Every builtin backend, sorted by name: the one list of them. Everything else (discovery,
+/// Every builtin backend, sorted by name: the one list of them (the AWS ones with the default
+/// cargo feature `aws`). Everything else (discovery,
 /// `internal-plugin`, `--list-backends`, SRV discovery, default nodes, the settings each
 /// `Configure` receives) reads these descriptions.
 pub const BUILTINS: &[Descriptor] = &[
     confd_builtin_consul::DESCRIPTOR,
+    #[cfg(feature = "aws")]
+    confd_builtin_dynamodb::DESCRIPTOR,
     confd_builtin_env::DESCRIPTOR,
     confd_builtin_etcd::DESCRIPTOR,
     confd_builtin_file::DESCRIPTOR,
+    #[cfg(feature = "aws")]
+    confd_builtin_imds::DESCRIPTOR,
     confd_builtin_redis::DESCRIPTOR,
+    #[cfg(feature = "aws")]
+    confd_builtin_secretsmanager::DESCRIPTOR,
+    #[cfg(feature = "aws")]
+    confd_builtin_ssm::DESCRIPTOR,
     confd_builtin_vault::DESCRIPTOR,
     confd_builtin_zookeeper::DESCRIPTOR,
 ];

@@ -174,12 +174,13 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
 
-    /// DynamoDB table of the original confd: accepted and unused (no dynamodb backend here)
-    #[arg(long, value_name = "NAME")]
-    pub table: Option<String>,
     /// Key separator for redis [default: /]
     #[arg(long, value_name = "SEP")]
     pub separator: Option<String>,
+
+    /// DynamoDB table for the dynamodb backend
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
 
     /// YAML or JSON file or directory for the file backend (repeatable)
     #[arg(long = "file", value_name = "PATH", action = ArgAction::Append)]

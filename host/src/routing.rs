@@ -248,13 +248,22 @@ const GLOBAL_ONLY: &[&str] = &[
     "plugins",
 ];
 
-/// Keys the maintained fork's `[backend]` table takes for its AWS backends and its redis
+/// The maintained fork's `[backend]` keys for its AWS backends that have a backend here: the
+/// fork's key, the backend it tunes, and that backend's own setting.
+const FORK_AWS: &[(&str, &str, &str)] = &[
+    (
+        "secretsmanager_version_stage",
+        "secretsmanager",
+        "versionStage",
+    ),
+    ("secretsmanager_no_flatten", "secretsmanager", "noFlatten"),
+    ("imds_cache_ttl", "imds", "cacheTtl"),
+];
+
+/// Keys the maintained fork's `[backend]` table takes for its ACM backend and its redis
 /// client tuning, which have no meaning here: ignored with a warning, so its confdirs load.
 const FORK_ONLY: &[&str] = &[
     "acm_export_private_key",
-    "secretsmanager_version_stage",
-    "secretsmanager_no_flatten",
-    "imds_cache_ttl",
     "read_timeout",
     "write_timeout",
     "retry_max_attempts",
@@ -285,9 +294,12 @@ pub fn table_settings(
     let mut confd = toml::Table::new();
     let mut own = BTreeMap::new();
     let mut name = None;
+    let mut fork_aws = Vec::new();
     for (key, value) in table {
         let k = confd_key(key);
-        if k == "backend" {
+        if let Some(&(_, backend, setting)) = FORK_AWS.iter().find(|(f, _, _)| *f == k) {
+            fork_aws.push((key, backend, setting, value));
+        } else if k == "backend" {
             name = Some(
                 value
                     .as_str()
@@ -316,6 +328,16 @@ pub fn table_settings(
         return Err("missing `backend = \"<name>\"` (the backend this resource reads)".to_string());
     };
     registry.source(&name).map_err(|e| e.to_string())?;
+    for (key, backend, setting, value) in fork_aws {
+        if *backend == name {
+            own.insert(setting.to_string(), value.clone());
+        } else {
+            tracing::warn!(
+                "{}: [backend]: ignoring {key:?}: it tunes the {backend} backend, not {name}",
+                file.display()
+            );
+        }
+    }
     let file: FileConfig = toml::Value::Table(confd)
         .try_into()
         .map_err(|e: toml::de::Error| e.to_string().trim_end().replace('\n', " "))?;

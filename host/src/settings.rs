@@ -49,8 +49,7 @@ pub struct Settings {
     /// `app_id`, `user_id`, `role_id`, `secret_id`, `path`).
     pub auth: VaultAuth,
     pub separator: Option<String>,
-    /// `--table`: the original confd's DynamoDB table, accepted and passed to no builtin (there
-    /// is no dynamodb backend here).
+    /// `--table`: the dynamodb backend's table.
     pub table: Option<String>,
     pub files: Vec<String>,
     pub filter: Option<String>,
@@ -338,7 +337,6 @@ pub struct FileConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub separator: Option<String>,
-    /// The original confd's DynamoDB table: accepted, unused.
     pub table: Option<String>,
     pub file: Option<OneOrMany>,
     pub filter: Option<String>,

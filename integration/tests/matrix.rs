@@ -1,8 +1,9 @@
 //! The end-to-end matrix: every backend (env, file, etcd, redis, consul emulator, zookeeper, vault
-//! emulator) x (builtin,
-//! external plugin) x (one-shot, watch) renders `integration/matrix/confdir` and must produce
-//! `integration/matrix/expect` byte for byte; watch cells change values in a burst and check the
-//! new content, one reload per burst, and a clean SIGTERM exit with no plugin left behind.
+//! emulator; and the AWS ones, one-shot only as they cannot watch: ssm, secretsmanager, dynamodb on
+//! moto, imds on its emulator) x (builtin, external plugin) x (one-shot, watch) renders
+//! `integration/matrix/confdir` and must produce `integration/matrix/expect` byte for byte; watch
+//! cells change values in a burst and check the new content, one reload per burst, and a clean
+//! SIGTERM exit with no plugin left behind.
 
 mod e2e;
 
@@ -195,7 +196,19 @@ macro_rules! cells {
     };
 }
 
-cells!(env, file, etcd, redis, consul, zookeeper, vault);
+cells!(
+    env,
+    file,
+    etcd,
+    redis,
+    consul,
+    zookeeper,
+    vault,
+    ssm,
+    secretsmanager,
+    dynamodb,
+    imds
+);
 
 mod watch {
     use super::{Via, watch, watch_refused};

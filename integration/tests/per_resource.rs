@@ -1,7 +1,8 @@
 //! A backend per resource (the `[backend]` table): one confd run reads env (the global backend),
 //! a YAML/JSON file, two etcd clusters side by side and Vault (the emulator), one-shot and in
 //! watch mode, with one plugin process per distinct backend setting; a SIGHUP that changes a
-//! table swaps the plugins; a bad table fails naming its file.
+//! table swaps the plugins; a bad table fails naming its file; an AWS backend (ssm on moto) in a
+//! table next to env takes its region and credentials from the table alone.
 
 mod e2e;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use confd_test_support::{VaultEmulator, VaultLogin};
+use confd_test_support::{MOTO_REGION, MotoServer, VaultEmulator, VaultLogin};
 use e2e::{Confd, Store};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -743,5 +744,69 @@ fn redis_tables_speak_tls_with_the_confd_keys() {
             && l.contains("redis@untrusted")
             && l.contains("certificate")),
         "{stderr}"
+    );
+}
+
+/// A resource reading SSM (moto) through its `[backend]` table while the global backend is env:
+/// endpoint, region and credentials come from the table (the run has no AWS variables at all).
+#[test]
+fn an_ssm_table_reads_parameters_next_to_the_env_backend() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    moto.ssm_put("/db/password", "from-ssm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
+    std::fs::create_dir_all(confdir.join("conf.d")).expect("conf.d");
+    std::fs::create_dir_all(confdir.join("templates")).expect("templates");
+    std::fs::create_dir_all(&out).expect("out");
+    let key = moto.credentials();
+    for (name, keys, template, table) in [
+        (
+            "app",
+            "/app",
+            "name = {{getv \"/app/name\"}}\n",
+            String::new(),
+        ),
+        (
+            "db",
+            "/db",
+            "password = {{getv \"/db/password\"}}\n",
+            format!(
+                "[backend]\nbackend = \"ssm\"\nnodes = [\"{}\"]\nregion = \"{MOTO_REGION}\"\n\
+                 accessKeyId = \"{}\"\nsecretAccessKey = \"{}\"\n",
+                moto.endpoint(),
+                key.id,
+                key.secret
+            ),
+        ),
+    ] {
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{keys}\"]\n\n{table}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    let output = confd(&confdir)
+        .arg("--onetime")
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(read(&out, "app.conf"), "name = demo\n", "stderr:\n{stderr}");
+    assert_eq!(
+        read(&out, "db.conf"),
+        "password = from-ssm\n",
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("plugin started") && l.contains("backend=ssm@db")),
+        "the table's ssm plugin is named after its resource:\n{stderr}"
     );
 }

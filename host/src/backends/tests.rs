@@ -114,8 +114,8 @@ fn unknown_backend_lists_known_names() {
     let err = reg.source("etdc").expect_err("unknown");
     assert_eq!(
         err.to_string(),
-        "unknown backend \"etdc\"; known backends: consul, env, etcd, etcdv3, file, mine, redis, \
-         vault, zookeeper"
+        "unknown backend \"etdc\"; known backends: consul, dynamodb, env, etcd, etcdv3, file, \
+         imds, mine, redis, secretsmanager, ssm, vault, zookeeper"
     );
 }
 
@@ -142,6 +142,8 @@ fn each_builtin_gets_only_its_keys() {
             "p",
             "--separator",
             ":",
+            "--table",
+            "t",
             "--file",
             "a.yaml",
             "--file",
@@ -194,6 +196,14 @@ fn each_builtin_gets_only_its_keys() {
     assert_eq!(consul["scheme"], "https");
     assert_eq!(consul["basicAuth"], "true");
     assert_eq!(consul["caCert"], "ca.pem");
+    // The AWS backends: --node is the endpoint, --table the dynamodb table (issue 16).
+    #[cfg(feature = "aws")]
+    {
+        assert_eq!(keys("dynamodb"), ["endpoint", "table"]);
+        assert_eq!(keys("ssm"), ["endpoint"]);
+        assert_eq!(config_for("dynamodb", &s)["endpoint"], "n1,n2");
+        assert_eq!(config_for("dynamodb", &s)["table"], "t");
+    }
 }
 
 #[test]
@@ -233,16 +243,16 @@ fn listing_shows_builtins_aliases_and_paths() {
     let p = touch(dir.path(), "confd-database-env");
     let listing = Registry::discover_in([dir.path()]).listing();
     assert!(
-        listing.contains(&format!("env        {}\n", p.display())),
+        listing.contains(&format!("env             {}\n", p.display())),
         "{listing}"
     );
     assert!(
-        listing.contains("etcdv3     builtin (alias of etcd)\n"),
+        listing.contains("etcdv3          builtin (alias of etcd)\n"),
         "{listing}"
     );
     assert!(
         listing.contains(&format!(
-            "consul     builtin: {}\n",
+            "consul          builtin: {}\n",
             confd_builtin_consul::DESCRIPTOR.summary
         )),
         "{listing}"
@@ -312,6 +322,8 @@ fn every_host_setting_is_readable() {
             "p",
             "--separator",
             ":",
+            "--table",
+            "t",
             "--file",
             "f",
             "--filter",
@@ -333,8 +345,6 @@ fn every_host_setting_is_readable() {
             "s",
             "--path",
             "p",
-            "--table",
-            "t",
         ],
         "",
     );

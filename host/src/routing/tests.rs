@@ -113,7 +113,7 @@ fn identical_settings_share_one_plugin_and_differing_ones_get_their_own() {
     assert_eq!(vault.config["authType"], "token");
     assert_eq!(vault.config["token"], "s.x");
     assert_eq!(vault.config["kvVersion"], "2");
-    // The fork's AWS-only key is ignored (with a warning), not passed on.
+    // The fork's key for another backend (imds) is ignored (with a warning), not passed on.
     assert!(
         !vault.config.keys().any(|k| k.contains("imds")),
         "{:?}",
@@ -266,4 +266,37 @@ fn srv_discovery_in_a_table_uses_the_tables_record_and_scheme() {
         routes[3].launch.config["nodes"],
         "n1.test:2379,n2.test:2380"
     );
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn the_forks_aws_keys_become_the_settings_of_the_backend_they_tune() {
+    let c = Confdir::new();
+    c.resource(
+        "secrets",
+        "[backend]\nbackend = \"secretsmanager\"\nnodes = [\"http://127.0.0.1:5000\"]\nregion = \"eu-west-1\"\nsecretsmanager_version_stage = \"AWSPREVIOUS\"\nsecretsmanager_no_flatten = true\nimds_cache_ttl = \"5m\"\n",
+    );
+    c.resource(
+        "metadata",
+        "[backend]\nbackend = \"imds\"\nimds_cache_ttl = \"5m\"\n",
+    );
+    let (routes, by_file) = c.plan(&["--backend", "env"]).expect("plans");
+    assert_eq!(by_file["secrets.toml"], "secretsmanager@secrets");
+    assert_eq!(by_file["metadata.toml"], "imds@metadata");
+    let config = |id: &str| {
+        routes
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no route {id}"))
+            .launch
+            .config
+            .clone()
+    };
+    let secrets = config("secretsmanager@secrets");
+    assert_eq!(secrets["endpoint"], "http://127.0.0.1:5000");
+    assert_eq!(secrets["region"], "eu-west-1");
+    assert_eq!(secrets["versionStage"], "AWSPREVIOUS");
+    assert_eq!(secrets["noFlatten"], "true");
+    assert!(!secrets.contains_key("cacheTtl"), "{secrets:?}");
+    assert_eq!(config("imds@metadata")["cacheTtl"], "5m");
 }

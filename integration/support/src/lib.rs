@@ -1,6 +1,6 @@
-//! Test infrastructure shared by confd's test suites: real etcd, redis and
-//! zookeeper servers on free loopback ports, and in-process emulators of the
-//! Consul KV and Vault HTTP APIs.
+//! Test infrastructure shared by confd's test suites: real etcd, redis, zookeeper and moto (AWS)
+//! servers on free loopback ports, and in-process emulators of the Consul KV and Vault HTTP
+//! APIs and of EC2's instance metadata service.
 //!
 //! Server binaries come from Debian packages (`etcd-server`, `redis-server`, `zookeeper`).
 //! When one is missing, [`EtcdServer::start`] and [`RedisServer::start`]
@@ -18,17 +18,22 @@ mod consul;
 mod emulator;
 mod etcd;
 mod https;
+mod imds;
+mod moto;
 mod process;
 mod prometheus;
 mod redis;
 mod tls;
 mod vault;
+mod venv;
 mod zookeeper;
 
 pub use bins::{profile_dir, workspace_bin, workspace_root};
 pub use consul::ConsulEmulator;
 pub use emulator::EmulatorTls;
 pub use etcd::{EtcdCluster, EtcdOptions, EtcdServer};
+pub use imds::ImdsEmulator;
+pub use moto::{AccessKey, MOTO_REGION, MotoOptions, MotoServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
 pub use redis::{RedisOptions, RedisSentinels, RedisServer, RedisTls};

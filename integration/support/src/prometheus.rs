@@ -46,22 +46,7 @@ fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CONFD_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let target = crate::profile_dir().parent()?.to_path_buf();
-    let python = target.join("test-venv/bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{} is missing but CI=true: run scripts/setup-python.sh",
-            python.display()
-        );
-    }
-    eprintln!(
-        "\n*** SKIPPED: {} is missing; run scripts/setup-python.sh to parse /metrics with prometheus_client ***\n",
-        python.display()
-    );
-    None
+    crate::venv::program("python", "to parse /metrics with prometheus_client")
 }
 
 /// Parses a scrape. `None` when the parser is not installed (outside CI); panics when the text

@@ -1,5 +1,5 @@
 //! Shared by the end-to-end matrix, the fault tests and the benches: the matrix fixture
-//! (`integration/matrix/`), the five stores behind one interface, and a confd child process that
+//! (`integration/matrix/`), the stores behind one interface, and a confd child process that
 //! never outlives its test.
 
 #![allow(dead_code)]
@@ -12,13 +12,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use confd_test_support::{
-    ConsulEmulator, EtcdCluster, EtcdServer, RedisServer, VaultEmulator, ZookeeperServer,
-    profile_dir, workspace_bin,
+    ConsulEmulator, EtcdCluster, EtcdServer, ImdsEmulator, MOTO_REGION, MotoServer, RedisServer,
+    VaultEmulator, ZookeeperServer, profile_dir, workspace_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The backends of the matrix.
+/// The backends of the matrix that watch or are refused a watch.
 pub const BACKENDS: [&str; 7] = [
     "env",
     "file",
@@ -28,6 +28,10 @@ pub const BACKENDS: [&str; 7] = [
     "zookeeper",
     "vault",
 ];
+/// The AWS backends, which cannot watch: one-shot and interval only (issue 16).
+pub const AWS_BACKENDS: [&str; 4] = ["ssm", "secretsmanager", "dynamodb", "imds"];
+/// The dynamodb table the AWS stores use.
+pub const DYNAMODB_TABLE: &str = "confd";
 
 /// The KV v2 mount the matrix keys live under in the Vault emulator: `/matrix/a/b` is the
 /// secret `a/b` of mount `matrix`, with the one field `value` (so its key is exactly `/matrix/a/b`).
@@ -133,6 +137,12 @@ pub enum Store {
         conn: Option<redis::Connection>,
     },
     Consul(ConsulEmulator),
+    /// ssm, secretsmanager or dynamodb: one moto server, and which of them.
+    Aws {
+        backend: &'static str,
+        moto: MotoServer,
+    },
+    Imds(ImdsEmulator),
     Zookeeper {
         server: ZookeeperServer,
         rt: tokio::runtime::Runtime,
@@ -170,6 +180,18 @@ impl Store {
                 store
             }
             "consul" => Store::Consul(ConsulEmulator::start()),
+            "ssm" | "secretsmanager" | "dynamodb" => {
+                let backend = AWS_BACKENDS
+                    .into_iter()
+                    .find(|b| *b == backend)
+                    .expect("an AWS backend");
+                let moto = MotoServer::start()?;
+                if backend == "dynamodb" {
+                    moto.dynamodb_create_table(DYNAMODB_TABLE);
+                }
+                Store::Aws { backend, moto }
+            }
+            "imds" => Store::Imds(ImdsEmulator::empty()),
             "zookeeper" => {
                 let server = ZookeeperServer::start()?;
                 let rt = tokio::runtime::Builder::new_multi_thread()
@@ -198,6 +220,8 @@ impl Store {
             Store::Etcd { .. } => "etcd",
             Store::Redis { .. } => "redis",
             Store::Consul(_) => "consul",
+            Store::Aws { backend, .. } => backend,
+            Store::Imds(_) => "imds",
             Store::Zookeeper { .. } => "zookeeper",
             Store::Vault(_) => "vault",
         }
@@ -257,6 +281,20 @@ impl Store {
                     emulator.put(k, v);
                 }
             }
+            Store::Aws { backend, moto } => {
+                for (k, v) in pairs {
+                    match *backend {
+                        "ssm" => moto.ssm_put(k, v),
+                        "secretsmanager" => moto.secret_put(k, v),
+                        _ => moto.dynamodb_put(DYNAMODB_TABLE, k, v),
+                    }
+                }
+            }
+            Store::Imds(emulator) => {
+                for (k, v) in pairs {
+                    emulator.put(k, v);
+                }
+            }
             Store::Zookeeper { rt, client, .. } => {
                 for (k, v) in pairs {
                     rt.block_on(zookeeper_put(client, k, v));
@@ -311,6 +349,14 @@ impl Store {
             Store::Etcd { server, .. } => vec![("nodes", server.address())],
             Store::Redis { server, .. } => vec![("nodes", server.address())],
             Store::Consul(e) => vec![("nodes", e.address())],
+            Store::Aws { backend, moto } => {
+                let mut settings = vec![("nodes", moto.endpoint())];
+                if *backend == "dynamodb" {
+                    settings.push(("table", DYNAMODB_TABLE.to_string()));
+                }
+                settings
+            }
+            Store::Imds(e) => vec![("nodes", e.url())],
             Store::Zookeeper { server, .. } => vec![("nodes", server.address())],
             Store::Vault(vault) => vec![
                 ("nodes", vault.address()),
@@ -337,6 +383,7 @@ impl Store {
                 for (key, value) in self.settings() {
                     let flag = match key {
                         "file" => "--file",
+                        "table" => "--table",
                         "authType" => "--auth-type",
                         "token" => "--auth-token",
                         _ => "--node",
@@ -360,6 +407,15 @@ impl Store {
     pub fn env(&self) -> Vec<(String, String)> {
         match self {
             Store::Env(vars) => vars.iter().map(|(k, v)| (env_name(k), v.clone())).collect(),
+            // Region and credentials reach the AWS backends as they reach every AWS tool.
+            Store::Aws { moto, .. } => {
+                let key = moto.credentials();
+                vec![
+                    ("AWS_REGION".to_string(), MOTO_REGION.to_string()),
+                    ("AWS_ACCESS_KEY_ID".to_string(), key.id),
+                    ("AWS_SECRET_ACCESS_KEY".to_string(), key.secret),
+                ]
+            }
             _ => vec![],
         }
     }

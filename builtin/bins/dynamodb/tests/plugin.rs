@@ -1,0 +1,49 @@
+//! The dynamodb backend as an external plugin process, through the host's plugin client, against
+//! a moto server: it starts, takes the AWS settings, reads, and refuses to watch.
+
+use confd_sdk::{Database, ErrorKind};
+use confd_supervisor::{ClientOptions, PluginClient, PluginCommand};
+use confd_test_support::{MOTO_REGION, MotoServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_confd-database-dynamodb");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_reads_and_refuses_to_watch() {
+    let Some(moto) = tokio::task::block_in_place(MotoServer::start) else {
+        return;
+    };
+    let key = moto.credentials();
+    let plugin = PluginClient::start(
+        PluginCommand::new("dynamodb", BIN),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("plugin starts");
+    plugin
+        .configure(
+            [
+                ("nodes".to_string(), moto.endpoint()),
+                ("region".to_string(), MOTO_REGION.to_string()),
+                ("accessKeyId".to_string(), key.id.clone()),
+                ("secretAccessKey".to_string(), key.secret.clone()),
+                ("table".to_string(), "confd".to_string()),
+            ]
+            .into(),
+        )
+        .await
+        .expect("configure");
+    let keys = vec!["/nothing/here".to_string()];
+    let read = plugin.get_values(&keys).await;
+    // No table "confd" exists in a fresh moto: the error names the table.
+    let err = read.expect_err("no table");
+    // InvalidConfig travels as gRPC InvalidArgument, which comes back as InvalidArgument.
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("\"confd\""), "{err}");
+    let err = plugin
+        .watch_prefix("/nothing", &keys, 0)
+        .await
+        .expect_err("cannot watch");
+    assert_eq!(err.kind(), ErrorKind::Unimplemented, "{err}");
+    assert!(err.to_string().contains("dynamodb"), "{err}");
+    plugin.shutdown().await;
+}
