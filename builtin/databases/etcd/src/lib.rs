@@ -66,6 +66,11 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         Setting::from("cert", &["client_cert"], "TLS client certificate file"),
         Setting::from("key", &["client_key"], "TLS client key file"),
         Setting::from("caCert", &["client_cakeys"], "TLS CA certificate file"),
+        Setting::from(
+            "insecure",
+            &["client_insecure"],
+            "do not verify the members' TLS certificates",
+        ),
         Setting::from("basicAuth", &["basic_auth"], "use basic authentication"),
         Setting::from("username", &["username"], "basic authentication user"),
         Setting::from("password", &["password"], "basic authentication password"),

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use confd_sdk::Error;
 use etcd_client::{Client, ConnectOptions};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::task::AbortHandle;
 use tonic::transport::Endpoint;
 
@@ -76,6 +79,55 @@ pub(crate) fn member_failed(err: &etcd_client::Error) -> bool {
     }
 }
 
+/// The server certificate check of `--client-insecure`: any certificate is accepted, but the
+/// handshake signatures are still checked, so the connection is encrypted to whoever holds the
+/// key of the certificate shown.
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl AnyCertificate {
+    fn new() -> AnyCertificate {
+        AnyCertificate(
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        )
+    }
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 /// What went wrong on one member.
 pub(crate) enum Failure {
     /// The member answered with an error or the connection broke.
@@ -96,9 +148,13 @@ impl Members {
                 Error::invalid_config(format!("etcd: the node {url:?} is not a URL: {e}"))
             })?;
             if url.starts_with("https://") {
-                endpoint = endpoint
-                    .tls_config(tls.clone().unwrap_or_default())
-                    .map_err(|e| Error::invalid_config(format!("etcd: TLS for {url}: {e}")))?;
+                let config = tls.clone().unwrap_or_default();
+                endpoint = if settings.insecure {
+                    endpoint.tls_config_with_verifier(config, Arc::new(AnyCertificate::new()))
+                } else {
+                    endpoint.tls_config(config)
+                }
+                .map_err(|e| Error::invalid_config(format!("etcd: TLS for {url}: {e}")))?;
             }
             endpoint = endpoint
                 .connect_timeout(settings.dial_timeout)

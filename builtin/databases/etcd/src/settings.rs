@@ -21,6 +21,7 @@ struct Raw {
     key: Option<String>,
     ca_cert: Option<String>,
     basic_auth: bool,
+    insecure: bool,
     username: Option<String>,
     password: Option<String>,
     #[serde(with = "confd_sdk::config::duration")]
@@ -35,6 +36,7 @@ impl Default for Raw {
             key: None,
             ca_cert: None,
             basic_auth: false,
+            insecure: false,
             username: None,
             password: None,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
@@ -49,6 +51,9 @@ pub struct Settings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
+    /// The members' certificates are not verified (`--client-insecure`); only `https://` members
+    /// use TLS at all.
+    pub insecure: bool,
     /// `(username, password)` when basic auth is on.
     pub user: Option<(String, String)>,
     pub dial_timeout: Duration,
@@ -105,6 +110,7 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
         cert,
         key,
         ca_cert,
+        insecure: raw.insecure,
         user: raw
             .basic_auth
             .then(|| (username, raw.password.unwrap_or_default())),

@@ -297,6 +297,62 @@ async fn tls_with_client_certificates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_accepts_an_untrusted_certificate_and_only_then() {
+    let Some(certs) = confd_test_support::TestCertificates::generate() else {
+        return;
+    };
+    let Some(server) = EtcdServer::start_tls_server_only(&certs) else {
+        return;
+    };
+    let ca = std::fs::read(certs.ca()).expect("CA file");
+    let tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+    let options = etcd_client::ConnectOptions::new().with_tls(tls);
+    let mut written = false;
+    for _ in 0..50 {
+        let client = Client::connect([server.endpoint()], Some(options.clone())).await;
+        if let Ok(mut client) = client
+            && client.put("/tls/a", "unverified", None).await.is_ok()
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written, "the TLS test client could write");
+    let endpoint = server.endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+
+    // Neither a CA nor insecure: the certificate is refused, naming the backend and the member.
+    let strict = backend(&server, &[("nodes", &endpoint), ("dialTimeout", "2s")]).await;
+    let err = strict
+        .get_values(&keys(&["/tls"]))
+        .await
+        .expect_err("the certificate is not trusted");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let text = err.message();
+    assert!(text.starts_with("etcd "), "{text}");
+    assert!(text.contains(&endpoint), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    let insecure = backend(
+        &server,
+        &[
+            ("nodes", &endpoint),
+            ("insecure", "true"),
+            ("dialTimeout", "2s"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        insecure
+            .get_values(&keys(&["/tls"]))
+            .await
+            .expect("read without verifying the certificate"),
+        map(&[("/tls/a", "unverified")])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_ahead_of_the_store_starts_again() {
     let Some(server) = EtcdServer::start() else {
         return;
@@ -535,6 +591,7 @@ fn cache_retry() -> Duration {
 async fn values_and_prefixes_beyond_four_mib_read_whole() {
     let Some(server) = EtcdServer::start_with(EtcdOptions {
         max_request_bytes: Some(32 * 1024 * 1024),
+        ..EtcdOptions::default()
     }) else {
         return;
     };
