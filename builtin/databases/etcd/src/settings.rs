@@ -26,6 +26,8 @@ struct Raw {
     password: Option<String>,
     #[serde(with = "confd_sdk::config::duration")]
     dial_timeout: Duration,
+    #[serde(with = "confd_sdk::config::duration")]
+    auto_sync_interval: Duration,
 }
 
 impl Default for Raw {
@@ -40,6 +42,7 @@ impl Default for Raw {
             username: None,
             password: None,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            auto_sync_interval: Duration::ZERO,
         }
     }
 }
@@ -57,6 +60,9 @@ pub struct Settings {
     /// `(username, password)` when basic auth is on.
     pub user: Option<(String, String)>,
     pub dial_timeout: Duration,
+    /// How often the cluster's member list is read (`autoSyncInterval`); `None`: never, the
+    /// nodes given are all the members used.
+    pub auto_sync_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -115,6 +121,7 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
             .basic_auth
             .then(|| (username, raw.password.unwrap_or_default())),
         dial_timeout: raw.dial_timeout,
+        auto_sync_interval: (!raw.auto_sync_interval.is_zero()).then_some(raw.auto_sync_interval),
     })
 }
 
@@ -143,6 +150,7 @@ mod tests {
         assert_eq!(s.nodes, ["http://127.0.0.1:2379"]);
         assert_eq!(s.dial_timeout, DEFAULT_DIAL_TIMEOUT);
         assert_eq!(s.user, None);
+        assert_eq!(s.auto_sync_interval, None);
         assert!(!s.tls());
     }
 
@@ -153,10 +161,12 @@ mod tests {
             ("username", "root"),
             ("password", "pw"),
             ("dialTimeout", "250ms"),
+            ("autoSyncInterval", "30s"),
         ]))
         .expect("valid");
         assert_eq!(s.user, Some(("root".to_string(), "pw".to_string())));
         assert_eq!(s.dial_timeout, Duration::from_millis(250));
+        assert_eq!(s.auto_sync_interval, Some(Duration::from_secs(30)));
     }
 
     #[test]

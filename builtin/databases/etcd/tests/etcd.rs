@@ -802,3 +802,48 @@ async fn killing_the_member_in_use_moves_reads_and_watches_to_another() {
     used.dedup();
     assert!(used.len() >= 2, "members in use: {used:?}");
 }
+
+/// Given one member and `autoSyncInterval`, the backend reads the cluster's member list and
+/// learns the other two: when the one given is killed, a change written through another still
+/// reaches the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_sync_learns_the_members_from_one_endpoint() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| EtcdCluster::start(3)) else {
+        return;
+    };
+    put_on(&cluster, 0, "/s/n", "start").await;
+    let etcd = Etcd::new();
+    etcd.configure(HashMap::from([
+        ("nodes".to_string(), cluster.endpoint(0)),
+        ("autoSyncInterval".to_string(), "1s".to_string()),
+    ]))
+    .await
+    .expect("valid settings");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while etcd.members_known() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut known = etcd.member_urls();
+    known.sort();
+    let mut all = cluster.endpoints();
+    all.sort();
+    assert_eq!(known, all, "the member list was read");
+
+    let watched = keys(&["/s"]);
+    let index = etcd.watch_prefix("/s", &watched, 0).await.expect("index");
+    assert_eq!(etcd.member_in_use(), cluster.endpoint(0));
+    tokio::task::block_in_place(|| cluster.stop(0));
+    put_on(&cluster, 1, "/s/n", "after").await;
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        etcd.watch_prefix("/s", &watched, index),
+    )
+    .await
+    .expect("the change arrives through a learnt member")
+    .expect("watch ok");
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read"),
+        map(&[("/s/n", "after")])
+    );
+    assert_ne!(etcd.member_in_use(), cluster.endpoint(0));
+}
