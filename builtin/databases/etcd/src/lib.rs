@@ -577,6 +577,8 @@ impl Database for Etcd {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DESCRIPTOR.info())
+        let mut info = DESCRIPTOR.info();
+        info.member = self.member_in_use();
+        Ok(info)
     }
 }
