@@ -68,7 +68,13 @@ fn member_in_metrics(port: u16) -> Option<String> {
     let in_use: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("confd_backend_member{") && l.ends_with(" 1"))
-        .filter_map(|l| l.split("member=\"").nth(1)?.split('"').next().map(str::to_string))
+        .filter_map(|l| {
+            l.split("member=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
         .collect();
     assert!(in_use.len() <= 1, "several members in use: {text}");
     in_use.into_iter().next()
