@@ -3,7 +3,7 @@
 //! keys under the same prefix form a group: one fetch, and in watch mode one
 //! watch, serve them all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -403,8 +403,8 @@ pub async fn run_interval(
 
 /// Renders everything once, then re-renders a group of resources whenever
 /// its keys change, until `shutdown` completes. Groups of the backends in
-/// `opts.poll_backends` are read every `opts.interval` instead. Fails at once
-/// when any other backend cannot watch (e.g. env).
+/// `opts.poll_backends` are read every `opts.interval` instead, as are those of a backend that
+/// answers a watch with `Unimplemented` (one that could not say so beforehand).
 pub async fn run_watch(
     resources: &[Resource],
     backends: &Backends,
@@ -440,6 +440,7 @@ pub async fn run_watch(
         cancel: CancellationToken::new(),
         summary: Mutex::new(Summary::default()),
         first_pending: AtomicUsize::new(groups.len()),
+        polled: Mutex::new(BTreeSet::new()),
     });
     // Dropping the set (the caller gave up on this future) aborts every group.
     let mut tasks = tokio::task::JoinSet::new();
@@ -480,9 +481,32 @@ struct WatchShared {
     summary: Mutex<Summary>,
     /// Groups that have not rendered once yet; the first pass is done at zero.
     first_pending: AtomicUsize,
+    /// Backends found unable to watch only when asked to (no `Info`, e.g. a Go plugin), warned
+    /// about once each.
+    polled: Mutex<BTreeSet<String>>,
 }
 
 impl WatchShared {
+    /// A backend answered `Unimplemented` to a watch: its groups are read every `interval`
+    /// from now on, with one warning per backend.
+    fn polling_instead(&self, group: &Group<'_>, e: &confd_sdk::Error) {
+        let first = self
+            .polled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(group.backend.to_string());
+        if first {
+            tracing::warn!(
+                backend = group.backend,
+                "the {} backend cannot watch for changes ({}): its resources are read every \
+                 {}s (--interval) instead",
+                group.backend,
+                e.message(),
+                self.opts.interval.as_secs()
+            );
+        }
+    }
+
     /// Called once per group after its first render (or failed fetch).
     fn group_rendered(&self, counted: &mut bool) {
         if !std::mem::replace(counted, true)
@@ -574,10 +598,6 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
         cancel.cancelled().await;
         return Ok(());
     }
-    let unsupported = |e: &confd_sdk::Error| WatchError::Unsupported {
-        backend: group.backend.to_string(),
-        message: e.message().to_string(),
-    };
     let mut backoff = Backoff::new();
     let mut after_failure = false;
     'restart: loop {
@@ -603,7 +623,10 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
         };
         let (mut index, watched) = match first {
             Ok(answer) => answer,
-            Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
+            Err(e) if e.kind() == ErrorKind::Unimplemented => {
+                shared.polling_instead(group, &e);
+                return poll_group(group, shared, &mut counted).await;
+            }
             Err(e) => {
                 tracing::error!(
                     resource = %group.files(),
@@ -640,7 +663,10 @@ async fn watch_group(group: &Group<'_>, shared: &WatchShared) -> Result<(), Watc
                     index = i;
                     values
                 }
-                Err(e) if e.kind() == ErrorKind::Unimplemented => return Err(unsupported(&e)),
+                Err(e) if e.kind() == ErrorKind::Unimplemented => {
+                    shared.polling_instead(group, &e);
+                    return poll_group(group, shared, &mut counted).await;
+                }
                 Err(e) => {
                     tracing::error!(
                         resource = %group.files(),

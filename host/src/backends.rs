@@ -321,26 +321,39 @@ pub async fn mock_database(path: &Path) -> anyhow::Result<confd_sdk::SharedDatab
 /// configured ones, for builtins that take nodes (as confd does; env and file ignore it).
 /// A failed lookup is an error, as in confd.
 pub async fn apply_srv(launch: &mut Launch, settings: &Settings) -> anyhow::Result<()> {
-    let Some(b) = builtin(&launch.name) else {
-        return Ok(());
-    };
-    if b.srv_nodes == confd_sdk::SrvNodes::None {
-        return Ok(());
-    }
-    let Some(record) = confd_dns::record_for(
-        &launch.name,
-        settings.srv_record.as_deref(),
-        settings.srv_domain.as_deref(),
-    ) else {
+    let Some(record) = srv_record(launch, settings) else {
         return Ok(());
     };
     let found = confd_dns::discover_nodes(&record)
         .await
         .map_err(|e| anyhow::anyhow!("cannot discover the {} nodes: {e}", launch.name))?;
+    set_srv_nodes(launch, settings, &record, found);
+    Ok(())
+}
+
+/// The SRV record `settings` (the global ones, or a `[backend]` table's) name for `launch`'s
+/// backend; `None` without discovery or for a backend whose nodes are not `host:port`.
+pub fn srv_record(launch: &Launch, settings: &Settings) -> Option<String> {
+    let b = builtin(&launch.name)?;
+    if b.srv_nodes == confd_sdk::SrvNodes::None {
+        return None;
+    }
+    confd_dns::record_for(
+        &launch.name,
+        settings.srv_record.as_deref(),
+        settings.srv_domain.as_deref(),
+    )
+}
+
+/// Makes the `host:port` answers of `record` the launch's nodes, written as its backend wants
+/// them (URLs with `settings`' scheme for etcd).
+pub fn set_srv_nodes(launch: &mut Launch, settings: &Settings, record: &str, found: Vec<String>) {
+    let Some(b) = builtin(&launch.name) else {
+        return;
+    };
     let nodes = b.srv_nodes(&settings.scheme, found);
     tracing::info!(backend = %launch.name, record = %record, nodes = %nodes.join(","), "nodes from DNS SRV");
     launch.config.insert("nodes".to_string(), nodes.join(","));
-    Ok(())
 }
 
 /// The plugin name in a file name: after `confd-database-`, up to the first `.`.

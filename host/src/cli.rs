@@ -112,7 +112,7 @@ pub struct Cli {
     #[arg(long = "node", short = 'n', value_name = "ADDR", action = ArgAction::Append)]
     pub node: Option<Vec<String>>,
 
-    /// URI scheme for consul and for SRV-discovered etcd nodes [default: http]
+    /// URI scheme for consul, redis (rediss: TLS) and SRV-discovered etcd nodes [default: http]
     #[arg(long, value_name = "SCHEME")]
     pub scheme: Option<String>,
 
@@ -141,7 +141,7 @@ pub struct Cli {
     #[arg(long, value_name = "PASSWORD")]
     pub password: Option<String>,
 
-    /// Do not verify the store's TLS certificate (vault)
+    /// Do not verify the store's TLS certificate (etcd, consul, vault, redis)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_name = "BOOL")]
     pub client_insecure: Option<bool>,

@@ -139,6 +139,24 @@ pub async fn build(settings: Settings, current: Option<&Generation>) -> BuildRes
             .map(|(route, key)| start_one(route, key, options.clone(), watch)),
     )
     .await;
+    let started = started.into_iter().map(|r| {
+        r.or_else(|failed| match failed {
+            StartFailure::Fatal(e) => Err(e),
+            StartFailure::OwnTable(e, down) => {
+                tracing::error!(
+                    backend = %down.name,
+                    "{e:#}; only its resources ({}) fail{}",
+                    down.used_by,
+                    if watch {
+                        ", and it is started again with the restart backoff"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(down)
+            }
+        })
+    });
     let mut error = None;
     let mut fresh = Vec::new();
     for result in started {
@@ -240,12 +258,27 @@ async fn routes(
     Ok(routes)
 }
 
+/// Why [`start_one`] gave no running plugin.
+enum StartFailure {
+    /// The run cannot go on without it (the global backend, or its settings were refused).
+    Fatal(anyhow::Error),
+    /// The plugin of a resource's own `[backend]` table did not start: the error, and a client
+    /// that fails its resources' calls (and, when supervised, keeps trying to start it).
+    OwnTable(anyhow::Error, Plugin),
+}
+
+impl From<anyhow::Error> for StartFailure {
+    fn from(e: anyhow::Error) -> StartFailure {
+        StartFailure::Fatal(e)
+    }
+}
+
 async fn start_one(
     route: Route,
     key: LaunchKey,
     options: confd_supervisor::ClientOptions,
     watch: bool,
-) -> anyhow::Result<Plugin> {
+) -> Result<Plugin, StartFailure> {
     let used_by = route.users();
     let Route {
         id: name, launch, ..
@@ -264,9 +297,33 @@ async fn start_one(
         env: Vec::<(OsString, OsString)>::new(),
     };
     let started = std::time::Instant::now();
-    let client = PluginClient::start(command, options)
-        .await
-        .with_context(|| format!("cannot start the {name} backend plugin (used by {used_by})"))?;
+    let client = match PluginClient::start(command.clone(), options.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            let e = anyhow!(e).context(format!(
+                "cannot start the {name} backend plugin (used by {used_by})"
+            ));
+            // A resource's own [backend] table (`<name>@<resource>`): its resources fail,
+            // the others run.
+            if !name.contains('@') {
+                return Err(StartFailure::Fatal(e));
+            }
+            let client = PluginClient::not_started(
+                command,
+                options,
+                config.into_iter().collect(),
+                format!("{e:#}"),
+            );
+            let down = Plugin {
+                name,
+                key,
+                client: Arc::new(client),
+                used_by,
+                can_watch: true,
+            };
+            return Err(StartFailure::OwnTable(e, down));
+        }
+    };
     tracing::debug!(
         backend = %name,
         plugin_pid = client.pid().unwrap_or_default(),
@@ -276,9 +333,9 @@ async fn start_one(
     let client = Arc::new(client);
     if let Err(err) = client.configure(config.into_iter().collect()).await {
         client.shutdown().await;
-        return Err(anyhow!(err)).with_context(|| {
-            format!("the {name} backend rejected its settings (used by {used_by})")
-        });
+        return Err(StartFailure::Fatal(anyhow!(err).context(format!(
+            "the {name} backend rejected its settings (used by {used_by})"
+        ))));
     }
     let can_watch = !watch || can_watch(&client, &name).await;
     Ok(Plugin {

@@ -90,7 +90,16 @@ pub fn plan(
                 }
             }
         };
-        match found.iter_mut().find(|(l, ..)| *l == launch) {
+        // SRV discovery replaces the nodes only after planning: tables that differ in it alone
+        // must not share a plugin.
+        let srv = |s: &Settings| {
+            (s.srv_record.is_some() || s.srv_domain.is_some())
+                .then(|| (s.srv_record.clone(), s.srv_domain.clone(), s.scheme.clone()))
+        };
+        match found
+            .iter_mut()
+            .find(|(l, s, ..)| *l == launch && srv(s) == srv(&from))
+        {
             Some((.., members)) => members.push(i),
             None => found.push((launch, from, table, vec![i])),
         }

@@ -498,3 +498,250 @@ fn a_rejected_backend_table_names_the_backend_and_the_file() {
         "{stderr}"
     );
 }
+
+/// A confdir with `app` (the global env backend) and `late`, whose `[backend]` table names
+/// `confd-database-late` in `plugins/`: a script that exits at once until `up` exists in the
+/// test dir, then runs the env builtin.
+fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (confdir, out, plugins) = (dir.join("confdir"), dir.join("out"), dir.join("plugins"));
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+        plugins.clone(),
+    ] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let script = plugins.join("confd-database-late");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then exec '{}' internal-plugin database env; fi\n\
+             echo 'late: not ready' >&2\nexit 3\n",
+            dir.join("up").display(),
+            e2e::isolated_confd().display()
+        ),
+    )
+    .expect("plugin script");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (name, key, template, table) in [
+        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
+        (
+            "late",
+            "/late",
+            "late = {{getv \"/late/value\"}}\n",
+            "[backend]\nbackend = \"late\"\n",
+        ),
+    ] {
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    (confdir, out)
+}
+
+/// A `[backend]` table whose plugin does not start fails only its resources: one-shot renders
+/// the others and exits 1 naming the backend and the resource; in watch mode the others keep
+/// running and the plugin is started again with the restart backoff until it comes up.
+#[test]
+fn a_table_plugin_that_does_not_start_fails_only_its_resources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = write_late_confdir(dir.path());
+    let late = |cmd: &mut Command| {
+        cmd.env("LATE_VALUE", "here")
+            .arg("--plugin-dir")
+            .arg(dir.path().join("plugins"));
+    };
+
+    let mut cmd = confd(&confdir);
+    late(&mut cmd);
+    let output = cmd.arg("--onetime").output().expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(read(&out, "app.conf"), "name = demo\n", "{stderr}");
+    assert_eq!(read(&out, "late.conf"), "", "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("late.toml")
+            && l.contains("late@late")
+            && l.contains("cannot start")),
+        "the failure names the resource and the backend:\n{stderr}"
+    );
+
+    let mut cmd = confd(&confdir);
+    late(&mut cmd);
+    cmd.args(["--watch", "--interval", "1"]);
+    let mut confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+    let app = e2e::wait_for(DEADLINE, || read(&out, "app.conf") == "name = demo\n")
+        && e2e::wait_for(DEADLINE, || confd.stderr().contains("late: not ready"));
+    assert!(app, "the other resource runs; stderr:\n{}", confd.stderr());
+    assert_eq!(confd.try_wait(), None, "still running:\n{}", confd.stderr());
+    assert_eq!(read(&out, "late.conf"), "");
+    std::fs::write(dir.path().join("up"), "").expect("let the plugin start");
+    let rendered = e2e::wait_for(Duration::from_secs(60), || {
+        read(&out, "late.conf") == "late = here\n"
+    });
+    assert!(
+        rendered,
+        "the plugin came up later; stderr:\n{}",
+        confd.stderr()
+    );
+    confd.signal(Signal::SIGTERM);
+    assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
+}
+
+/// An external plugin without Info that answers WatchPrefix with Unimplemented (as a Go plugin
+/// that cannot watch does): in watch mode its resources are read every `--interval`, with one
+/// warning naming it, while the others run; the run does not end.
+#[test]
+fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out, plugins) = (
+        dir.path().join("confdir"),
+        dir.path().join("out"),
+        dir.path().join("plugins"),
+    );
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+        plugins.clone(),
+    ] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let value = dir.path().join("value");
+    std::fs::write(&value, "v1\n").expect("value");
+    let script = plugins.join("confd-database-nowatch");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nMISBEHAVE=no-watch MISBEHAVE_VALUE='{}' exec '{}'\n",
+            value.display(),
+            env!("CARGO_BIN_EXE_misbehave-plugin")
+        ),
+    )
+    .expect("plugin script");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (name, key, template, table) in [
+        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
+        (
+            "polled",
+            "/p",
+            "p = {{getv \"/p\"}}\n",
+            "[backend]\nbackend = \"nowatch\"\n",
+        ),
+    ] {
+        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    let mut cmd = confd(&confdir);
+    cmd.arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--watch", "--interval", "1"]);
+    let mut confd = Confd::spawn(cmd, dir.path().join("stderr.log"));
+    let first = e2e::wait_for(DEADLINE, || {
+        read(&out, "app.conf") == "name = demo\n" && read(&out, "polled.conf") == "p = v1\n"
+    });
+    assert!(first, "initial render; stderr:\n{}", confd.stderr());
+    std::fs::write(&value, "v2\n").expect("value");
+    let polled = e2e::wait_for(DEADLINE, || read(&out, "polled.conf") == "p = v2\n");
+    assert!(
+        polled,
+        "read again at the interval; stderr:\n{}",
+        confd.stderr()
+    );
+    assert_eq!(confd.try_wait(), None, "still running:\n{}", confd.stderr());
+    let stderr = confd.stderr();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("the nowatch@polled backend cannot watch"))
+        .count();
+    assert_eq!(warnings, 1, "one warning naming the plugin:\n{stderr}");
+    confd.signal(Signal::SIGTERM);
+    assert!(confd.wait_timeout(DEADLINE).is_some(), "confd stops");
+}
+
+/// Redis over TLS from `[backend]` tables with confd.toml's keys: `client_cakeys` trusts the
+/// server's CA, `client_insecure` turns verification off, and a table with neither fails only
+/// its resource, naming the backend.
+#[test]
+fn redis_tables_speak_tls_with_the_confd_keys() {
+    let Some(certs) = confd_test_support::TestCertificates::generate() else {
+        return;
+    };
+    let Some(server) =
+        confd_test_support::RedisServer::start_with(confd_test_support::RedisOptions {
+            tls: Some(confd_test_support::RedisTls {
+                cert: certs.server_cert(),
+                key: certs.server_key(),
+                ca: certs.ca(),
+            }),
+            ..Default::default()
+        })
+    else {
+        return;
+    };
+    server.cli(&["SET", "/tls/a", "secure"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
+    for d in [
+        confdir.join("conf.d"),
+        confdir.join("templates"),
+        out.clone(),
+    ] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    std::fs::write(
+        confdir.join("templates/t.tmpl"),
+        "a = {{getv \"/tls/a\"}}\n",
+    )
+    .expect("tmpl");
+    let node = format!("rediss://{}", server.address());
+    for (name, extra) in [
+        (
+            "with-ca",
+            format!("client_cakeys = \"{}\"\n", certs.ca().display()),
+        ),
+        ("insecure", "client_insecure = true\n".to_string()),
+        ("untrusted", String::new()),
+    ] {
+        std::fs::write(
+            confdir.join(format!("conf.d/{name}.toml")),
+            format!(
+                "[template]\nsrc = \"t.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"/tls\"]\n\n\
+                 [backend]\nbackend = \"redis\"\nnodes = [\"{node}\"]\n{extra}",
+                out.display()
+            ),
+        )
+        .expect("resource");
+    }
+    let output = confd(&confdir)
+        .arg("--onetime")
+        .output()
+        .expect("run confd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(read(&out, "with-ca.conf"), "a = secure\n", "{stderr}");
+    assert_eq!(read(&out, "insecure.conf"), "a = secure\n", "{stderr}");
+    assert_eq!(read(&out, "untrusted.conf"), "", "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("untrusted.toml")
+            && l.contains("redis@untrusted")
+            && l.contains("certificate")),
+        "{stderr}"
+    );
+}

@@ -274,3 +274,59 @@ async fn a_stopped_plugin_under_a_watch_fails_its_probe_and_is_restarted() {
     client.shutdown().await;
     assert_gone(second).await;
 }
+
+/// A plugin whose first start failed (`not_started`): unsupervised, every call fails naming the
+/// cause; supervised, it is started with the restart backoff and gets the settings it was meant
+/// to have.
+#[tokio::test]
+async fn a_plugin_that_did_not_start_fails_its_calls_or_is_started_later() {
+    let config: confd_sdk::Config = [("value".to_string(), "late".to_string())]
+        .into_iter()
+        .collect();
+    let once = PluginClient::not_started(
+        PluginCommand::new("misbehave", BIN),
+        ClientOptions::default(),
+        config.clone(),
+        "it exited before the handshake".to_string(),
+    );
+    let err = once
+        .get_values(&["/a".into()])
+        .await
+        .expect_err("never started");
+    assert_eq!(err.kind(), ErrorKind::PluginFailed, "{err}");
+    assert!(
+        err.to_string().contains("it exited before the handshake"),
+        "{err}"
+    );
+    assert!(once.pid().is_none());
+
+    let (events, options) = recorder();
+    let later = PluginClient::not_started(
+        PluginCommand::new("misbehave", BIN),
+        options,
+        config,
+        "it exited before the handshake".to_string(),
+    );
+    assert!(
+        later.wait_up(Duration::from_secs(10)).await,
+        "started later"
+    );
+    assert_eq!(
+        later.get_values(&["/a".into()]).await.expect("read"),
+        [("/a".to_string(), "late".to_string())]
+            .into_iter()
+            .collect()
+    );
+    assert!(later.restarts() >= 1);
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|e| matches!(e, PluginEvent::Up)),
+        "reported up"
+    );
+    let pid = later.pid().expect("pid");
+    later.shutdown().await;
+    assert_gone(pid).await;
+}

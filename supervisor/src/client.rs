@@ -229,6 +229,34 @@ impl PluginClient {
         Ok(PluginClient { inner })
     }
 
+    /// A plugin whose first start failed with `cause`: calls fail naming the cause and, with
+    /// [`ClientOptions::restart`], the supervisor keeps starting it (with the restart backoff)
+    /// and applies `config` once it is up, so the rest of a run need not wait for it.
+    pub fn not_started(
+        command: PluginCommand,
+        options: ClientOptions,
+        config: Config,
+        cause: String,
+    ) -> PluginClient {
+        let inner = Arc::new(Inner {
+            command,
+            options,
+            current: RwLock::new(None),
+            generation: watch::channel(0).0,
+            down: Mutex::new(Some(cause)),
+            kill_cause: Mutex::new(None),
+            last_config: Mutex::new(Some(config)),
+            watches_open: AtomicUsize::new(0),
+            restarts: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+        });
+        if inner.options.restart {
+            tokio::spawn(supervise(inner.clone()));
+        }
+        PluginClient { inner }
+    }
+
     /// The plugin's name as given in the command.
     pub fn name(&self) -> &str {
         &self.inner.command.name
@@ -514,6 +542,23 @@ async fn supervise(inner: Arc<Inner>) {
         cap: inner.options.max_restart_delay,
     };
     let name = inner.command.name.clone();
+    if inner.running().is_none() {
+        // Made by `not_started`: bring it up as after a crash.
+        let what = format!(
+            "the {name} plugin {}",
+            inner
+                .down
+                .lock()
+                .ok()
+                .and_then(|d| d.clone())
+                .unwrap_or_else(|| "did not start".to_string())
+        );
+        // The first try was the failed start: wait before the next.
+        backoff.failures = 1;
+        if !bring_back(&inner, &mut backoff, "start-failed", what, None).await {
+            return;
+        }
+    }
     loop {
         let Some(running) = inner.running() else {
             return;
@@ -532,7 +577,7 @@ async fn supervise(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let (kind, mut cause) = match inner.kill_cause.lock().ok().and_then(|mut c| c.take()) {
+        let (kind, cause) = match inner.kill_cause.lock().ok().and_then(|mut c| c.take()) {
             Some((kind, why)) => (kind, why),
             None => match &exit {
                 Ok(status) if status.code().is_none() => {
@@ -551,33 +596,55 @@ async fn supervise(inner: Arc<Inner>) {
             *down = Some(format!("pid {pid} {cause}; restarting"));
         }
         inner.set_current(None);
-        let mut kind = kind;
-        loop {
-            inner.restarts.fetch_add(1, Ordering::SeqCst);
-            inner.event(&PluginEvent::Restarting { cause: kind });
-            let delay = backoff.next();
-            tracing::warn!(backend = %name, plugin_pid = pid, cause = kind, delay_ms = delay.as_millis() as u64,
-                "the {name} plugin (pid {pid}) {cause}; restarting it in {delay:?}");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = inner.stop.cancelled() => return,
-            }
-            match restart(&inner).await {
-                Ok(running) => {
-                    tracing::info!(backend = %name, plugin_pid = running.process.pid, "the {name} plugin is back");
-                    if let Ok(mut down) = inner.down.lock() {
-                        *down = None;
-                    }
-                    inner.set_current(Some(Arc::new(running)));
-                    inner.event(&PluginEvent::Up);
-                    break;
+        let what = format!("the {name} plugin (pid {pid}) {cause}");
+        if !bring_back(&inner, &mut backoff, kind, what, Some(pid)).await {
+            return;
+        }
+    }
+}
+
+/// Starts the plugin again (with the backoff) until it is up; `false` when stopped meanwhile.
+/// `what` says why it is down, for the first warning; `pid` is the process that ended, if any.
+async fn bring_back(
+    inner: &Inner,
+    backoff: &mut RestartBackoff,
+    kind: &'static str,
+    what: String,
+    pid: Option<u32>,
+) -> bool {
+    let name = &inner.command.name;
+    let mut kind = kind;
+    let mut what = what;
+    loop {
+        inner.restarts.fetch_add(1, Ordering::SeqCst);
+        inner.event(&PluginEvent::Restarting { cause: kind });
+        let delay = backoff.next();
+        match pid {
+            Some(pid) => tracing::warn!(backend = %name, plugin_pid = pid, cause = kind,
+                delay_ms = delay.as_millis() as u64, "{what}; restarting it in {delay:?}"),
+            None => tracing::warn!(backend = %name, cause = kind,
+                delay_ms = delay.as_millis() as u64, "{what}; restarting it in {delay:?}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = inner.stop.cancelled() => return false,
+        }
+        match restart(inner).await {
+            Ok(running) => {
+                tracing::info!(backend = %name, plugin_pid = running.process.pid, "the {name} plugin is back");
+                if let Ok(mut down) = inner.down.lock() {
+                    *down = None;
                 }
-                Err(err) => {
-                    kind = "start-failed";
-                    cause = format!("could not be started again: {err}");
-                    if let Ok(mut down) = inner.down.lock() {
-                        *down = Some(cause.clone());
-                    }
+                inner.set_current(Some(Arc::new(running)));
+                inner.event(&PluginEvent::Up);
+                return true;
+            }
+            Err(err) => {
+                kind = "start-failed";
+                let cause = format!("could not be started again: {err}");
+                what = format!("the {name} plugin {cause}");
+                if let Ok(mut down) = inner.down.lock() {
+                    *down = Some(cause);
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use confd_core::{WatchError, load_resources, run_interval, run_watch};
+use confd_core::{load_resources, run_interval, run_watch};
 use tokio::sync::oneshot;
 
 use crate::support::{Confdir, MemDb};
@@ -220,24 +220,39 @@ async fn an_outage_keeps_files_and_rendering_resumes() {
     assert_eq!(summary.expect("ran").updated, 2);
 }
 
+/// A backend that could not say beforehand that it cannot watch (no `Info`, e.g. a Go plugin)
+/// and answers the watch with `Unimplemented`: its resources are read every interval instead
+/// of ending the run.
 #[tokio::test]
-async fn a_backend_that_cannot_watch_is_an_error() {
+async fn a_backend_that_answers_unimplemented_to_a_watch_is_polled_instead() {
     let c = Confdir::new();
     c.template("app.tmpl", APP);
     c.resource("app.conf", "app.tmpl", &["/app"], "");
     let db = MemDb::without_watch(&[("/app/name", "v0")]);
-    let opts = c.opts();
+    let mut opts = c.opts();
+    opts.interval = Duration::from_millis(100);
     let resources = load_resources(&opts).expect("load");
-    let err = run_watch(&resources, &db.backends(), &opts, std::future::pending())
-        .await
-        .expect_err("env-like backends cannot watch");
-    assert!(matches!(err, WatchError::Unsupported { .. }));
-    let text = err.to_string();
-    assert!(
-        text.contains("\"mem\"") && text.contains("--interval") && text.contains("--onetime"),
-        "{text}"
-    );
-    assert!(c.listing().is_empty());
+    let backends = db.backends();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let driver = async {
+        assert!(
+            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
+                == Some("name=v0\n"))
+            .await
+        );
+        db.set("/app/name", "v1");
+        assert!(
+            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
+                == Some("name=v1\n"))
+            .await
+        );
+        let _ = stop.send(());
+    };
+    let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+    assert_eq!(summary.expect("polled, not ended").updated, 2);
 }
 
 #[tokio::test]

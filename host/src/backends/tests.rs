@@ -167,7 +167,12 @@ fn each_builtin_gets_only_its_keys() {
         ]
     );
     assert_eq!(keys("etcdv3"), keys("etcd"));
-    assert_eq!(keys("redis"), ["nodes", "password", "separator"]);
+    // confd's client_key stays the redis password; the TLS key is the plugin's own `key`.
+    assert_eq!(
+        keys("redis"),
+        ["caCert", "cert", "nodes", "password", "scheme", "separator"]
+    );
+    assert_eq!(config_for("redis", &s)["password"], "p");
     assert_eq!(
         keys("consul"),
         [

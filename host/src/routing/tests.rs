@@ -203,3 +203,67 @@ fn a_running_plugin_keeps_its_name_when_another_file_comes_first() {
     assert_eq!(ids, ["etcd@b", "etcd@c"]);
     assert_eq!(by_file["a.toml"], "etcd@b");
 }
+
+/// SRV discovery in a `[backend]` table: its `srv_record` / `srv_domain` (and `scheme`) are the
+/// table's own, not the global ones, and the discovered `host:port` answers become that table's
+/// plugin's nodes only.
+#[test]
+fn srv_discovery_in_a_table_uses_the_tables_record_and_scheme() {
+    let c = Confdir::new();
+    c.resource("plain", "");
+    c.resource(
+        "by-record",
+        "[backend]\nbackend = \"etcd\"\nsrv_record = \"_etcd-client._tcp.a.test.\"\nscheme = \"https\"\n",
+    );
+    c.resource(
+        "by-domain",
+        "[backend]\nbackend = \"etcd\"\nsrv_domain = \"b.test\"\n",
+    );
+    c.resource(
+        "redis",
+        "[backend]\nbackend = \"redis\"\nsrv-record = \"_redis._tcp.c.test.\"\n",
+    );
+    let (mut routes, _) = c
+        .plan(&["--backend", "etcd", "--node", "http://10.0.0.1:2379"])
+        .expect("plans");
+    let ids: Vec<&str> = routes.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["etcd", "etcd@by-domain", "etcd@by-record", "redis@redis"]
+    );
+    let records: Vec<Option<String>> = routes
+        .iter()
+        .map(|r| backends::srv_record(&r.launch, &r.settings))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            None,
+            Some("_etcd._tcp.b.test.".to_string()),
+            Some("_etcd-client._tcp.a.test.".to_string()),
+            Some("_redis._tcp.c.test.".to_string()),
+        ]
+    );
+    for route in &mut routes[1..] {
+        let record = backends::srv_record(&route.launch, &route.settings).expect("a record");
+        backends::set_srv_nodes(
+            &mut route.launch,
+            &route.settings,
+            &record,
+            vec!["n1.test:2379".to_string(), "n2.test:2380".to_string()],
+        );
+    }
+    assert_eq!(routes[0].launch.config["nodes"], "http://10.0.0.1:2379");
+    assert_eq!(
+        routes[1].launch.config["nodes"],
+        "http://n1.test:2379,http://n2.test:2380"
+    );
+    assert_eq!(
+        routes[2].launch.config["nodes"],
+        "https://n1.test:2379,https://n2.test:2380"
+    );
+    assert_eq!(
+        routes[3].launch.config["nodes"],
+        "n1.test:2379,n2.test:2380"
+    );
+}

@@ -4,7 +4,10 @@
 //! answers GetValues; `MISBEHAVE=crash-once` exits with status 7 in the first GetValues of the
 //! first process only (a marker file, `MISBEHAVE_MARK`, remembers it across restarts);
 //! `MISBEHAVE=flood` writes `MISBEHAVE_BYTES` (100 MiB) bytes to stderr without a newline inside
-//! GetValues, then exits 3; `MISBEHAVE=block-watch` holds every WatchPrefix with an index open.
+//! GetValues, then exits 3; `MISBEHAVE=block-watch` holds every WatchPrefix with an index open;
+//! `MISBEHAVE=no-watch` says in Info that it watches (what the host assumes of a Go plugin
+//! without Info) yet answers WatchPrefix with Unimplemented, and GetValues with the contents of
+//! the file `MISBEHAVE_VALUE` names, so that a test sees it polled.
 //! Otherwise GetValues answers every key with the `value` setting of the last Configure (or
 //! `ok`), so a test sees whether a restarted plugin got its settings back.
 
@@ -47,6 +50,15 @@ impl Database for Misbehave {
             "crash" => std::process::exit(7),
             "crash-once" if Self::first_time() => std::process::exit(7),
             "hang" => std::future::pending().await,
+            "no-watch" => {
+                let path = std::env::var_os("MISBEHAVE_VALUE").unwrap_or_default();
+                let value = std::fs::read_to_string(&path)
+                    .map_err(|e| Error::unavailable(format!("reading the value file: {e}")))?;
+                Ok(keys
+                    .iter()
+                    .map(|k| (k.clone(), value.trim().to_string()))
+                    .collect())
+            }
             "flood" => flood(
                 std::env::var("MISBEHAVE_BYTES")
                     .ok()
@@ -61,6 +73,9 @@ impl Database for Misbehave {
     }
 
     async fn watch_prefix(&self, _p: &str, _k: &[String], index: u64) -> Result<u64, Error> {
+        if self.mode == "no-watch" {
+            return Err(Error::unimplemented("this plugin cannot watch"));
+        }
         if self.mode == "crash" && index > 0 {
             // die while the host is waiting on the watch stream
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -92,8 +107,12 @@ fn flood(bytes: usize) -> ! {
 
 fn main() {
     let mode = std::env::var("MISBEHAVE").unwrap_or_default();
-    serve(ServeOpts::new("misbehave", move || Misbehave {
-        mode,
-        value: Mutex::new("ok".to_string()),
-    }));
+    let claims: &[&str] = if mode == "no-watch" { &["watch"] } else { &[] };
+    serve(
+        ServeOpts::new("misbehave", move || Misbehave {
+            mode,
+            value: Mutex::new("ok".to_string()),
+        })
+        .capabilities(claims.iter().copied()),
+    );
 }

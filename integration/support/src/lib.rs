@@ -31,7 +31,7 @@ pub use emulator::EmulatorTls;
 pub use etcd::{EtcdCluster, EtcdOptions, EtcdServer};
 pub use process::{free_port, http_get, require_binary};
 pub use prometheus::{Family, Sample, parse_metrics};
-pub use redis::{RedisOptions, RedisSentinels, RedisServer};
+pub use redis::{RedisOptions, RedisSentinels, RedisServer, RedisTls};
 pub use tls::TestCertificates;
 pub use vault::{VaultEmulator, VaultLogin};
 pub use zookeeper::{ZookeeperEnsemble, ZookeeperServer};

@@ -20,6 +20,17 @@ pub struct RedisOptions {
     pub notify_keyspace_events: Option<String>,
     /// Start as a replica of the server on this loopback port.
     pub replica_of: Option<u16>,
+    /// Serve TLS only (no plain port) with this server certificate; clients' certificates
+    /// are checked against the same CA when they send one.
+    pub tls: Option<RedisTls>,
+}
+
+/// PEM files for a TLS redis (see [`crate::TestCertificates`]).
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// One redis server on 127.0.0.1.
@@ -70,6 +81,29 @@ impl RedisServer {
         self.port
     }
 
+    /// Runs `redis-cli` with `args` against the server (over TLS when it serves TLS), for
+    /// loading data; panics when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let binary = crate::process::require_binary("redis-cli", "redis-tools")
+            .expect("redis-cli installed with redis-server");
+        let mut command = Command::new(binary);
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(tls) = &self.options.tls {
+            command.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        if let Some(password) = &self.options.password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let output = command.args(args).output().expect("running redis-cli");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success() && !stdout.starts_with("ERR"),
+            "redis-cli {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Stops the server. The data set is written to the private dir first
     /// (SHUTDOWN SAVE) so that [`Self::restart`] brings it back.
     pub fn stop(&mut self) {
@@ -107,9 +141,20 @@ impl RedisServer {
         let log = File::create(&log_path).map_err(|e| e.to_string())?;
         let err_log = log.try_clone().map_err(|e| e.to_string())?;
         let mut command = Command::new(&self.binary);
+        match &self.options.tls {
+            None => command.arg("--port").arg(self.port.to_string()),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "optional"]),
+        };
         command
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -121,7 +166,8 @@ impl RedisServer {
                 self.options.notify_keyspace_events.as_deref().unwrap_or(""),
             ]);
         if let Some(password) = &self.options.password {
-            command.args(["--requirepass", password]);
+            // masterauth too, so that a replica of a protected primary can sync.
+            command.args(["--requirepass", password, "--masterauth", password]);
         }
         if let Some(primary) = self.options.replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
@@ -136,9 +182,14 @@ impl RedisServer {
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", self.binary.display()))?;
         let port = self.port;
+        let tls = self.options.tls.is_some();
         // Without AUTH a password-protected server answers NOAUTH, which
-        // still proves it is up.
+        // still proves it is up. A TLS server says so in its log.
         let ready = wait_ready(&mut child, Duration::from_secs(20), || {
+            if tls {
+                return std::fs::read_to_string(&log_path)
+                    .is_ok_and(|log| log.contains("Ready to accept connections"));
+            }
             tcp_exchange(port, b"PING\r\n", |r| r.ends_with("\r\n"))
                 .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
         });
@@ -172,18 +223,44 @@ pub struct RedisSentinels {
     sentinels: Vec<(u16, Child)>,
     dir: tempfile::TempDir,
     master_name: String,
+    passwords: SentinelPasswords,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SentinelPasswords {
+    /// The servers' `requirepass` (the sentinels' `auth-pass`).
+    data: Option<String>,
+    /// The sentinels' own `requirepass`.
+    sentinel: Option<String>,
 }
 
 impl RedisSentinels {
     /// Starts the servers and the sentinels and waits until every sentinel knows the replica
     /// (a failover needs one). `None` when redis or its sentinel is not installed outside CI.
     pub fn start() -> Option<RedisSentinels> {
+        RedisSentinels::start_with(None, None)
+    }
+
+    /// As [`Self::start`], with `requirepass` on the servers (`data_password`, which the
+    /// sentinels use as `auth-pass`) and on the sentinels themselves (`sentinel_password`).
+    pub fn start_with(
+        data_password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> Option<RedisSentinels> {
         let binary = require_binary("redis-sentinel", "redis-sentinel")?;
-        let primary = RedisServer::start()?;
-        let replica = RedisServer::start_with(RedisOptions {
-            replica_of: Some(primary.port()),
+        let primary = RedisServer::start_with(RedisOptions {
+            password: data_password.map(str::to_string),
             ..RedisOptions::default()
         })?;
+        let replica = RedisServer::start_with(RedisOptions {
+            replica_of: Some(primary.port()),
+            password: data_password.map(str::to_string),
+            ..RedisOptions::default()
+        })?;
+        let passwords = SentinelPasswords {
+            data: data_password.map(str::to_string),
+            sentinel: sentinel_password.map(str::to_string),
+        };
         let master_name = "confd-test".to_string();
         let dir = tempfile::tempdir().expect("creating a temp dir for the sentinels");
         let mut sentinels = Vec::new();
@@ -192,7 +269,15 @@ impl RedisSentinels {
             let mut started = None;
             for _ in 0..5 {
                 let port = free_port();
-                match spawn_sentinel(&binary, dir.path(), i, port, primary.port(), &master_name) {
+                match spawn_sentinel(
+                    &binary,
+                    dir.path(),
+                    i,
+                    port,
+                    primary.port(),
+                    &master_name,
+                    &passwords,
+                ) {
                     Ok(child) => {
                         started = Some((port, child));
                         break;
@@ -210,6 +295,7 @@ impl RedisSentinels {
             sentinels,
             dir,
             master_name,
+            passwords,
         };
         let replica_port = group.servers[1].port().to_string();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -284,9 +370,15 @@ impl RedisSentinels {
         }
         loop {
             let now = self.primary_port();
+            let auth = match &self.passwords.data {
+                Some(p) => format!("AUTH {p}\r\n"),
+                None => String::new(),
+            };
             if now != old
-                && tcp_exchange(now, b"INFO replication\r\n", |r| r.contains("role:"))
-                    .is_some_and(|r| r.contains("role:master"))
+                && tcp_exchange(now, format!("{auth}INFO replication\r\n").as_bytes(), |r| {
+                    r.contains("role:")
+                })
+                .is_some_and(|r| r.contains("role:master"))
             {
                 return now;
             }
@@ -301,7 +393,22 @@ impl RedisSentinels {
     /// One command to sentinel `i` (inline protocol); the raw reply.
     fn ask(&self, i: usize, command: &str) -> String {
         let port = self.sentinels[i].0;
-        tcp_exchange(port, format!("{command}\r\n").as_bytes(), reply_complete).unwrap_or_default()
+        let auth = match &self.passwords.sentinel {
+            Some(p) => format!("AUTH {p}\r\n"),
+            None => String::new(),
+        };
+        let reply = tcp_exchange(port, format!("{auth}{command}\r\n").as_bytes(), |r| {
+            reply_complete(
+                r.strip_prefix("+OK\r\n")
+                    .filter(|_| !auth.is_empty())
+                    .unwrap_or(r),
+            )
+        })
+        .unwrap_or_default();
+        match reply.strip_prefix("+OK\r\n") {
+            Some(rest) if !auth.is_empty() => rest.to_string(),
+            _ => reply,
+        }
     }
 
     /// The sentinels' and servers' logs, for failure messages.
@@ -340,6 +447,7 @@ fn spawn_sentinel(
     port: u16,
     primary: u16,
     name: &str,
+    passwords: &SentinelPasswords,
 ) -> Result<Child, String> {
     let config = dir.join(format!("sentinel{i}.conf"));
     let log_path = dir.join(format!("sentinel{i}.log"));
@@ -354,6 +462,19 @@ fn spawn_sentinel(
         ),
     )
     .map_err(|e| e.to_string())?;
+    let mut extra = String::new();
+    if let Some(p) = &passwords.data {
+        extra.push_str(&format!("sentinel auth-pass {name} {p}\n"));
+    }
+    if let Some(p) = &passwords.sentinel {
+        // Sentinels talk to each other with the same password.
+        extra.push_str(&format!("requirepass {p}\nsentinel sentinel-pass {p}\n"));
+    }
+    if !extra.is_empty() {
+        let mut text = std::fs::read_to_string(&config).map_err(|e| e.to_string())?;
+        text.push_str(&extra);
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
+    }
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
     let err_log = log.try_clone().map_err(|e| e.to_string())?;
     let mut child = Command::new(binary)
@@ -365,7 +486,7 @@ fn spawn_sentinel(
         .map_err(|e| format!("spawning {}: {e}", binary.display()))?;
     let ready = wait_ready(&mut child, Duration::from_secs(20), || {
         tcp_exchange(port, b"PING\r\n", |r| r.ends_with("\r\n"))
-            .is_some_and(|r| r.starts_with("+PONG"))
+            .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
     });
     match ready {
         Ok(()) => Ok(child),

@@ -20,7 +20,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::Mutex;
 
 pub use keys::{clean, is_under, transform};
-pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Sentinel, Settings};
+pub use settings::{DEFAULT_DIAL_TIMEOUT, Node, Sentinel, Settings, Tls};
 
 /// The backend's name, as `--backend` spells it.
 pub const NAME: &str = "redis";
@@ -58,6 +58,33 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
             "masterName",
             &[],
             "Redis Sentinel: the name of the monitored primary",
+        ),
+        Setting::from(
+            "sentinelPassword",
+            &[],
+            "Redis Sentinel: AUTH password of the sentinels themselves (`password` is the primary's)",
+        ),
+        Setting::from(
+            "scheme",
+            &["scheme"],
+            "rediss or https: TLS to every node and sentinel (a node's own rediss:// or redis:// wins)",
+        ),
+        Setting::from(
+            "caCert",
+            &["client_cakeys"],
+            "TLS CA certificate file (default: the system's roots)",
+        ),
+        Setting::from(
+            "cert",
+            &["client_cert"],
+            "TLS client certificate file (needs `key`)",
+        ),
+        // Not client_key: confd gives redis its password there.
+        Setting::from("key", &[], "TLS client key file (--plugin-config key=PATH)"),
+        Setting::from(
+            "insecure",
+            &["client_insecure"],
+            "do not verify the server's TLS certificate",
         ),
     ],
     capabilities: &["watch"],
@@ -116,20 +143,58 @@ impl Drop for Connection {
     }
 }
 
-fn client_for(node: &Node, password: Option<&str>) -> Result<redis::Client, Error> {
+fn client_for(node: &Node, password: Option<&str>, tls: &Tls) -> Result<redis::Client, Error> {
     let addr = match node {
+        Node::Tcp {
+            host,
+            port,
+            tls: true,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: tls.insecure,
+            tls_params: None,
+        },
         Node::Tcp { host, port, .. } => ConnectionAddr::Tcp(host.clone(), *port),
         Node::Unix { path, .. } => ConnectionAddr::Unix(path.into()),
     };
-    let mut redis_settings = RedisConnectionInfo::default().set_db(node.db());
+    client(&node.to_string(), addr, node.db(), password, tls)
+}
+
+/// A client for `addr` (TLS when it is `TcpTls`, with `tls`'s CA and client certificate);
+/// `name` is how errors name the server.
+pub(crate) fn client(
+    name: &str,
+    addr: ConnectionAddr,
+    db: i64,
+    password: Option<&str>,
+    tls: &Tls,
+) -> Result<redis::Client, Error> {
+    let mut redis_settings = RedisConnectionInfo::default().set_db(db);
     if let Some(password) = password {
         redis_settings = redis_settings.set_password(password);
     }
+    let with_tls = matches!(addr, ConnectionAddr::TcpTls { .. });
+    let bad = |e: redis::RedisError| Error::invalid_config(format!("redis {name}: {e}"));
     let info = addr
         .into_connection_info()
-        .map_err(|e| Error::invalid_config(format!("redis node {node}: {e}")))?
+        .map_err(bad)?
         .set_redis_settings(redis_settings);
-    redis::Client::open(info).map_err(|e| Error::invalid_config(format!("redis node {node}: {e}")))
+    if !with_tls {
+        return redis::Client::open(info).map_err(bad);
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: tls
+            .identity
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+        root_cert: tls.ca_cert.clone(),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(bad)
 }
 
 impl Connection {
@@ -170,7 +235,7 @@ impl Connection {
         }
         let timeout = self.settings.dial_timeout;
         let candidates = match &self.settings.sentinel {
-            Some(sentinel) => vec![sentinel::primary(sentinel, timeout).await?],
+            Some(sentinel) => vec![sentinel::primary(&self.settings, sentinel).await?],
             None => self.settings.nodes.clone(),
         };
         let config = ConnectionManagerConfig::new()
@@ -180,7 +245,7 @@ impl Connection {
             .set_max_delay(Duration::from_millis(500));
         let mut causes = Vec::new();
         for node in &candidates {
-            let client = client_for(node, self.settings.password.as_deref())?;
+            let client = client_for(node, self.settings.password.as_deref(), &self.settings.tls)?;
             let attempt = tokio::time::timeout(
                 timeout,
                 client.get_connection_manager_with_config(config.clone()),
@@ -268,13 +333,13 @@ impl Database for Redis {
     async fn configure(&self, config: Config) -> Result<(), Error> {
         let settings = settings::decode(&config)?;
         for node in &settings.nodes {
-            client_for(node, settings.password.as_deref())?;
+            client_for(node, settings.password.as_deref(), &settings.tls)?;
         }
         let primary_moved = Arc::new(tokio::sync::watch::Sender::new(0));
         let sentinel_task = settings.sentinel.clone().map(|sentinel| {
             tokio::spawn(sentinel::follow(
+                settings.clone(),
                 sentinel,
-                settings.dial_timeout,
                 Arc::clone(&primary_moved),
             ))
             .abort_handle()

@@ -9,22 +9,40 @@ use std::time::Duration;
 use confd_sdk::Error;
 use futures_util::StreamExt as _;
 
-use crate::settings::{Node, Sentinel};
+use crate::settings::{Node, Sentinel, Settings};
 
 /// Pause before following the next sentinel after losing one.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(200);
 
-fn sentinel_client(host: &str, port: u16) -> Result<redis::Client, redis::RedisError> {
-    use redis::IntoConnectionInfo as _;
-    redis::Client::open(redis::ConnectionAddr::Tcp(host.to_string(), port).into_connection_info()?)
+/// A client for one sentinel: its own password (`sentinelPassword`, not the primary's), and
+/// TLS when the scheme says so.
+fn sentinel_client(settings: &Settings, host: &str, port: u16) -> Result<redis::Client, Error> {
+    let addr = if settings.tls_by_default {
+        redis::ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: settings.tls.insecure,
+            tls_params: None,
+        }
+    } else {
+        redis::ConnectionAddr::Tcp(host.to_string(), port)
+    };
+    crate::client(
+        &format!("sentinel {host}:{port}"),
+        addr,
+        0,
+        settings.sentinel_password.as_deref(),
+        &settings.tls,
+    )
 }
 
 /// The primary the sentinels name for `sentinel.master`.
-pub(crate) async fn primary(sentinel: &Sentinel, timeout: Duration) -> Result<Node, Error> {
+pub(crate) async fn primary(settings: &Settings, sentinel: &Sentinel) -> Result<Node, Error> {
+    let timeout = settings.dial_timeout;
     let mut causes = Vec::new();
     for (host, port) in &sentinel.sentinels {
+        let client = sentinel_client(settings, host, *port)?;
         let ask = async {
-            let client = sentinel_client(host, *port)?;
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("SENTINEL")
                 .arg("get-master-addr-by-name")
@@ -34,7 +52,12 @@ pub(crate) async fn primary(sentinel: &Sentinel, timeout: Duration) -> Result<No
         };
         match tokio::time::timeout(timeout, ask).await {
             Ok(Ok(Some((host, port)))) => {
-                return Ok(Node::Tcp { host, port, db: 0 });
+                return Ok(Node::Tcp {
+                    host,
+                    port,
+                    db: 0,
+                    tls: settings.tls_by_default,
+                });
             }
             Ok(Ok(None)) => causes.push(format!(
                 "{host}:{port}: does not monitor {:?}",
@@ -53,17 +76,23 @@ pub(crate) async fn primary(sentinel: &Sentinel, timeout: Duration) -> Result<No
 /// Follows the sentinels' `+switch-master` announcements for `sentinel.master` and ticks `moved`
 /// on each, until aborted.
 pub(crate) async fn follow(
+    settings: Settings,
     sentinel: Sentinel,
-    timeout: Duration,
     moved: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
+    let timeout = settings.dial_timeout;
     loop {
         for (host, port) in &sentinel.sentinels {
             let subscribed = async {
-                let client = sentinel_client(host, *port)?;
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe("+switch-master").await?;
-                Ok::<_, redis::RedisError>(pubsub)
+                let client = sentinel_client(&settings, host, *port)?;
+                let subscribe = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe("+switch-master").await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                };
+                subscribe
+                    .await
+                    .map_err(|e| Error::unavailable(e.to_string()))
             };
             let mut pubsub = match tokio::time::timeout(timeout, subscribed).await {
                 Ok(Ok(pubsub)) => pubsub,

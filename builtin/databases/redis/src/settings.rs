@@ -23,6 +23,15 @@ struct Raw {
     sentinels: Vec<String>,
     #[serde(alias = "master_name")]
     master_name: Option<String>,
+    #[serde(alias = "sentinel_password")]
+    sentinel_password: Option<String>,
+    scheme: Option<String>,
+    #[serde(alias = "client_cakeys")]
+    ca_cert: Option<String>,
+    #[serde(alias = "client_cert")]
+    cert: Option<String>,
+    key: Option<String>,
+    insecure: bool,
 }
 
 impl Default for Raw {
@@ -34,15 +43,30 @@ impl Default for Raw {
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             sentinels: Vec::new(),
             master_name: None,
+            sentinel_password: None,
+            scheme: None,
+            ca_cert: None,
+            cert: None,
+            key: None,
+            insecure: false,
         }
     }
 }
 
-/// One redis node: `host:port`, `host:port/db` or a Unix socket path.
+/// One redis node: `host:port`, `host:port/db` or a Unix socket path; `tls` for
+/// `rediss://host:port` (or any TCP node when `scheme` is `rediss`/`https`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Tcp { host: String, port: u16, db: i64 },
-    Unix { path: String, db: i64 },
+    Tcp {
+        host: String,
+        port: u16,
+        db: i64,
+        tls: bool,
+    },
+    Unix {
+        path: String,
+        db: i64,
+    },
 }
 
 impl Node {
@@ -56,6 +80,12 @@ impl Node {
 impl std::fmt::Display for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Node::Tcp {
+                host,
+                port,
+                tls: true,
+                ..
+            } => write!(f, "rediss://{host}:{port}"),
             Node::Tcp { host, port, .. } => write!(f, "{host}:{port}"),
             Node::Unix { path, .. } => f.write_str(path),
         }
@@ -87,8 +117,34 @@ pub struct Settings {
     pub nodes: Vec<Node>,
     pub sentinel: Option<Sentinel>,
     pub password: Option<String>,
+    /// `AUTH` password of the sentinels themselves (their `requirepass`), not of the primary.
+    pub sentinel_password: Option<String>,
     pub separator: String,
     pub dial_timeout: Duration,
+    /// TLS material for `rediss` nodes (and, with scheme `rediss`, the sentinels).
+    pub tls: Tls,
+    /// `scheme` is `rediss` or `https`: every TCP node and sentinel speaks TLS.
+    pub tls_by_default: bool,
+}
+
+/// The TLS files' contents (read once, at configure, so that a bad path is a configuration
+/// error naming the setting) and `--client-insecure`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Tls {
+    pub ca_cert: Option<Vec<u8>>,
+    /// Client certificate and key (mutual TLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_cert", &self.ca_cert.is_some())
+            .field("identity", &self.identity.is_some())
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 pub fn decode(config: &Config) -> Result<Settings, Error> {
@@ -96,24 +152,65 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
     if raw.dial_timeout.is_zero() {
         return Err(Error::invalid_config("`dialTimeout` must be positive"));
     }
+    let tls_by_default = match raw
+        .scheme
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("" | "http" | "redis") => false,
+        Some("https" | "rediss") => true,
+        Some(other) => {
+            return Err(Error::invalid_config(format!(
+                "`scheme`: {other:?} is not one of redis, rediss, http, https"
+            )));
+        }
+    };
     let sentinel = sentinel(&raw)?;
     let mut nodes = if sentinel.is_some() {
         Vec::new()
     } else {
         raw.nodes
             .iter()
-            .map(|n| parse_node(n))
+            .map(|n| parse_node(n, tls_by_default))
             .collect::<Result<Vec<_>, _>>()?
     };
     if nodes.is_empty() && sentinel.is_none() {
         for node in crate::DESCRIPTOR.default_nodes {
-            nodes.push(parse_node(node)?);
+            nodes.push(parse_node(node, tls_by_default)?);
         }
     }
+    let read = |what: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, Error> {
+        match path.as_deref().filter(|p| !p.is_empty()) {
+            None => Ok(None),
+            Some(path) => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| Error::invalid_config(format!("redis: reading `{what}` {path}: {e}"))),
+        }
+    };
+    let identity = match (read("cert", &raw.cert)?, read("key", &raw.key)?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::invalid_config(
+                "redis: `cert` and `key` (the TLS client certificate and its key) must be given \
+                 together; `key` is the plugin's own setting (--plugin-config key=PATH, or `key` \
+                 in a [backend] table) because confd's client_key is the redis password",
+            ));
+        }
+    };
+    let tls = Tls {
+        ca_cert: read("caCert", &raw.ca_cert)?,
+        identity,
+        insecure: raw.insecure,
+    };
     Ok(Settings {
         nodes,
         sentinel,
         password: raw.password.filter(|p| !p.is_empty()),
+        sentinel_password: raw.sentinel_password.filter(|p| !p.is_empty()),
+        tls,
+        tls_by_default,
         separator: raw
             .separator
             .filter(|s| !s.is_empty())
@@ -188,9 +285,15 @@ fn sentinel(raw: &Raw) -> Result<Option<Sentinel>, Error> {
     Ok(Some(Sentinel { sentinels, master }))
 }
 
-fn parse_node(node: &str) -> Result<Node, Error> {
+fn parse_node(node: &str, tls_by_default: bool) -> Result<Node, Error> {
     let bad = |why: &str| Error::invalid_config(format!("`nodes`: bad redis node {node:?}: {why}"));
-    let node = node.strip_prefix("redis://").unwrap_or(node);
+    let (node, tls) = if let Some(rest) = node.strip_prefix("rediss://") {
+        (rest, true)
+    } else if let Some(rest) = node.strip_prefix("redis://") {
+        (rest, false)
+    } else {
+        (node, tls_by_default)
+    };
     if node.starts_with('/') {
         return Ok(Node::Unix {
             path: node.to_string(),
@@ -221,6 +324,7 @@ fn parse_node(node: &str) -> Result<Node, Error> {
             .to_string(),
         port,
         db,
+        tls,
     })
 }
 
@@ -244,12 +348,14 @@ mod tests {
                 Node::Tcp {
                     host: "a".into(),
                     port: 1,
-                    db: 0
+                    db: 0,
+                    tls: false,
                 },
                 Node::Tcp {
                     host: "b".into(),
                     port: 2,
-                    db: 3
+                    db: 3,
+                    tls: false,
                 },
             ]
         );
@@ -288,6 +394,35 @@ mod tests {
         assert!(err.to_string().contains("masterName"), "{err}");
         let err = decode(&config(&[("nodes", "sentinel://a/m")])).expect_err("no port");
         assert!(err.to_string().contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn tls_from_the_node_or_the_scheme() {
+        let s = decode(&config(&[("nodes", "rediss://a:1, b:2, redis://c:3")])).expect("valid");
+        let tls: Vec<bool> = s
+            .nodes
+            .iter()
+            .map(|n| matches!(n, Node::Tcp { tls: true, .. }))
+            .collect();
+        assert_eq!(tls, [true, false, false]);
+        assert_eq!(s.nodes[0].to_string(), "rediss://a:1");
+        let s = decode(&config(&[
+            ("nodes", "a:1, redis://c:3"),
+            ("scheme", "https"),
+        ]))
+        .expect("valid");
+        assert!(matches!(s.nodes[0], Node::Tcp { tls: true, .. }));
+        assert!(matches!(s.nodes[1], Node::Tcp { tls: false, .. }));
+        assert!(s.tls_by_default);
+        let err = decode(&config(&[("scheme", "ftp")])).expect_err("bad scheme");
+        assert!(err.to_string().contains("`scheme`"), "{err}");
+        let err = decode(&config(&[("caCert", "/nonexistent/ca.pem")])).expect_err("no file");
+        assert!(err.to_string().contains("caCert"), "{err}");
+        let err = decode(&config(&[("cert", "/etc/hostname")])).expect_err("no key");
+        assert!(err.to_string().contains("together"), "{err}");
+        let s = decode(&config(&[("insecure", "true"), ("sentinelPassword", "s")])).expect("valid");
+        assert!(s.tls.insecure);
+        assert_eq!(s.sentinel_password.as_deref(), Some("s"));
     }
 
     #[test]
