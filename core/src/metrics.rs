@@ -29,6 +29,7 @@ pub const BACKEND_REQUEST_DURATION: &str = "confd_backend_request_duration_secon
 pub const BACKEND_REQUEST_TOTAL: &str = "confd_backend_request_total";
 pub const BACKEND_ERRORS_TOTAL: &str = "confd_backend_errors_total";
 pub const BACKEND_HEALTHY: &str = "confd_backend_healthy";
+pub const BACKEND_MEMBER: &str = "confd_backend_member";
 pub const TEMPLATE_PROCESS_DURATION: &str = "confd_template_process_duration_seconds";
 pub const TEMPLATE_PROCESS_TOTAL: &str = "confd_template_process_total";
 pub const TEMPLATES_LOADED: &str = "confd_templates_loaded";
@@ -87,6 +88,13 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Gauge,
         labels: &["backend"],
         help: "Whether the backend answered its last health check (1) or not (0).",
+    },
+    Metric {
+        name: BACKEND_MEMBER,
+        kind: Kind::Gauge,
+        labels: &["backend", "member"],
+        help: "The store member the backend used at its last health check (1); members used \
+               before are 0.",
     },
     Metric {
         name: TEMPLATE_PROCESS_DURATION,
@@ -290,6 +298,29 @@ pub fn set_backend_healthy(backend: &str, healthy: bool) {
     } else {
         0.0
     });
+}
+
+/// The member `backend` uses now, as its plugin's `Info` says: its series is 1 and the one of
+/// the member it used before, if another, drops to 0.
+pub fn set_backend_member(backend: &str, member: &str) {
+    static IN_USE: std::sync::Mutex<BTreeMap<String, String>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    if !on() {
+        return;
+    }
+    let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(before) = in_use.insert(backend.to_string(), member.to_string())
+        && before != member
+    {
+        ::metrics::gauge!(BACKEND_MEMBER, "backend" => backend.to_string(), "member" => before)
+            .set(0.0);
+    }
+    ::metrics::gauge!(
+        BACKEND_MEMBER,
+        "backend" => backend.to_string(),
+        "member" => member.to_string()
+    )
+    .set(1.0);
 }
 
 /// One resource rendered and synced (or failed), and how long it took.

@@ -141,7 +141,7 @@ pub struct Cli {
     #[arg(long, value_name = "PASSWORD")]
     pub password: Option<String>,
 
-    /// Do not verify the store's TLS certificate (consul, vault, redis)
+    /// Do not verify the store's TLS certificate (etcd, consul, vault, redis)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_name = "BOOL")]
     pub client_insecure: Option<bool>,

@@ -6,7 +6,7 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use confd_test_support::{RedisSentinels, ZookeeperEnsemble};
+use confd_test_support::{RedisSentinels, ZookeeperEnsemble, free_port, http_get};
 use e2e::EtcdFailover;
 
 /// Far above the failover itself (well under a second): a loaded machine must stay green.
@@ -59,6 +59,60 @@ fn etcd_killing_the_member_in_use_loses_no_change() {
 }
 
 /// `SET key value` on the redis server at `port`.
+/// The member in use as `/metrics` shows it after a readiness check: the `member` label of the
+/// `confd_backend_member` series that is 1 (only one may be).
+fn member_in_metrics(port: u16) -> Option<String> {
+    http_get(port, "/ready")?;
+    let (code, text) = http_get(port, "/metrics")?;
+    assert_eq!(code, 200, "{text}");
+    let in_use: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("confd_backend_member{") && l.ends_with(" 1"))
+        .filter_map(|l| {
+            l.split("member=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(in_use.len() <= 1, "several members in use: {text}");
+    in_use.into_iter().next()
+}
+
+/// `confd_backend_member` names the member the plugin is connected to, and another one once
+/// that member is killed.
+#[test]
+fn etcd_member_in_use_is_in_the_metrics() {
+    let port = free_port();
+    let args = ["--metrics-addr".to_string(), format!("127.0.0.1:{port}")];
+    let Some(mut run) = EtcdFailover::start_with(&args) else {
+        return;
+    };
+    let victim = run.member_in_use();
+    let shown = member_in_metrics(port);
+    assert_eq!(
+        shown.as_deref(),
+        Some(run.cluster.endpoint(victim).as_str()),
+        "stderr:\n{}",
+        run.confd.stderr()
+    );
+    run.cluster.stop(victim);
+    run.put("after");
+    assert!(
+        run.wait_for("after", DEADLINE).is_some(),
+        "no render after the kill\nstderr:\n{}",
+        run.confd.stderr()
+    );
+    let now = member_in_metrics(port).unwrap_or_default();
+    assert_ne!(now, run.cluster.endpoint(victim));
+    assert!(
+        run.cluster.endpoints().contains(&now),
+        "{now:?} is not a member\nstderr:\n{}",
+        run.confd.stderr()
+    );
+}
+
 fn redis_set(port: u16, key: &str, value: &str) {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
     let mut conn = client.get_connection().expect("connect to redis");

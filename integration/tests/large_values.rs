@@ -77,6 +77,7 @@ fn rendered(run: &Run, one: &str, part: &str) -> bool {
 fn a_10_mb_value_and_60_values_of_100_kb_render_once_and_in_watch_mode() {
     let Some(server) = EtcdServer::start_with(EtcdOptions {
         max_request_bytes: Some(32 * 1024 * 1024),
+        ..EtcdOptions::default()
     }) else {
         return;
     };

@@ -73,6 +73,9 @@ pub struct DatabaseInfo {
     pub version: String,
     /// Capability names such as `"watch"`; unknown names are ignored.
     pub capabilities: Vec<String>,
+    /// The store member in use now (e.g. an etcd member's URL); empty when there is nothing
+    /// to say. Backends with several members fill it in their `info`.
+    pub member: String,
 }
 
 #[async_trait::async_trait]

@@ -87,6 +87,7 @@ impl Descriptor {
             name: self.name.to_string(),
             version: self.version.to_string(),
             capabilities: self.capabilities.iter().map(|c| c.to_string()).collect(),
+            member: String::new(),
         }
     }
 

@@ -331,6 +331,7 @@ impl Database for RemoteDatabase {
                 name: info.name,
                 version: info.version,
                 capabilities: info.capabilities,
+                member: info.member,
             }),
             Err(err) if err.kind() == ErrorKind::Unimplemented => Err(Error::unimplemented(
                 format!("plugin {} does not offer Info", self.name),

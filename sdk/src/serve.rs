@@ -264,6 +264,7 @@ pub async fn serve_listening<D: Database>(
         name: opts.name.clone(),
         version: opts.version.clone(),
         capabilities: opts.capabilities.clone(),
+        member: String::new(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -742,6 +743,7 @@ impl<D: Database> database_server::Database for DatabaseService<D> {
             name: info.name,
             version: info.version,
             capabilities: info.capabilities,
+            member: info.member,
         }))
     }
 }

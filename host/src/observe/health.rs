@@ -1,6 +1,7 @@
 //! Backend health for the readiness probes: one small trait the probe calls per backend, and the
 //! check used until the plugin supervisor brings its own. Every check is bounded by
-//! [`CHECK_TIMEOUT`], timed, and recorded as `confd_backend_healthy` and a backend request.
+//! [`CHECK_TIMEOUT`], timed, and recorded as `confd_backend_healthy` (and `confd_backend_member`
+//! when the plugin names the member it uses) and a backend request.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,6 +59,13 @@ impl BackendHealth for PluginHealth {
                 .get_values(&[HEALTH_KEY.to_string()])
                 .await
                 .map_err(|e| e.to_string())?;
+            // The member in use, after the read above chose it; a plugin without Info (a Go
+            // plugin) or with nothing to say adds nothing.
+            if let Ok(info) = client.info().await
+                && !info.member.is_empty()
+            {
+                details.insert("member".to_string(), info.member);
+            }
             Ok(details)
         })
     }
@@ -109,6 +117,9 @@ pub async fn run_check(backend: &str, probe: &dyn BackendHealth, operation: Oper
     }
     metrics::record_backend_request(backend, operation, duration, healthy);
     metrics::set_backend_healthy(backend, healthy);
+    if let Some(member) = details.get("member") {
+        metrics::set_backend_member(backend, member);
+    }
     Report {
         healthy,
         message,

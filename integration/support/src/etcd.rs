@@ -14,6 +14,8 @@ pub struct EtcdOptions {
     /// `--max-request-bytes`: the largest request (e.g. one put) etcd accepts; etcd's default is
     /// 1.5 MiB.
     pub max_request_bytes: Option<u64>,
+    /// Over TLS, clients without a certificate are served too (no `--client-cert-auth`).
+    pub no_client_certs: bool,
 }
 
 /// One single-member etcd cluster on 127.0.0.1.
@@ -48,6 +50,18 @@ impl EtcdServer {
         EtcdServer::launch(
             Some((certs.server_cert(), certs.server_key(), certs.ca())),
             EtcdOptions::default(),
+        )
+    }
+
+    /// Starts etcd serving TLS with the given server certificate to any client, with or without
+    /// a client certificate.
+    pub fn start_tls_server_only(certs: &crate::TestCertificates) -> Option<EtcdServer> {
+        EtcdServer::launch(
+            Some((certs.server_cert(), certs.server_key(), certs.ca())),
+            EtcdOptions {
+                no_client_certs: true,
+                ..EtcdOptions::default()
+            },
         )
     }
 
@@ -117,9 +131,12 @@ impl EtcdServer {
         if let Some((cert, key, ca)) = &self.tls {
             command
                 .arg(format!("--cert-file={}", cert.display()))
-                .arg(format!("--key-file={}", key.display()))
-                .arg(format!("--trusted-ca-file={}", ca.display()))
-                .arg("--client-cert-auth");
+                .arg(format!("--key-file={}", key.display()));
+            if !self.options.no_client_certs {
+                command
+                    .arg(format!("--trusted-ca-file={}", ca.display()))
+                    .arg("--client-cert-auth");
+            }
         }
         if let Some(bytes) = self.options.max_request_bytes {
             command.arg(format!("--max-request-bytes={bytes}"));

@@ -792,6 +792,11 @@ pub struct EtcdFailover {
 impl EtcdFailover {
     /// The cluster up, `/fo/v = start` written and rendered; `None` without etcd.
     pub fn start() -> Option<EtcdFailover> {
+        EtcdFailover::start_with(&[])
+    }
+
+    /// [`Self::start`] with more confd arguments.
+    pub fn start_with(args: &[String]) -> Option<EtcdFailover> {
         let cluster = EtcdCluster::start(3)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -804,6 +809,7 @@ impl EtcdFailover {
         for i in 0..cluster.len() {
             nodes.extend(["--node".to_string(), cluster.address(i)]);
         }
+        nodes.extend(args.iter().cloned());
         let confd = one_key_confd(dir.path(), "etcd", &nodes);
         let failover = EtcdFailover {
             cluster,

@@ -66,6 +66,11 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         Setting::from("cert", &["client_cert"], "TLS client certificate file"),
         Setting::from("key", &["client_key"], "TLS client key file"),
         Setting::from("caCert", &["client_cakeys"], "TLS CA certificate file"),
+        Setting::from(
+            "insecure",
+            &["client_insecure"],
+            "do not verify the members' TLS certificates",
+        ),
         Setting::from("basicAuth", &["basic_auth"], "use basic authentication"),
         Setting::from("username", &["username"], "basic authentication user"),
         Setting::from("password", &["password"], "basic authentication password"),
@@ -73,6 +78,12 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
             "dialTimeout",
             &["dial_timeout"],
             "connect and request time limit (default 5s)",
+        ),
+        Setting::from(
+            "autoSyncInterval",
+            &[],
+            "read the cluster's member list at start and at this interval, and use the \
+             members it names (off by default)",
         ),
     ],
     capabilities: &["watch"],
@@ -118,8 +129,21 @@ impl Etcd {
     /// The member calls go to now (its URL), empty before configure.
     pub fn member_in_use(&self) -> String {
         self.connection()
-            .map(|c| c.members.current().to_string())
+            .map(|c| c.members.current())
             .unwrap_or_default()
+    }
+
+    /// The members known now (the nodes given, and with `autoSyncInterval` those the cluster's
+    /// member list names), without those the list no longer names.
+    pub fn member_urls(&self) -> Vec<String> {
+        self.connection()
+            .map(|c| c.members.urls())
+            .unwrap_or_default()
+    }
+
+    /// How many members are known now (see [`Etcd::member_urls`]).
+    pub fn members_known(&self) -> usize {
+        self.member_urls().len()
     }
 
     /// How many members are marked down right now.
@@ -401,7 +425,7 @@ impl Connection {
             };
             self.members.failed(member, &broken);
             breaks += 1;
-            if breaks >= self.settings.nodes.len() {
+            if breaks >= self.members.len() {
                 return Err(Error::unavailable(format!(
                     "etcd {}: {broken}",
                     self.members.url(member)
@@ -553,6 +577,8 @@ impl Database for Etcd {
     }
 
     async fn info(&self) -> Result<DatabaseInfo, Error> {
-        Ok(DESCRIPTOR.info())
+        let mut info = DESCRIPTOR.info();
+        info.member = self.member_in_use();
+        Ok(info)
     }
 }

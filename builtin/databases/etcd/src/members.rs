@@ -5,7 +5,9 @@
 //! member that refuses, resets or stops answering is marked down at once and the call is retried
 //! on the next member not known to be down, so no time goes to a member known to be dead. A
 //! background task rechecks the members marked down and returns them to the pool when they
-//! answer again.
+//! answer again. With `autoSyncInterval` the cluster's own member list is asked for at start and
+//! then at that interval: members it names are added, members it no longer names are left (kept
+//! in the list as removed, so the indices calls hold stay valid).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -13,6 +15,9 @@ use std::time::Duration;
 
 use confd_sdk::Error;
 use etcd_client::{Client, ConnectOptions};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::task::AbortHandle;
 use tonic::transport::Endpoint;
 
@@ -23,10 +28,13 @@ pub(crate) const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The members and the client of each.
 pub(crate) struct Members {
-    urls: Vec<String>,
-    endpoints: Vec<Endpoint>,
     options: ConnectOptions,
     dial_timeout: Duration,
+    /// How endpoints of members learnt from the member list are made.
+    tls: Option<etcd_client::TlsOptions>,
+    insecure: bool,
+    /// `autoSyncInterval`, when on.
+    auto_sync: Option<Duration>,
     state: Mutex<State>,
     recheck: Mutex<Option<AbortHandle>>,
 }
@@ -37,8 +45,11 @@ struct State {
     members: Vec<Member>,
 }
 
-#[derive(Default)]
 struct Member {
+    url: String,
+    endpoint: Endpoint,
+    /// No longer named by the cluster's member list: never chosen, never rechecked.
+    removed: bool,
     client: Option<Client>,
     /// Why it was left, while it is marked down.
     down: Option<String>,
@@ -76,6 +87,55 @@ pub(crate) fn member_failed(err: &etcd_client::Error) -> bool {
     }
 }
 
+/// The server certificate check of `--client-insecure`: any certificate is accepted, but the
+/// handshake signatures are still checked, so the connection is encrypted to whoever holds the
+/// key of the certificate shown.
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl AnyCertificate {
+    fn new() -> AnyCertificate {
+        AnyCertificate(
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        )
+    }
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 /// What went wrong on one member.
 pub(crate) enum Failure {
     /// The member answered with an error or the connection broke.
@@ -90,55 +150,71 @@ impl Members {
         options: ConnectOptions,
         tls: Option<etcd_client::TlsOptions>,
     ) -> Result<Arc<Members>, Error> {
-        let mut endpoints = Vec::new();
+        let mut list = Vec::new();
         for url in &settings.nodes {
-            let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| {
-                Error::invalid_config(format!("etcd: the node {url:?} is not a URL: {e}"))
-            })?;
-            if url.starts_with("https://") {
-                endpoint = endpoint
-                    .tls_config(tls.clone().unwrap_or_default())
-                    .map_err(|e| Error::invalid_config(format!("etcd: TLS for {url}: {e}")))?;
-            }
-            endpoint = endpoint
-                .connect_timeout(settings.dial_timeout)
-                // Keep-alive pings notice a silently dead member during a long watch.
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(settings.dial_timeout)
-                .keep_alive_while_idle(true)
-                .tcp_nodelay(true);
-            endpoints.push(endpoint);
+            list.push(Member {
+                url: url.clone(),
+                endpoint: endpoint(url, settings.dial_timeout, tls.as_ref(), settings.insecure)?,
+                removed: false,
+                client: None,
+                down: None,
+            });
         }
         let members = Arc::new(Members {
-            urls: settings.nodes.clone(),
-            endpoints,
             options,
             dial_timeout: settings.dial_timeout,
+            tls,
+            insecure: settings.insecure,
+            auto_sync: settings.auto_sync_interval,
             state: Mutex::new(State {
                 current: 0,
-                members: settings.nodes.iter().map(|_| Member::default()).collect(),
+                members: list,
             }),
             recheck: Mutex::new(None),
         });
-        if members.urls.len() > 1 {
+        if settings.nodes.len() > 1 || members.auto_sync.is_some() {
             let task = tokio::spawn(recheck(Arc::downgrade(&members)));
             *lock(&members.recheck) = Some(task.abort_handle());
         }
         Ok(members)
     }
 
+    /// The members not removed, in order.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        lock(&self.state)
+            .members
+            .iter()
+            .filter(|m| !m.removed)
+            .map(|m| m.url.clone())
+            .collect()
+    }
+
     /// All members, as the errors name them.
     pub(crate) fn names(&self) -> String {
-        self.urls.join(", ")
+        self.urls().join(", ")
     }
 
-    pub(crate) fn url(&self, index: usize) -> &str {
-        self.urls.get(index).map_or("", String::as_str)
+    /// How many members there are (removed ones too: each is tried at most once).
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.state).members.len()
     }
 
-    /// The member in use (for logs and tests).
-    pub(crate) fn current(&self) -> &str {
-        self.url(lock(&self.state).current)
+    pub(crate) fn url(&self, index: usize) -> String {
+        lock(&self.state)
+            .members
+            .get(index)
+            .map(|m| m.url.clone())
+            .unwrap_or_default()
+    }
+
+    /// The member in use (for logs, metrics and tests).
+    pub(crate) fn current(&self) -> String {
+        let state = lock(&self.state);
+        state
+            .members
+            .get(state.current)
+            .map(|m| m.url.clone())
+            .unwrap_or_default()
     }
 
     /// How many members are marked down.
@@ -160,13 +236,20 @@ impl Members {
         let pick = order
             .iter()
             .copied()
-            .find(|i| !tried.contains(i) && state.members[*i].down.is_none())
-            .or_else(|| order.iter().copied().find(|i| !tried.contains(i)))?;
+            .find(|i| {
+                !tried.contains(i) && state.members[*i].down.is_none() && !state.members[*i].removed
+            })
+            .or_else(|| {
+                order
+                    .iter()
+                    .copied()
+                    .find(|i| !tried.contains(i) && !state.members[*i].removed)
+            })?;
         if pick != state.current {
             tracing::debug!(
                 "etcd: using member {} (was {})",
-                self.urls[pick],
-                self.urls[state.current]
+                state.members[pick].url,
+                state.members[state.current].url
             );
             state.current = pick;
         }
@@ -179,7 +262,8 @@ impl Members {
         if let Some(client) = cached {
             return Ok(client);
         }
-        let channel = etcd_client::Channel::Tonic(self.endpoints[index].connect_lazy());
+        let endpoint = lock(&self.state).members[index].endpoint.clone();
+        let channel = etcd_client::Channel::Tonic(endpoint.connect_lazy());
         let client = match tokio::time::timeout(
             self.dial_timeout,
             Client::from_channel(channel, Some(self.options.clone())),
@@ -208,19 +292,22 @@ impl Members {
         if n > 1 && state.current == index {
             let next = (1..n)
                 .map(|i| (index + i) % n)
-                .find(|i| state.members[*i].down.is_none());
+                .find(|i| state.members[*i].down.is_none() && !state.members[*i].removed);
             if let Some(next) = next {
                 state.current = next;
             }
             if newly {
                 tracing::warn!(
                     "etcd: member {} failed ({why}); using {}",
-                    self.urls[index],
-                    self.urls[state.current]
+                    state.members[index].url,
+                    state.members[state.current].url
                 );
             }
         } else if newly && n > 1 {
-            tracing::debug!("etcd: member {} marked down ({why})", self.urls[index]);
+            tracing::debug!(
+                "etcd: member {} marked down ({why})",
+                state.members[index].url
+            );
         }
     }
 
@@ -230,7 +317,7 @@ impl Members {
         if let Some(member) = state.members.get_mut(index)
             && member.down.take().is_some()
         {
-            tracing::debug!("etcd: member {} answers again", self.urls[index]);
+            tracing::debug!("etcd: member {} answers again", member.url);
         }
     }
 
@@ -271,14 +358,15 @@ impl Members {
 
     /// Asks every member marked down whether it is back.
     async fn recheck_once(&self) {
-        let down: Vec<usize> = {
+        let down: Vec<(usize, Endpoint)> = {
             let state = lock(&self.state);
             (0..state.members.len())
-                .filter(|i| state.members[*i].down.is_some())
+                .filter(|i| state.members[*i].down.is_some() && !state.members[*i].removed)
+                .map(|i| (i, state.members[i].endpoint.clone()))
                 .collect()
         };
-        for index in down {
-            let channel = etcd_client::Channel::Tonic(self.endpoints[index].connect_lazy());
+        for (index, endpoint) in down {
+            let channel = etcd_client::Channel::Tonic(endpoint.connect_lazy());
             let check = async {
                 let client = Client::from_channel(channel, Some(self.options.clone())).await?;
                 client.maintenance_client().status().await
@@ -290,21 +378,124 @@ impl Members {
                 if state.members[index].down.take().is_some() {
                     tracing::debug!(
                         "etcd: member {} is back; it is used again",
-                        self.urls[index]
+                        state.members[index].url
                     );
                 }
             }
         }
     }
+
+    /// Asks the cluster for its members and follows the answer: members it names that are not
+    /// known are added, known ones it no longer names are left. An empty or failed answer
+    /// changes nothing.
+    pub(crate) async fn sync(&self) {
+        let answer = self
+            .run(|client| async move { client.cluster_client().member_list().await })
+            .await;
+        let response = match answer {
+            Ok((response, _)) => response,
+            Err((failure, _)) => {
+                let why = match failure {
+                    Failure::Etcd(e) => crate::describe(&e),
+                    Failure::Timeout => format!("no answer within {:?}", self.dial_timeout),
+                };
+                tracing::debug!("etcd: the member list could not be read: {why}");
+                return;
+            }
+        };
+        let listed: Vec<String> = response
+            .members()
+            .iter()
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect();
+        if listed.is_empty() {
+            return;
+        }
+        let mut added = Vec::new();
+        for url in &listed {
+            let known = lock(&self.state).members.iter().any(|m| &m.url == url);
+            if known {
+                continue;
+            }
+            match endpoint(url, self.dial_timeout, self.tls.as_ref(), self.insecure) {
+                Ok(endpoint) => added.push(Member {
+                    url: url.clone(),
+                    endpoint,
+                    removed: false,
+                    client: None,
+                    down: None,
+                }),
+                Err(e) => tracing::warn!("etcd: member list: {e}"),
+            }
+        }
+        let mut state = lock(&self.state);
+        for member in added {
+            tracing::info!("etcd: member {} added (from the member list)", member.url);
+            state.members.push(member);
+        }
+        for member in &mut state.members {
+            let named = listed.contains(&member.url);
+            if member.removed == named {
+                member.removed = !named;
+                member.client = None;
+                tracing::info!(
+                    "etcd: member {} {} the member list",
+                    member.url,
+                    if named { "is back in" } else { "left" }
+                );
+            }
+        }
+        if state.members.get(state.current).is_some_and(|m| m.removed)
+            && let Some(next) = state.members.iter().position(|m| !m.removed)
+        {
+            state.current = next;
+        }
+    }
 }
 
-/// The background recheck of members marked down, until the members are dropped.
+/// The channel settings of the member at `url`.
+fn endpoint(
+    url: &str,
+    dial_timeout: Duration,
+    tls: Option<&etcd_client::TlsOptions>,
+    insecure: bool,
+) -> Result<Endpoint, Error> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| Error::invalid_config(format!("etcd: the node {url:?} is not a URL: {e}")))?;
+    if url.starts_with("https://") {
+        let config = tls.cloned().unwrap_or_default();
+        endpoint = if insecure {
+            endpoint.tls_config_with_verifier(config, Arc::new(AnyCertificate::new()))
+        } else {
+            endpoint.tls_config(config)
+        }
+        .map_err(|e| Error::invalid_config(format!("etcd: TLS for {url}: {e}")))?;
+    }
+    Ok(endpoint
+        .connect_timeout(dial_timeout)
+        // Keep-alive pings notice a silently dead member during a long watch.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(dial_timeout)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true))
+}
+
+/// The background recheck of members marked down, and the member list sync when it is on, until
+/// the members are dropped.
 async fn recheck(members: Weak<Members>) {
+    let mut last_sync: Option<tokio::time::Instant> = None;
     loop {
-        tokio::time::sleep(RECHECK_INTERVAL).await;
-        let Some(members) = members.upgrade() else {
+        let Some(strong) = members.upgrade() else {
             return;
         };
-        members.recheck_once().await;
+        if let Some(every) = strong.auto_sync
+            && last_sync.is_none_or(|at| at.elapsed() >= every)
+        {
+            last_sync = Some(tokio::time::Instant::now());
+            strong.sync().await;
+        }
+        strong.recheck_once().await;
+        drop(strong);
+        tokio::time::sleep(RECHECK_INTERVAL).await;
     }
 }

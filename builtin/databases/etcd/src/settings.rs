@@ -21,10 +21,13 @@ struct Raw {
     key: Option<String>,
     ca_cert: Option<String>,
     basic_auth: bool,
+    insecure: bool,
     username: Option<String>,
     password: Option<String>,
     #[serde(with = "confd_sdk::config::duration")]
     dial_timeout: Duration,
+    #[serde(with = "confd_sdk::config::duration")]
+    auto_sync_interval: Duration,
 }
 
 impl Default for Raw {
@@ -35,9 +38,11 @@ impl Default for Raw {
             key: None,
             ca_cert: None,
             basic_auth: false,
+            insecure: false,
             username: None,
             password: None,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            auto_sync_interval: Duration::ZERO,
         }
     }
 }
@@ -49,9 +54,15 @@ pub struct Settings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
+    /// The members' certificates are not verified (`--client-insecure`); only `https://` members
+    /// use TLS at all.
+    pub insecure: bool,
     /// `(username, password)` when basic auth is on.
     pub user: Option<(String, String)>,
     pub dial_timeout: Duration,
+    /// How often the cluster's member list is read (`autoSyncInterval`); `None`: never, the
+    /// nodes given are all the members used.
+    pub auto_sync_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -105,10 +116,12 @@ pub fn decode(config: &Config) -> Result<Settings, Error> {
         cert,
         key,
         ca_cert,
+        insecure: raw.insecure,
         user: raw
             .basic_auth
             .then(|| (username, raw.password.unwrap_or_default())),
         dial_timeout: raw.dial_timeout,
+        auto_sync_interval: (!raw.auto_sync_interval.is_zero()).then_some(raw.auto_sync_interval),
     })
 }
 
@@ -137,6 +150,7 @@ mod tests {
         assert_eq!(s.nodes, ["http://127.0.0.1:2379"]);
         assert_eq!(s.dial_timeout, DEFAULT_DIAL_TIMEOUT);
         assert_eq!(s.user, None);
+        assert_eq!(s.auto_sync_interval, None);
         assert!(!s.tls());
     }
 
@@ -147,10 +161,12 @@ mod tests {
             ("username", "root"),
             ("password", "pw"),
             ("dialTimeout", "250ms"),
+            ("autoSyncInterval", "30s"),
         ]))
         .expect("valid");
         assert_eq!(s.user, Some(("root".to_string(), "pw".to_string())));
         assert_eq!(s.dial_timeout, Duration::from_millis(250));
+        assert_eq!(s.auto_sync_interval, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -297,6 +297,62 @@ async fn tls_with_client_certificates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_accepts_an_untrusted_certificate_and_only_then() {
+    let Some(certs) = confd_test_support::TestCertificates::generate() else {
+        return;
+    };
+    let Some(server) = EtcdServer::start_tls_server_only(&certs) else {
+        return;
+    };
+    let ca = std::fs::read(certs.ca()).expect("CA file");
+    let tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+    let options = etcd_client::ConnectOptions::new().with_tls(tls);
+    let mut written = false;
+    for _ in 0..50 {
+        let client = Client::connect([server.endpoint()], Some(options.clone())).await;
+        if let Ok(mut client) = client
+            && client.put("/tls/a", "unverified", None).await.is_ok()
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written, "the TLS test client could write");
+    let endpoint = server.endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+
+    // Neither a CA nor insecure: the certificate is refused, naming the backend and the member.
+    let strict = backend(&server, &[("nodes", &endpoint), ("dialTimeout", "2s")]).await;
+    let err = strict
+        .get_values(&keys(&["/tls"]))
+        .await
+        .expect_err("the certificate is not trusted");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let text = err.message();
+    assert!(text.starts_with("etcd "), "{text}");
+    assert!(text.contains(&endpoint), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    let insecure = backend(
+        &server,
+        &[
+            ("nodes", &endpoint),
+            ("insecure", "true"),
+            ("dialTimeout", "2s"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        insecure
+            .get_values(&keys(&["/tls"]))
+            .await
+            .expect("read without verifying the certificate"),
+        map(&[("/tls/a", "unverified")])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_ahead_of_the_store_starts_again() {
     let Some(server) = EtcdServer::start() else {
         return;
@@ -535,6 +591,7 @@ fn cache_retry() -> Duration {
 async fn values_and_prefixes_beyond_four_mib_read_whole() {
     let Some(server) = EtcdServer::start_with(EtcdOptions {
         max_request_bytes: Some(32 * 1024 * 1024),
+        ..EtcdOptions::default()
     }) else {
         return;
     };
@@ -744,4 +801,49 @@ async fn killing_the_member_in_use_moves_reads_and_watches_to_another() {
     used.sort_unstable();
     used.dedup();
     assert!(used.len() >= 2, "members in use: {used:?}");
+}
+
+/// Given one member and `autoSyncInterval`, the backend reads the cluster's member list and
+/// learns the other two: when the one given is killed, a change written through another still
+/// reaches the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_sync_learns_the_members_from_one_endpoint() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| EtcdCluster::start(3)) else {
+        return;
+    };
+    put_on(&cluster, 0, "/s/n", "start").await;
+    let etcd = Etcd::new();
+    etcd.configure(HashMap::from([
+        ("nodes".to_string(), cluster.endpoint(0)),
+        ("autoSyncInterval".to_string(), "1s".to_string()),
+    ]))
+    .await
+    .expect("valid settings");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while etcd.members_known() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut known = etcd.member_urls();
+    known.sort();
+    let mut all = cluster.endpoints();
+    all.sort();
+    assert_eq!(known, all, "the member list was read");
+
+    let watched = keys(&["/s"]);
+    let index = etcd.watch_prefix("/s", &watched, 0).await.expect("index");
+    assert_eq!(etcd.member_in_use(), cluster.endpoint(0));
+    tokio::task::block_in_place(|| cluster.stop(0));
+    put_on(&cluster, 1, "/s/n", "after").await;
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        etcd.watch_prefix("/s", &watched, index),
+    )
+    .await
+    .expect("the change arrives through a learnt member")
+    .expect("watch ok");
+    assert_eq!(
+        etcd.get_values(&watched).await.expect("read"),
+        map(&[("/s/n", "after")])
+    );
+    assert_ne!(etcd.member_in_use(), cluster.endpoint(0));
 }
