@@ -71,13 +71,11 @@ pub fn plan(
     for i in order {
         let r = &resources[i];
         let (launch, from, table) = match r.backend_table() {
-            None => match global
-                .entry(r.backend().to_string())
-                .or_insert_with(|| {
-                    registry
-                        .launch(r.backend(), settings, self_exe, plugin_dev)
-                        .map_err(|e| e.to_string())
-                }) {
+            None => match global.entry(r.backend().to_string()).or_insert_with(|| {
+                registry
+                    .launch(r.backend(), settings, self_exe, plugin_dev)
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(launch) => (launch.clone(), settings.clone(), false),
                 Err(e) => {
                     problems.push(format!("{}: {e}", r.source_file().display()));
