@@ -1,6 +1,8 @@
 //! Generates the gRPC stubs from `proto/` with protox, so a build needs no `protoc`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read when the script runs, not when it is compiled: a compiled script moved with its
+    // target directory would otherwise look for the protos where the crate used to be.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let files = [
         root.join("confd/plugin/v1/database.proto"),
         root.join("plugin/grpc_controller.proto"),

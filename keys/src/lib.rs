@@ -12,6 +12,16 @@
 //! assert!(!is_under("/application", "/app"));
 //! ```
 
+/// The keys a watch covers: a watch given no keys covers its whole prefix. Every store's
+/// `watch_prefix` reads its `keys` argument through this, so they agree on the empty case.
+pub fn watched(prefix: &str, keys: &[String]) -> Vec<String> {
+    if keys.is_empty() {
+        vec![prefix.to_string()]
+    } else {
+        keys.to_vec()
+    }
+}
+
 /// Go's `path.Clean`: `//` collapses, `.` segments go, `..` pops a segment (never above `/` in a
 /// rooted path; kept at the front of a relative one), a trailing `/` is dropped, and the empty
 /// path is `.`. Glob characters such as `*` are ordinary characters here.
@@ -137,6 +147,13 @@ pub fn common_prefix(keys: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_without_keys_covers_its_prefix() {
+        assert_eq!(watched("/app", &[]), ["/app"]);
+        let keys = ["/app/a".to_string(), "/app/b".to_string()];
+        assert_eq!(watched("/app", &keys), keys);
+    }
 
     #[test]
     fn clean_follows_go() {

@@ -392,11 +392,7 @@ impl Database for Consul {
         keys: &[String],
         wait_index: u64,
     ) -> Result<u64, Error> {
-        let keys = if keys.is_empty() {
-            vec![prefix.to_string()]
-        } else {
-            keys.to_vec()
-        };
+        let keys = confd_sdk::keys::watched(prefix, keys);
         self.agent()?.watch(&keys, wait_index).await
     }
 

@@ -556,11 +556,7 @@ impl Database for Etcd {
         wait_index: u64,
     ) -> Result<u64, Error> {
         let connection = self.connection()?;
-        let keys = if keys.is_empty() {
-            vec![prefix.to_string()]
-        } else {
-            keys.to_vec()
-        };
+        let keys = confd_sdk::keys::watched(prefix, keys);
         let cache = connection.cache_for(&keys).await;
         if wait_index == 0 {
             if let Some(revision) = cache.as_ref().and_then(|c| c.revision()) {

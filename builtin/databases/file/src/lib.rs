@@ -201,11 +201,7 @@ impl Database for FileDatabase {
         wait_index: u64,
     ) -> Result<u64, Error> {
         let active = self.active()?;
-        let keys: Vec<String> = if keys.is_empty() {
-            vec![prefix.to_string()]
-        } else {
-            keys.to_vec()
-        };
+        let keys = confd_sdk::keys::watched(prefix, keys);
         let current = self.index(&active, &keys).await?;
         if wait_index == 0 || wait_index != current {
             return Ok(current);

@@ -371,11 +371,7 @@ impl Database for Redis {
         wait_index: u64,
     ) -> Result<u64, Error> {
         let connection = self.connection()?;
-        let keys = if keys.is_empty() {
-            vec![prefix.to_string()]
-        } else {
-            keys.to_vec()
-        };
+        let keys = confd_sdk::keys::watched(prefix, keys);
         watch::watch_prefix(&connection, &keys, wait_index).await
     }
 

@@ -457,11 +457,7 @@ impl Database for Zookeeper {
         keys: &[String],
         wait_index: u64,
     ) -> Result<u64, Error> {
-        let keys = if keys.is_empty() {
-            vec![prefix.to_string()]
-        } else {
-            keys.to_vec()
-        };
+        let keys = confd_sdk::keys::watched(prefix, keys);
         // Watch the znode above every key: a resource's keys may lie outside its prefix.
         let watched = path_prefix(&keys);
         self.connection()?.watch(&watched, &keys, wait_index).await
