@@ -540,3 +540,36 @@ fn discovery_order_exe_then_cwd_then_plugin_dirs_first_given_wins() {
         Source::File(cwd.path().join("confd-database-z"))
     );
 }
+
+/// `--client-insecure` reaches every builtin that speaks TLS as its own setting (the original
+/// accepts the flag and ignores it; here it turns verification off, see docs/differences.md).
+#[test]
+fn client_insecure_reaches_every_backend_that_speaks_tls() {
+    let reg = Registry::discover_in(std::iter::empty::<&Path>());
+    let on = settings_from(&["--client-insecure"], "");
+    let off = settings_from(&[], "");
+    for (backend, key) in [
+        ("etcd", "insecure"),
+        ("consul", "insecure"),
+        ("vault", "insecure"),
+        ("redis", "insecure"),
+    ] {
+        let launch = reg
+            .launch(backend, &on, Path::new("/confd"), false)
+            .expect(backend);
+        assert_eq!(
+            launch.config.get(key).map(String::as_str),
+            Some("true"),
+            "{backend}: {:?}",
+            launch.config
+        );
+        let launch = reg
+            .launch(backend, &off, Path::new("/confd"), false)
+            .expect(backend);
+        assert!(
+            !launch.config.contains_key(key),
+            "{backend}: {:?}",
+            launch.config
+        );
+    }
+}
