@@ -225,45 +225,29 @@ async fn an_outage_keeps_files_and_rendering_resumes() {
 /// of ending the run.
 #[tokio::test]
 async fn a_backend_that_answers_unimplemented_to_a_watch_is_polled_instead() {
-    let c = Confdir::new();
-    c.template("app.tmpl", APP);
-    c.resource("app.conf", "app.tmpl", &["/app"], "");
-    let db = MemDb::without_watch(&[("/app/name", "v0")]);
-    let mut opts = c.opts();
-    opts.interval = Duration::from_millis(100);
-    let resources = load_resources(&opts).expect("load");
-    let backends = db.backends();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = async {
-        let _ = stopped.await;
-    };
-    let driver = async {
-        assert!(
-            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
-                == Some("name=v0\n"))
-            .await
-        );
-        db.set("/app/name", "v1");
-        assert!(
-            eventually(Duration::from_secs(5), || c.read("app.conf").as_deref()
-                == Some("name=v1\n"))
-            .await
-        );
-        let _ = stop.send(());
-    };
-    let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
+    let summary = run_a_backend_without_watch(&[]).await;
     assert_eq!(summary.expect("polled, not ended").updated, 2);
 }
 
 #[tokio::test]
 async fn a_backend_in_poll_backends_is_read_every_interval_instead() {
+    let summary = run_a_backend_without_watch(&["mem"]).await;
+    assert_eq!(summary.expect("polled, not refused").updated, 2);
+}
+
+/// A watch run over a store that cannot watch, with `poll_backends` as given and a 100 ms
+/// interval: the first value renders, a change renders, then the run is stopped.
+async fn run_a_backend_without_watch(
+    poll_backends: &[&str],
+) -> Result<confd_core::Summary, confd_core::WatchError> {
     let c = Confdir::new();
     c.template("app.tmpl", APP);
     c.resource("app.conf", "app.tmpl", &["/app"], "");
     let db = MemDb::without_watch(&[("/app/name", "v0")]);
     let mut opts = c.opts();
     opts.interval = Duration::from_millis(100);
-    opts.poll_backends.insert("mem".to_string());
+    opts.poll_backends
+        .extend(poll_backends.iter().map(|b| b.to_string()));
     let resources = load_resources(&opts).expect("load");
     let backends = db.backends();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -285,7 +269,7 @@ async fn a_backend_in_poll_backends_is_read_every_interval_instead() {
         let _ = stop.send(());
     };
     let (summary, ()) = tokio::join!(run_watch(&resources, &backends, &opts, shutdown), driver);
-    assert_eq!(summary.expect("polled, not refused").updated, 2);
+    summary
 }
 
 #[tokio::test]
