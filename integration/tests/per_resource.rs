@@ -6,7 +6,7 @@
 
 mod e2e;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(15);
+/// The global env backend's resource in every confdir here.
+const APP_TEMPLATE: &str = "name = {{getv \"/app/name\"}}\n";
 
 /// The stores of the mixed run; `None` when etcd is not installed outside CI.
 struct Stores {
@@ -58,17 +60,10 @@ impl Stores {
 
 /// A confdir with one resource per source; `shared-1` and `shared-2` have identical tables.
 fn write_confdir(confdir: &Path, out: &Path, stores: &Stores) {
-    let templates = confdir.join("templates");
-    let conf_d = confdir.join("conf.d");
-    std::fs::create_dir_all(&templates).expect("templates");
-    std::fs::create_dir_all(&conf_d).expect("conf.d");
+    std::fs::create_dir_all(confdir.join("templates")).expect("templates");
+    std::fs::create_dir_all(confdir.join("conf.d")).expect("conf.d");
     let resources = [
-        (
-            "app",
-            "/app",
-            "name = {{getv \"/app/name\"}}\n",
-            String::new(),
-        ),
+        ("app", "/app", APP_TEMPLATE, String::new()),
         (
             "file",
             "/file",
@@ -108,15 +103,7 @@ fn write_confdir(confdir: &Path, out: &Path, stores: &Stores) {
         ),
     ];
     for (name, key, template, table) in resources {
-        std::fs::write(templates.join(format!("{name}.tmpl")), template).expect("template");
-        std::fs::write(
-            conf_d.join(format!("{name}.toml")),
-            format!(
-                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
-                out.display()
-            ),
-        )
-        .expect("resource");
+        write_resource(confdir, out, name, key, template, &table);
     }
 }
 
@@ -500,10 +487,8 @@ fn a_rejected_backend_table_names_the_backend_and_the_file() {
     );
 }
 
-/// A confdir with `app` (the global env backend) and `late`, whose `[backend]` table names
-/// `confd-database-late` in `plugins/`: a script that exits at once until `up` exists in the
-/// test dir, then runs the env builtin.
-fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// `confdir/{conf.d,templates}`, `out` and `plugins` under `dir`, made.
+fn layout(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (confdir, out, plugins) = (dir.join("confdir"), dir.join("out"), dir.join("plugins"));
     for d in [
         confdir.join("conf.d"),
@@ -513,38 +498,55 @@ fn write_late_confdir(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     ] {
         std::fs::create_dir_all(d).expect("dir");
     }
-    let script = plugins.join("confd-database-late");
+    (confdir, out, plugins)
+}
+
+/// Resource `name`: its template, and its TOML writing `out/<name>.conf` from `key`, followed
+/// by `table` (a `[backend]` table or nothing).
+fn write_resource(confdir: &Path, out: &Path, name: &str, key: &str, template: &str, table: &str) {
+    std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
     std::fs::write(
-        &script,
+        confdir.join(format!("conf.d/{name}.toml")),
         format!(
-            "#!/bin/sh\nif [ -e '{}' ]; then exec '{}' internal-plugin database env; fi\n\
+            "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
+            out.display()
+        ),
+    )
+    .expect("resource");
+}
+
+/// An executable `confd-database-<name>` in `plugins`: a shell script running `body`.
+fn write_plugin(plugins: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = plugins.join(format!("confd-database-{name}"));
+    std::fs::write(&script, format!("#!/bin/sh\n{body}")).expect("plugin script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A confdir with `app` (the global env backend) and `late`, whose `[backend]` table names
+/// `confd-database-late` in `plugins/`: a script that exits at once until `up` exists in the
+/// test dir, then runs the env builtin.
+fn write_late_confdir(dir: &Path) -> (PathBuf, PathBuf) {
+    let (confdir, out, plugins) = layout(dir);
+    write_plugin(
+        &plugins,
+        "late",
+        &format!(
+            "if [ -e '{}' ]; then exec '{}' internal-plugin database env; fi\n\
              echo 'late: not ready' >&2\nexit 3\n",
             dir.join("up").display(),
             e2e::isolated_confd().display()
         ),
-    )
-    .expect("plugin script");
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    for (name, key, template, table) in [
-        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
-        (
-            "late",
-            "/late",
-            "late = {{getv \"/late/value\"}}\n",
-            "[backend]\nbackend = \"late\"\n",
-        ),
-    ] {
-        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
-        std::fs::write(
-            confdir.join(format!("conf.d/{name}.toml")),
-            format!(
-                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
-                out.display()
-            ),
-        )
-        .expect("resource");
-    }
+    );
+    write_resource(&confdir, &out, "app", "/app", APP_TEMPLATE, "");
+    write_resource(
+        &confdir,
+        &out,
+        "late",
+        "/late",
+        "late = {{getv \"/late/value\"}}\n",
+        "[backend]\nbackend = \"late\"\n",
+    );
     (confdir, out)
 }
 
@@ -603,52 +605,27 @@ fn a_table_plugin_that_does_not_start_fails_only_its_resources() {
 #[test]
 fn a_plugin_that_cannot_watch_without_saying_so_is_polled() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (confdir, out, plugins) = (
-        dir.path().join("confdir"),
-        dir.path().join("out"),
-        dir.path().join("plugins"),
-    );
-    for d in [
-        confdir.join("conf.d"),
-        confdir.join("templates"),
-        out.clone(),
-        plugins.clone(),
-    ] {
-        std::fs::create_dir_all(d).expect("dir");
-    }
+    let (confdir, out, plugins) = layout(dir.path());
     let value = dir.path().join("value");
     std::fs::write(&value, "v1\n").expect("value");
-    let script = plugins.join("confd-database-nowatch");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nMISBEHAVE=no-watch MISBEHAVE_VALUE='{}' exec '{}'\n",
+    write_plugin(
+        &plugins,
+        "nowatch",
+        &format!(
+            "MISBEHAVE=no-watch MISBEHAVE_VALUE='{}' exec '{}'\n",
             value.display(),
             env!("CARGO_BIN_EXE_misbehave-plugin")
         ),
-    )
-    .expect("plugin script");
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    for (name, key, template, table) in [
-        ("app", "/app", "name = {{getv \"/app/name\"}}\n", ""),
-        (
-            "polled",
-            "/p",
-            "p = {{getv \"/p\"}}\n",
-            "[backend]\nbackend = \"nowatch\"\n",
-        ),
-    ] {
-        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
-        std::fs::write(
-            confdir.join(format!("conf.d/{name}.toml")),
-            format!(
-                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{key}\"]\n\n{table}",
-                out.display()
-            ),
-        )
-        .expect("resource");
-    }
+    );
+    write_resource(&confdir, &out, "app", "/app", APP_TEMPLATE, "");
+    write_resource(
+        &confdir,
+        &out,
+        "polled",
+        "/p",
+        "p = {{getv \"/p\"}}\n",
+        "[backend]\nbackend = \"nowatch\"\n",
+    );
     let mut cmd = confd(&confdir);
     cmd.arg("--plugin-dir")
         .arg(&plugins)
@@ -698,14 +675,7 @@ fn redis_tables_speak_tls_with_the_confd_keys() {
     };
     server.cli(&["SET", "/tls/a", "secure"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
-    for d in [
-        confdir.join("conf.d"),
-        confdir.join("templates"),
-        out.clone(),
-    ] {
-        std::fs::create_dir_all(d).expect("dir");
-    }
+    let (confdir, out, _) = layout(dir.path());
     std::fs::write(
         confdir.join("templates/t.tmpl"),
         "a = {{getv \"/tls/a\"}}\n",
@@ -756,41 +726,23 @@ fn an_ssm_table_reads_parameters_next_to_the_env_backend() {
     };
     moto.ssm_put("/db/password", "from-ssm");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (confdir, out) = (dir.path().join("confdir"), dir.path().join("out"));
-    std::fs::create_dir_all(confdir.join("conf.d")).expect("conf.d");
-    std::fs::create_dir_all(confdir.join("templates")).expect("templates");
-    std::fs::create_dir_all(&out).expect("out");
+    let (confdir, out, _) = layout(dir.path());
     let key = moto.credentials();
-    for (name, keys, template, table) in [
-        (
-            "app",
-            "/app",
-            "name = {{getv \"/app/name\"}}\n",
-            String::new(),
+    write_resource(&confdir, &out, "app", "/app", APP_TEMPLATE, "");
+    write_resource(
+        &confdir,
+        &out,
+        "db",
+        "/db",
+        "password = {{getv \"/db/password\"}}\n",
+        &format!(
+            "[backend]\nbackend = \"ssm\"\nnodes = [\"{}\"]\nregion = \"{MOTO_REGION}\"\n\
+             accessKeyId = \"{}\"\nsecretAccessKey = \"{}\"\n",
+            moto.endpoint(),
+            key.id,
+            key.secret
         ),
-        (
-            "db",
-            "/db",
-            "password = {{getv \"/db/password\"}}\n",
-            format!(
-                "[backend]\nbackend = \"ssm\"\nnodes = [\"{}\"]\nregion = \"{MOTO_REGION}\"\n\
-                 accessKeyId = \"{}\"\nsecretAccessKey = \"{}\"\n",
-                moto.endpoint(),
-                key.id,
-                key.secret
-            ),
-        ),
-    ] {
-        std::fs::write(confdir.join(format!("templates/{name}.tmpl")), template).expect("template");
-        std::fs::write(
-            confdir.join(format!("conf.d/{name}.toml")),
-            format!(
-                "[template]\nsrc = \"{name}.tmpl\"\ndest = \"{}/{name}.conf\"\nkeys = [\"{keys}\"]\n\n{table}",
-                out.display()
-            ),
-        )
-        .expect("resource");
-    }
+    );
     let output = confd(&confdir)
         .arg("--onetime")
         .output()
